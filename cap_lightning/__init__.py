@@ -1,0 +1,28 @@
+"""cap-lightning: explanation-guided training of small LM classifiers with attribution priors (arXiv 2512.14719).
+
+Public names are imported lazily, so ``import cap_lightning.models`` (used by ``steering``) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AttributionPrior": "cap_lightning.priors",
+    "IGPrior": "cap_lightning.priors",
+    "CapDataModule": "cap_lightning.data",
+    "CapModule": "cap_lightning.module",
+    "PriorCacheCallback": "cap_lightning.callbacks",
+    "AttributionTableCallback": "cap_lightning.visual",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cap_lightning' has no attribute {name!r}")

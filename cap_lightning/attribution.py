@@ -1,0 +1,188 @@
+"""Differentiable self-attribution over the word embeddings: IG, gradient×input, Expected Gradients.
+
+Design decisions (cap.md §1.4, §6):
+- Attributions are taken w.r.t. the word-embedding output (``inputs_embeds``); position and type embeddings stay
+  as the model adds them. The target is the gold-class logit.
+- The baseline replaces *content* tokens only (``pad`` | ``zero`` | ``mask`` embedding); special tokens are kept,
+  so the path runs between "this sentence" and "an empty sentence of the same shape".
+- ``create_graph=True`` makes the scores differentiable in the model weights (double back-prop), which is what lets
+  an alignment loss move attributions. All interpolation steps run as one batched forward.
+- Everything is computed in float32 with autocast disabled: second derivatives in bf16 are noise.
+- Fused SDPA kernels (flash / memory-efficient, CPU and CUDA) have no double backward, so the attribution forward
+  runs under the math SDPA backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+Method = Literal["ig", "grad_x_input", "expected_gradients"]
+Baseline = Literal["pad", "zero", "mask"]
+Quadrature = Literal["middle", "trapezoid", "gausslegendre"]
+METHODS: tuple[str, ...] = ("ig", "grad_x_input", "expected_gradients")
+BASELINES: tuple[str, ...] = ("pad", "zero", "mask")
+QUADRATURES: tuple[str, ...] = ("middle", "trapezoid", "gausslegendre")
+
+ForwardFn = Callable[[Tensor], Tensor]  # inputs_embeds (B', T, d) -> logits (B', C)
+
+
+def quadrature_points(steps: int, kind: Quadrature = "middle") -> tuple[Tensor, Tensor]:
+    """Points α ∈ [0, 1] and weights (summing to 1) for ∫₀¹ g(α) dα with ``steps`` evaluations."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if kind == "middle":
+        alphas = (np.arange(steps) + 0.5) / steps
+        weights = np.full(steps, 1.0 / steps)
+    elif kind == "trapezoid":
+        if steps == 1:
+            return torch.ones(1), torch.ones(1)
+        alphas = np.linspace(0.0, 1.0, steps)
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] *= 0.5
+    elif kind == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = 0.5 * (x + 1.0), 0.5 * w
+    else:
+        raise ValueError(f"quadrature {kind!r} is not one of {QUADRATURES}")
+    return torch.tensor(alphas, dtype=torch.float32), torch.tensor(weights, dtype=torch.float32)
+
+
+def embedding_baseline(
+    embeds: Tensor, content_mask: Tensor, kind: Baseline, embedding: torch.nn.Embedding, token_id: int | None
+) -> Tensor:
+    """Baseline embeddings (B, T, d): content positions replaced, special/pad positions kept.
+
+    Args:
+        embeds: ``(B, T, d)`` word embeddings of the input.
+        content_mask: ``(B, T)`` bool, True at non-special, non-pad tokens.
+        kind: ``pad`` / ``mask`` use that token's embedding (``token_id``), ``zero`` the zero vector.
+        embedding: the model's word-embedding table.
+        token_id: id of the pad or mask token for ``pad`` / ``mask``.
+    """
+    if kind not in BASELINES:
+        raise ValueError(f"baseline {kind!r} is not one of {BASELINES}")
+    if kind == "zero":
+        fill = torch.zeros_like(embeds[0, 0])
+    else:
+        if token_id is None:
+            raise ValueError(f"baseline {kind!r} needs a tokenizer with a {kind} token")
+        fill = embedding.weight[token_id].to(embeds.dtype)
+    return torch.where(content_mask.unsqueeze(-1), fill.expand_as(embeds), embeds)
+
+
+def _gold(logits: Tensor, labels: Tensor) -> Tensor:
+    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B',)
+
+
+def integrated_gradients(
+    forward: ForwardFn,
+    embeds: Tensor,
+    baseline: Tensor,
+    labels: Tensor,
+    steps: int = 8,
+    quadrature: Quadrature = "middle",
+    create_graph: bool = True,
+) -> Tensor:
+    """IG of the gold logit along the straight path baseline → embeds; returns per-token scores (B, T).
+
+    All ``steps`` interpolations run in one forward of batch ``steps·B``. Completeness:
+    ``scores.sum(-1) ≈ F(embeds) − F(baseline)`` as ``steps`` grows.
+    """
+    alphas, weights = quadrature_points(steps, quadrature)
+    alphas, weights = alphas.to(embeds), weights.to(embeds)
+    diff = embeds - baseline  # (B, T, d)
+    path = baseline.unsqueeze(0) + alphas.view(-1, 1, 1, 1) * diff.unsqueeze(0)  # (m, B, T, d)
+    if not path.requires_grad:
+        path.requires_grad_(True)
+    logits = forward(path.flatten(0, 1))  # (m·B, C)
+    gold = _gold(logits, labels.repeat(steps))
+    (grads,) = torch.autograd.grad(gold.sum(), path, create_graph=create_graph)  # (m, B, T, d)
+    mean_grad = (weights.view(-1, 1, 1, 1) * grads).sum(0)  # (B, T, d)
+    return (diff * mean_grad).sum(-1)
+
+
+def gradient_x_input(
+    forward: ForwardFn, embeds: Tensor, baseline: Tensor, labels: Tensor, create_graph: bool = True
+) -> Tensor:
+    """(x − x′)·∇F(x) per token (B, T): IG with one right-endpoint step, one forward."""
+    x = embeds if embeds.requires_grad else embeds.detach().requires_grad_(True)
+    gold = _gold(forward(x), labels)
+    (grad,) = torch.autograd.grad(gold.sum(), x, create_graph=create_graph)
+    return ((embeds - baseline) * grad).sum(-1)
+
+
+def expected_gradients(
+    forward: ForwardFn,
+    embeds: Tensor,
+    baseline: Tensor,
+    labels: Tensor,
+    content_mask: Tensor,
+    create_graph: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Expected Gradients with one sample per input (Erion et al.): reference = another example of the batch.
+
+    Each row's reference is the word embeddings of a randomly chosen other row at the positions where both are
+    content tokens (the ``baseline`` elsewhere), and α ~ U(0, 1) per row. With a batch of one, the reference is
+    ``baseline``. Cost: one forward + double backward.
+    """
+    B = embeds.shape[0]
+    if B > 1:
+        shift = int(torch.randint(1, B, (1,), generator=generator))
+        other = torch.roll(torch.arange(B), shift)
+        both = content_mask & content_mask[other]
+        reference = torch.where(both.unsqueeze(-1), embeds[other].detach(), baseline)
+    else:
+        reference = baseline
+    alpha = torch.rand(B, 1, 1, generator=generator).to(embeds)
+    point = reference + alpha * (embeds - reference)
+    gold = _gold(forward(point), labels)
+    (grad,) = torch.autograd.grad(gold.sum(), point, create_graph=create_graph)
+    return ((embeds - reference) * grad).sum(-1)
+
+
+def classifier_forward(model, attention_mask: Tensor, **extra: Tensor) -> ForwardFn:
+    """A ``ForwardFn`` for an HF sequence classifier; repeats the mask for batched interpolation steps."""
+
+    def forward(inputs_embeds: Tensor) -> Tensor:
+        reps = inputs_embeds.shape[0] // attention_mask.shape[0]
+        kwargs = {k: v.repeat(reps, 1) for k, v in extra.items()}
+        return model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.repeat(reps, 1), **kwargs).logits
+
+    return forward
+
+
+def self_attribution(
+    model,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    labels: Tensor,
+    content_mask: Tensor,
+    method: Method = "ig",
+    steps: int = 8,
+    baseline: Baseline = "pad",
+    baseline_token_id: int | None = None,
+    quadrature: Quadrature = "middle",
+    create_graph: bool = True,
+) -> Tensor:
+    """The classifier's own attribution of the gold logit per token (B, T), zero off content tokens."""
+    if method not in METHODS:
+        raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
+    embedding = model.get_input_embeddings()
+    with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+        embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table
+        base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
+        forward = classifier_forward(model, attention_mask)
+        if method == "ig":
+            scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph)
+        elif method == "grad_x_input":
+            scores = gradient_x_input(forward, embeds, base, labels, create_graph)
+        else:
+            scores = expected_gradients(forward, embeds, base, labels, content_mask, create_graph)
+    return scores * content_mask

@@ -1,0 +1,112 @@
+"""``PriorCacheCallback``: compute the training priors once, cache them on disk, attach them to the data.
+
+Design decisions:
+- Runs in ``setup("fit")``, after the data module's ``setup`` and before any weights of the trained model load.
+- Cache key = sha256(prior.cache_key(), training-data fingerprint, split setting, package version): any change of
+  a prior argument, the data, the split or the package gives a new entry; ``overwrite=True`` forces a recompute.
+- Rows are computed in fixed-size chunks, each written atomically as soon as it is done: an interrupted run resumes
+  from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
+  the chunks into one file, and after a second barrier every rank reads it.
+- Corrupted or truncated files are detected (``prior_cache.load_priors``), deleted and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+from tqdm.auto import tqdm
+
+from cap_lightning import __version__
+from cap_lightning.prior_cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
+from cap_lightning.priors import AttributionPrior
+from cap_lightning.tokens import split_words
+
+
+class PriorCacheCallback(L.Callback):
+    """Compute attribution priors for the training split once per content hash and attach them.
+
+    Args:
+        prior: the prior source (``cap_lightning.IGPrior``, or any ``AttributionPrior``).
+        cache_dir: root folder of the cache.
+        chunk_size: rows per chunk file (the unit of resumption and of DDP sharding).
+        overwrite: recompute even when a valid cache entry exists.
+    """
+
+    def __init__(
+        self, prior: AttributionPrior, cache_dir: str = "cache/priors", chunk_size: int = 64, overwrite: bool = False
+    ) -> None:
+        if not isinstance(prior, AttributionPrior):
+            raise TypeError(f"prior must be an AttributionPrior, got {type(prior).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.prior = prior
+        self.cache_dir = Path(cache_dir)
+        self.chunk_size = chunk_size
+        self.overwrite = overwrite
+        self.last: dict[str, float | int | str | bool] = {}
+
+    def entry_dir(self, datamodule) -> Path:
+        _, _, fingerprint = datamodule.prior_inputs()
+        key = cache_key(self.prior.cache_key(), fingerprint, datamodule.setting, __version__)
+        return self.cache_dir / key
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "attach_priors"):
+            raise RuntimeError("PriorCacheCallback needs a data module with prior_inputs()/attach_priors()")
+        texts, labels, _ = datamodule.prior_inputs()
+        folder = self.entry_dir(datamodule)
+        key = folder.name
+        n_words = [len(split_words(t)) for t in texts]
+        start = time.perf_counter()
+        priors = None if self.overwrite else load_priors(folder / MERGED, key, 0, n_words)
+        hit = priors is not None
+        if hit:
+            rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
+        else:
+            self._compute_missing(trainer, datamodule, texts, labels, n_words, folder, key)
+            if trainer.is_global_zero:
+                merged = []
+                for s in chunk_starts(len(texts), self.chunk_size):
+                    rows = load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size])
+                    if rows is None:
+                        raise RuntimeError(f"prior chunk {chunk_path(folder, s)} is missing or invalid after compute")
+                    merged.extend(rows)
+                save_priors(folder / MERGED, merged, key, 0)
+                for s in chunk_starts(len(texts), self.chunk_size):
+                    chunk_path(folder, s).unlink(missing_ok=True)
+            trainer.strategy.barrier("prior_cache_merged")
+            priors = load_priors(folder / MERGED, key, 0, n_words)
+            if priors is None:
+                raise RuntimeError(f"merged prior file {folder / MERGED} is missing or invalid")
+        seconds = time.perf_counter() - start
+        self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
+        rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
+        datamodule.attach_priors(priors)
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
+            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds})
+
+    def _compute_missing(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str) -> None:
+        rank, world = trainer.global_rank, trainer.world_size
+        mine = [s for s in chunk_starts(len(texts), self.chunk_size) if s // self.chunk_size % world == rank]
+        todo = [s for s in mine if load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size]) is None]
+        rank_zero_info(
+            f"[priors] computing {type(self.prior).__name__} priors for {len(texts)} texts into {folder} "
+            f"({len(mine) - len(todo)} of {len(mine)} chunks of rank 0 already on disk)"
+        )
+        if todo:
+            self.prior.prepare(texts, labels, datamodule.num_labels, trainer.strategy.root_device)
+            bar = tqdm(total=len(todo), desc=f"priors (rank {rank})", disable=rank != 0, unit="chunk")
+            for s in todo:
+                rows = self.prior(texts[s : s + self.chunk_size], labels[s : s + self.chunk_size])
+                save_priors(chunk_path(folder, s), rows, key, s)
+                bar.update(1)
+            bar.close()
+            self.prior.release()
+        trainer.strategy.barrier("prior_cache_chunks")

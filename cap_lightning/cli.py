@@ -1,0 +1,116 @@
+"""The ``lightning`` / ``cap-lightning`` command: a generic LightningCLI in subclass mode.
+
+``lightning fit|validate|test|predict --config experiments/X.yaml`` — the YAML's ``class_path`` entries pick the
+module, the data module, callbacks and logger, so the same launcher serves ``cap_lightning`` and ``steering``.
+
+Design decisions:
+- ``model.init_args.model_path`` is linked into ``data.init_args.model_path`` (tokenizer = model).
+- W&B is offline unless the user configured a key (``WANDB_API_KEY`` or ``wandb login``); an unnamed
+  ``WandbLogger`` run is named and grouped from the config (dataset / prior / setting / seed).
+- The resolved config is saved as ``config.yaml`` in the run folder and logged to the W&B run config.
+- ``fit`` ends with a test of the best checkpoint (``--test_after_fit false`` to skip), so one command trains
+  and reports test accuracy in the same W&B run.
+- Imports no model code at import time: ``--help`` and ``--print_config`` stay fast.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+
+def _wandb_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def _short(class_path: str | None) -> str:
+    name = (class_path or "none").rsplit(".", 1)[-1]
+    return name.removesuffix("Prior").lower() or "none"
+
+
+def run_labels(config: Any) -> dict[str, Any]:
+    """Name, group and tags of a run from its resolved config (dataset, prior, setting, seed)."""
+    data = (config.get("data") or {}).get("init_args") or {}
+    model = (config.get("model") or {}).get("init_args") or {}
+    prior = "none"
+    for cb in config.get("trainer", {}).get("callbacks") or []:
+        if str(cb.get("class_path", "")).endswith("PriorCacheCallback"):
+            prior = _short(cb.get("init_args", {}).get("prior", {}).get("class_path"))
+    if float(model.get("prior_weight", 0.0) or 0.0) == 0.0:
+        prior = "baseline"
+    dataset = data.get("dataset", "data")
+    split = data.get("split", "full")
+    setting = f"fs{data.get('shots_per_class')}" if split == "few_shot" else split
+    seed = data.get("seed", config.get("seed_everything"))
+    return {
+        "name": f"{dataset}-{prior}-{setting}-s{seed}",
+        "group": f"{dataset}/{setting}",
+        "tags": [str(dataset), prior, str(setting)],
+    }
+
+
+class _SaveAndLogConfig(SaveConfigCallback):
+    """Save ``config.yaml`` in the run folder and put the resolved config into the logger's hyperparameters."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.logger is not None:
+            config = self.parser.dump(self.config, skip_none=False, format="json")
+            trainer.logger.log_hyperparams({"config": config})
+
+
+class CapCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.init_args.model_path", "data.init_args.model_path")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="fit only: test the best checkpoint (or the final weights) on the test split when training ends",
+        )
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit", True) or self.trainer.interrupted:
+            return
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=False)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger = config.get("trainer", {}).get("logger")
+        loggers = logger if isinstance(logger, list) else [logger]
+        labels = run_labels(config.as_dict() if hasattr(config, "as_dict") else config)
+        for entry in loggers:
+            if hasattr(entry, "get") and str(entry.get("class_path", "")).endswith("WandbLogger"):
+                init = entry.init_args
+                for key in ("name", "group", "tags"):
+                    if init.get(key) in (None, []):
+                        init[key] = labels[key]
+
+
+def run_cli(args: list[str] | None = None) -> CapCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (for tests and notebooks)."""
+    if "WANDB_MODE" not in os.environ and not _wandb_key_configured():
+        os.environ["WANDB_MODE"] = "offline"
+    return CapCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=_SaveAndLogConfig,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``lightning`` / ``cap-lightning`` / ``python -m cap_lightning``."""
+    run_cli(args)

@@ -1,0 +1,252 @@
+"""``CapDataModule``: full, few-shot and adversarial splits of a text-classification dataset, priors in collate.
+
+Design decisions:
+- Loading and splitting are pure functions (``datasets.py``, ``splits.py``); this class only wires them to
+  Lightning. All file reading and validation happen in ``setup`` before any model is loaded.
+- Priors are word-level (one tensor per training text, attached by ``PriorCacheCallback``) and broadcast to
+  subwords in the collate function, which tokenizes on the fly with offsets (``tokens.py``).
+- ``max_train_examples`` / ``max_eval_examples`` take a seeded subset, for short demo runs on a CPU: the prior of
+  every training text is computed, so the subset must be taken before priors, not by ``limit_train_batches``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from cap_lightning.datasets import DATASETS, LabelledSplits, load_splits
+from cap_lightning.models import load_tokenizer
+from cap_lightning.splits import TextExample, data_fingerprint, few_shot, read_adversarial_jsonl
+from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
+
+Split = Literal["full", "few_shot", "adversarial"]
+SPLITS: tuple[str, ...] = ("full", "few_shot", "adversarial")
+
+
+class _Collate:
+    """Tokenize a list of items; add ``word_index`` and, when every item has one, the subword ``prior``."""
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, items: Sequence[dict]) -> dict[str, Tensor]:
+        enc, word_index = batch_word_index(self.tokenizer, [it["text"] for it in items], self.max_length)
+        batch: dict[str, Tensor] = dict(enc)
+        batch["labels"] = torch.tensor([it["label"] for it in items], dtype=torch.long)
+        batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
+        batch["word_index"] = word_index
+        if all("prior" in it for it in items):
+            batch["prior"] = words_to_tokens([it["prior"] for it in items], word_index)
+        return batch
+
+
+def _subset(examples: list[TextExample], n: int | None, seed: int) -> list[TextExample]:
+    if n is None or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+class CapDataModule(L.LightningDataModule):
+    """Text-classification data for attribution-prior training.
+
+    Args:
+        dataset: one of ``sst2, banking77, hwu64, clinc150, emotion``, or ``custom`` (your own files or hub id).
+        data_dir: folder with the dataset's original files (e.g. ``../shared/data/banking77``); None loads the hub.
+        model_path: tokenizer source; the CLI links it from ``model.init_args.model_path``.
+        split: ``full`` | ``few_shot`` (``shots_per_class`` per class from train) | ``adversarial`` (full train;
+            test = the attacked split file ``adversarial_file``).
+        shots_per_class: k for ``few_shot``.
+        seed: seeds the few-shot draw, the validation carve-out and the subsets.
+        validation_fraction: share of train carved out as validation where a dataset has none.
+        max_length: tokens per text (truncation).
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size (default: ``batch_size``).
+        num_workers: DataLoader workers.
+        max_train_examples: seeded subset of the training split (after few-shot), for short runs.
+        max_eval_examples: seeded subset of validation and test, for short runs.
+        adversarial_file: jsonl written by the adversarial generator (text, label, original_text, recipe, ...).
+        train_file: custom data: training file (csv, tsv, jsonl, json or parquet).
+        validation_file: custom data: validation file (optional; carved from train when absent).
+        test_file: custom data: test file.
+        text_column: custom data: name of the text column.
+        label_column: custom data: name of the label column.
+        label_names: custom data: label order (default: sorted labels of the training file).
+        hub_id: custom data from the hub: ``datasets.load_dataset`` id.
+        hub_config: custom data from the hub: config name.
+        train_split: hub split name for training.
+        validation_split: hub split name for validation (None: carve from train).
+        test_split: hub split name for testing.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "sst2",
+        data_dir: str | None = None,
+        model_path: str = "minilm",
+        split: Split = "full",
+        shots_per_class: int = 10,
+        seed: int = 0,
+        validation_fraction: float = 0.1,
+        max_length: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_train_examples: int | None = None,
+        max_eval_examples: int | None = None,
+        adversarial_file: str | None = None,
+        train_file: str | None = None,
+        validation_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        label_names: list[str] | None = None,
+        hub_id: str | None = None,
+        hub_config: str | None = None,
+        train_split: str = "train",
+        validation_split: str | None = "validation",
+        test_split: str = "test",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if dataset not in (*DATASETS, "custom"):
+            raise ValueError(f"dataset {dataset!r} is not one of {(*DATASETS, 'custom')}")
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {SPLITS}")
+        if split == "adversarial" and not adversarial_file:
+            raise ValueError("split 'adversarial' needs adversarial_file (the attacked split jsonl)")
+        if adversarial_file and not Path(adversarial_file).is_file():
+            raise FileNotFoundError(
+                f"adversarial_file {adversarial_file!r} does not exist; produce it with the adversarial generator first"
+            )
+        sizes = {"shots_per_class": shots_per_class, "max_length": max_length, "batch_size": batch_size}
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"data_dir {data_dir!r} is not a folder (set data_dir: null to load from the hub)")
+        self.splits: LabelledSplits | None = None
+        self.tokenizer = None
+        self._train_priors: list[Tensor] | None = None
+
+    # ----------------------------------------------------------------------------------------------- loading
+    def _load(self) -> LabelledSplits:
+        if self.splits is not None:
+            return self.splits
+        h = self.hparams
+        splits = load_splits(
+            h.dataset,
+            h.data_dir,
+            validation_fraction=h.validation_fraction,
+            seed=h.seed,
+            train_file=h.train_file,
+            validation_file=h.validation_file,
+            test_file=h.test_file,
+            text_column=h.text_column,
+            label_column=h.label_column,
+            label_names=h.label_names,
+            hub_id=h.hub_id,
+            hub_config=h.hub_config,
+            train_split=h.train_split,
+            validation_split=h.validation_split,
+            test_split=h.test_split,
+        )
+        train = splits.train
+        if h.split == "few_shot":
+            train = few_shot(train, h.shots_per_class, h.seed, label_names=splits.label_names)
+        train = _subset(train, h.max_train_examples, h.seed)
+        test = splits.test
+        if h.split == "adversarial":
+            test = [TextExample(r.text, r.label) for r in read_adversarial_jsonl(h.adversarial_file)]
+            bad = sorted({e.label for e in test if not 0 <= e.label < splits.num_labels})
+            if bad:
+                raise ValueError(f"{h.adversarial_file}: labels {bad} outside 0..{splits.num_labels - 1}")
+        validation = _subset(splits.validation, h.max_eval_examples, h.seed)
+        test = _subset(test, h.max_eval_examples, h.seed)
+        self.splits = replace(splits, train=train, validation=validation, test=test)
+        return self.splits
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.hparams.model_path)
+
+    @property
+    def num_labels(self) -> int:
+        return self._load().num_labels
+
+    @property
+    def label_names(self) -> list[str]:
+        return self._load().label_names
+
+    @property
+    def setting(self) -> str:
+        """Short run label: ``full``, ``fs10`` (few-shot k=10) or ``adversarial``."""
+        h = self.hparams
+        return f"fs{h.shots_per_class}" if h.split == "few_shot" else h.split
+
+    # ------------------------------------------------------------------------------------------------ priors
+    def prior_inputs(self) -> tuple[list[str], list[int], str]:
+        """Texts, labels and a content fingerprint of the training split, for ``PriorCacheCallback``."""
+        train = self._load().train
+        return [e.text for e in train], [e.label for e in train], data_fingerprint(train)
+
+    def attach_priors(self, priors: Sequence[Tensor]) -> None:
+        """Attach one word-level prior (n_words,) per training text, in ``prior_inputs`` order."""
+        train = self._load().train
+        if len(priors) != len(train):
+            raise ValueError(f"got {len(priors)} priors for {len(train)} training texts")
+        for i, (p, e) in enumerate(zip(priors, train, strict=True)):
+            if p.shape != (len(split_words(e.text)),):
+                raise ValueError(f"prior {i} has shape {tuple(p.shape)}, text has {len(split_words(e.text))} words")
+        self._train_priors = list(priors)
+
+    @property
+    def has_priors(self) -> bool:
+        return self._train_priors is not None
+
+    # ------------------------------------------------------------------------------------------- dataloaders
+    def _items(self, examples: list[TextExample], priors: list[Tensor] | None = None) -> list[dict]:
+        items = [{"text": e.text, "label": e.label, "index": i} for i, e in enumerate(examples)]
+        if priors is not None:
+            for item, p in zip(items, priors, strict=True):
+                item["prior"] = p
+        return items
+
+    def _loader(self, items: list[dict], shuffle: bool, batch_size: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.hparams.seed) if shuffle else None
+        return DataLoader(
+            items,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.hparams.num_workers,
+            collate_fn=_Collate(self.tokenizer, self.hparams.max_length),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        items = self._items(self._load().train, self._train_priors)
+        return self._loader(items, shuffle=True, batch_size=self.hparams.batch_size)
+
+    def _eval_loader(self, examples: list[TextExample]) -> DataLoader:
+        return self._loader(self._items(examples), False, self.hparams.eval_batch_size or self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self._load().validation)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self._load().test)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self._load().test)

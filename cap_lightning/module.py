@@ -1,0 +1,206 @@
+"""``CapModule``: fine-tune an HF sequence classifier with cross-entropy + λ · attribution alignment.
+
+Design decisions:
+- The loss is ``CE + λ·D(a_θ(x), prior)`` where ``a_θ`` is the model's own differentiable attribution (IG with
+  ``create_graph``, gradient×input or Expected Gradients; ``attribution.py``) and ``D`` an alignment loss
+  (``losses.py``). With ``prior_weight == 0`` the attribution is never computed, so no RNG draw or extra op
+  happens and training is bit-for-bit plain fine-tuning.
+- ``__init__`` validates and stores; weights load in ``configure_model`` (also called by ``load_from_checkpoint``).
+  ``num_labels=None`` takes the data module's label count, which is then saved in the checkpoint.
+- Metrics are torchmetrics objects per stage, logged as ``stage/name`` (``val/acc``, ``test/macro_f1``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from cap_lightning.attribution import BASELINES, METHODS, QUADRATURES, self_attribution
+from cap_lightning.losses import ALIGNMENT_LOSSES, alignment_loss
+from cap_lightning.models import load_classifier, resolve_model_path
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class CapModule(L.LightningModule):
+    """Attribution-prior training of a small LM classifier (cap.md §2).
+
+    Args:
+        model_path: short name (``minilm``), local HF folder or hub id (paper: ``roberta-base``).
+        num_labels: classifier outputs; None takes the data module's label count.
+        prior_weight: λ, the weight of the alignment loss; 0 reproduces plain fine-tuning exactly.
+        prior_loss: alignment loss ``kl`` | ``mse`` | ``cosine`` | ``rank``.
+        attribution: self-attribution ``ig`` | ``grad_x_input`` | ``expected_gradients``.
+        ig_steps: interpolation steps of the differentiable IG (cost grows linearly).
+        ig_baseline: IG / gradient×input baseline for content tokens: ``pad`` | ``zero`` | ``mask``.
+        quadrature: IG quadrature rule ``middle`` | ``trapezoid`` | ``gausslegendre``.
+        prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
+        warmup_fraction: share of training steps with linear learning-rate warm-up, then linear decay.
+    """
+
+    def __init__(
+        self,
+        model_path: str = "minilm",
+        num_labels: int | None = None,
+        prior_weight: float = 0.5,
+        prior_loss: Literal["kl", "mse", "cosine", "rank"] = "kl",
+        attribution: Literal["ig", "grad_x_input", "expected_gradients"] = "ig",
+        ig_steps: int = 8,
+        ig_baseline: Literal["pad", "zero", "mask"] = "pad",
+        quadrature: Literal["middle", "trapezoid", "gausslegendre"] = "middle",
+        prior_warmup_steps: int = 0,
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.06,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        choices = {"prior_loss": (prior_loss, ALIGNMENT_LOSSES), "attribution": (attribution, METHODS)}
+        choices |= {"ig_baseline": (ig_baseline, BASELINES), "quadrature": (quadrature, QUADRATURES)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        if prior_weight < 0:
+            raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
+        if ig_steps < 1:
+            raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
+        if num_labels is not None and num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        resolve_model_path(model_path)  # a clear error for a bad path now, before any data or weights load
+        self.model = None
+        self.metrics = torch.nn.ModuleDict()  # stage -> MetricCollection, keyed "train_" etc. (nn.Module.train exists)
+        self._baseline_token_id: int | None = None
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        data_labels = getattr(datamodule, "num_labels", None)
+        if self.hparams.num_labels is None:
+            if data_labels is None:
+                raise ValueError("num_labels is None and the data module does not report num_labels; set it")
+            self.hparams.num_labels = data_labels
+        elif data_labels is not None and data_labels != self.hparams.num_labels:
+            raise ValueError(
+                f"model num_labels={self.hparams.num_labels} but the data has {data_labels} labels; "
+                "set model.init_args.num_labels to match (or leave it null)"
+            )
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            token = {"pad": tokenizer.pad_token_id, "mask": tokenizer.mask_token_id, "zero": None}
+            self._baseline_token_id = token[self.hparams.ig_baseline]
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        if self.hparams.num_labels is None:
+            raise ValueError("num_labels is unknown: run through a Trainer with a CapDataModule, or set num_labels")
+        self.model = load_classifier(self.hparams.model_path, self.hparams.num_labels).train()  # HF loads in eval
+        if self._baseline_token_id is None and self.hparams.ig_baseline == "pad":
+            self._baseline_token_id = self.model.config.pad_token_id
+        n = self.hparams.num_labels
+        for stage in ("train", "val", "test"):
+            self.metrics[f"{stage}_"] = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes=n, average="micro"),
+                    "macro_f1": MulticlassF1Score(num_classes=n, average="macro"),
+                },
+                prefix=f"{stage}/",
+            )
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.hparams.prior_weight > 0 and not getattr(datamodule, "has_priors", False):
+            raise RuntimeError(
+                f"prior_weight={self.hparams.prior_weight} but no priors are attached to the training data: add "
+                "cap_lightning.PriorCacheCallback to trainer.callbacks, or set model.init_args.prior_weight=0"
+            )
+
+    # ---------------------------------------------------------------------------------------------- steps
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.model(**{k: batch[k] for k in _MODEL_INPUTS if k in batch}).logits
+
+    def current_prior_weight(self) -> float:
+        warm = self.hparams.prior_warmup_steps
+        scale = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
+        return self.hparams.prior_weight * scale
+
+    def attribute(self, batch: dict[str, Tensor], create_graph: bool = True, steps: int | None = None) -> Tensor:
+        """The model's own attribution of the gold logit per token (B, T), zero off content tokens."""
+        h = self.hparams
+        return self_attribution(
+            self.model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["labels"],
+            batch["word_index"] >= 0,
+            method=h.attribution,
+            steps=steps or h.ig_steps,
+            baseline=h.ig_baseline,
+            baseline_token_id=self._baseline_token_id,
+            quadrature=h.quadrature,
+            create_graph=create_graph,
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch)
+        ce = F.cross_entropy(logits, batch["labels"])
+        loss = ce
+        weight = self.current_prior_weight()
+        if weight > 0:
+            mask = (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
+            align = alignment_loss(self.hparams.prior_loss, self.attribute(batch), batch["prior"], mask)
+            loss = ce + weight * align
+            self.log("train/align", align, on_step=True, on_epoch=True)
+            self.log("train/prior_weight", weight, on_step=True, on_epoch=False)
+        self.log("train/ce", ce, on_step=True, on_epoch=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.metrics["train_"].update(logits.detach(), batch["labels"])
+        self.log_dict(self.metrics["train_"], on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> Tensor:
+        logits = self(batch)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True, sync_dist=True)
+        self.metrics[f"{stage}_"].update(logits, batch["labels"])
+        self.log_dict(self.metrics[f"{stage}_"], on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return logits
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step("test", batch)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        logits = self(batch)
+        return {"index": batch["index"], "pred": logits.argmax(-1), "probs": logits.softmax(-1)}
+
+    # ------------------------------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": self.hparams.weight_decay},
+            {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.hparams.warmup_fraction * total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,50 @@
+"""Shared builders for cap_lightning tests: a tiny data module over the sentiment fixture, counting priors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from cap_lightning.data import CapDataModule
+from cap_lightning.priors import AttributionPrior
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def tiny_datamodule(model_dir: Path, **overrides) -> CapDataModule:
+    kwargs = dict(
+        dataset="custom",
+        train_file=str(FIXTURES / "sentiment_train.csv"),
+        test_file=str(FIXTURES / "sentiment_test.csv"),
+        label_names=["negative", "positive"],
+        model_path=str(model_dir),
+        batch_size=4,
+        validation_fraction=0.25,
+        max_length=16,
+    )
+    kwargs.update(overrides)
+    return CapDataModule(**kwargs)
+
+
+class CountingPrior(AttributionPrior):
+    """A deterministic prior (word position / length) that counts how many texts it scored."""
+
+    def __init__(self, tag: str = "a", fail_after: int | None = None) -> None:
+        self.tag = tag
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def config(self) -> dict:
+        return {"tag": self.tag}
+
+    def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[torch.Tensor]:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash during extraction")
+        self.calls += len(texts)
+        out = []
+        for t in texts:
+            n = len(t.split())
+            out.append(torch.arange(1, n + 1, dtype=torch.float32) / n)
+        return out

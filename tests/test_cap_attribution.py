@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from cap_lightning.attribution import (
+    classifier_forward,
+    embedding_baseline,
+    quadrature_points,
+    self_attribution,
+)
+from cap_lightning.losses import alignment_loss
+from cap_lightning.tokens import batch_word_index
+from tests.tiny import tiny_classifier, tiny_tokenizer
+
+TEXTS = ["this movie is great fun", "bad film", "i love this very good film"]
+
+
+def _setup(num_labels=3, scale=4.0):
+    model = tiny_classifier(num_labels)
+    with torch.no_grad():  # larger weights than the default init, so logits move measurably with the input
+        for p in model.parameters():
+            p.mul_(scale)
+    tok = tiny_tokenizer()
+    enc, wi = batch_word_index(tok, TEXTS, 16)
+    labels = torch.tensor([0, 2, 1])
+    return model, tok, enc, wi, labels
+
+
+@pytest.mark.parametrize("kind", ["middle", "trapezoid", "gausslegendre"])
+def test_quadrature_weights_sum_to_one(kind):
+    alphas, weights = quadrature_points(7, kind)
+    assert alphas.min() >= 0 and alphas.max() <= 1
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+
+
+def test_quadrature_rejects_bad_input():
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        quadrature_points(0)
+    with pytest.raises(ValueError, match="quadrature 'simpson'"):
+        quadrature_points(4, "simpson")
+
+
+def test_ig_completeness_on_tiny_model():
+    model, tok, enc, wi, y = _setup()
+    content = wi >= 0
+    scores = self_attribution(
+        model, enc["input_ids"], enc["attention_mask"], y, content, "ig", 32, "pad", tok.pad_token_id, "gausslegendre"
+    )
+    with torch.no_grad():
+        emb = model.get_input_embeddings()(enc["input_ids"])
+        base = embedding_baseline(emb, content, "pad", model.get_input_embeddings(), tok.pad_token_id)
+        f = classifier_forward(model, enc["attention_mask"])
+        gap = f(emb).gather(1, y[:, None])[:, 0] - f(base).gather(1, y[:, None])[:, 0]
+    assert gap.abs().min() > 1e-4  # the check below is not vacuous
+    torch.testing.assert_close(scores.sum(-1), gap, rtol=1e-3, atol=1e-6)
+    assert torch.all(scores[~content] == 0)
+
+
+def test_batched_equals_unbatched():
+    model, tok, enc, wi, y = _setup()
+    batched = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, wi >= 0, "ig", 8, "pad", 0)
+    for b in range(len(TEXTS)):
+        e1, w1 = batch_word_index(tok, [TEXTS[b]], 16)
+        single = self_attribution(
+            model, e1["input_ids"], e1["attention_mask"], y[b : b + 1], w1 >= 0, "ig", 8, "pad", 0
+        )
+        n = single.shape[1]
+        torch.testing.assert_close(batched[b, :n], single[0], rtol=1e-4, atol=1e-6)
+
+
+def test_grad_x_input_is_one_step_trapezoid_ig():
+    model, tok, enc, wi, y = _setup()
+    args = (model, enc["input_ids"], enc["attention_mask"], y, wi >= 0)
+    gxi = self_attribution(*args, "grad_x_input", baseline="zero")
+    ig1 = self_attribution(*args, "ig", 1, "zero", quadrature="trapezoid")
+    torch.testing.assert_close(gxi, ig1)
+
+
+def test_expected_gradients_is_seeded_and_masked():
+    model, tok, enc, wi, y = _setup()
+    args = (model, enc["input_ids"], enc["attention_mask"], y, wi >= 0)
+    torch.manual_seed(3)
+    a = self_attribution(*args, "expected_gradients", baseline_token_id=0)
+    torch.manual_seed(3)
+    b = self_attribution(*args, "expected_gradients", baseline_token_id=0)
+    torch.testing.assert_close(a, b)
+    assert torch.all(a[wi < 0] == 0) and a.abs().sum() > 0
+
+
+@pytest.mark.parametrize("method", ["ig", "grad_x_input", "expected_gradients"])
+@pytest.mark.parametrize("loss", ["kl", "mse", "cosine", "rank"])
+def test_alignment_loss_has_gradient_on_encoder_weights(method, loss):
+    model, tok, enc, wi, y = _setup()
+    content = wi >= 0
+    a = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, content, method, 4, "pad", 0)
+    prior = torch.rand(content.shape)
+    alignment_loss(loss, a, prior, content).backward()
+    grad = model.bert.encoder.layer[0].attention.self.query.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_unknown_method_and_missing_baseline_token():
+    model, tok, enc, wi, y = _setup()
+    args = (model, enc["input_ids"], enc["attention_mask"], y, wi >= 0)
+    with pytest.raises(ValueError, match="attribution method 'lime'"):
+        self_attribution(*args, "lime")
+    with pytest.raises(ValueError, match="needs a tokenizer with a mask token"):
+        self_attribution(*args, "ig", baseline="mask", baseline_token_id=None)

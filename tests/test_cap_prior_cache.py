@@ -1,0 +1,98 @@
+import lightning as L
+import pytest
+import torch
+
+from cap_lightning.callbacks import PriorCacheCallback
+from cap_lightning.prior_cache import MERGED, load_priors, save_priors
+from cap_lightning.priors import IGPrior
+from tests.helpers import CountingPrior, tiny_datamodule
+
+PRIORS = [torch.tensor([0.0, 1.0, 0.5]), torch.tensor([1.0]), torch.tensor([0.25, 1.0])]
+N_WORDS = [3, 1, 2]
+
+
+def test_round_trip(tmp_path):
+    save_priors(tmp_path / "p.safetensors", PRIORS, "k", 0)
+    back = load_priors(tmp_path / "p.safetensors", "k", 0, N_WORDS)
+    for a, b in zip(PRIORS, back):
+        torch.testing.assert_close(a, b)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_corrupted_file_is_rejected_and_deleted(tmp_path, damage):
+    path = tmp_path / "p.safetensors"
+    save_priors(path, PRIORS, "k", 0)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) - 5]
+    elif damage == "flip":
+        raw[-3] ^= 0xFF  # inside the values: the header still parses, the checksum catches it
+    else:
+        raw = bytearray(b"not a safetensors file")
+    path.write_bytes(bytes(raw))
+    assert load_priors(path, "k", 0, N_WORDS) is None
+    assert not path.exists()
+
+
+def test_wrong_key_rows_or_word_counts_are_rejected(tmp_path):
+    path = tmp_path / "p.safetensors"
+    for key, start, n_words in [("other", 0, N_WORDS), ("k", 3, N_WORDS), ("k", 0, [3, 1, 3])]:
+        save_priors(path, PRIORS, "k", 0)
+        assert load_priors(path, key, start, n_words) is None
+
+
+def test_cache_key_changes_with_every_prior_argument():
+    base = dict(model_path="minilm", steps=50, baseline="pad", max_length=128, fine_tune_epochs=0, fine_tune_lr=5e-5)
+    changed = dict(model_path="smollm2-135m", steps=49, baseline="mask", max_length=64, fine_tune_epochs=3,
+                   fine_tune_lr=1e-4, seed=1)  # fmt: skip
+    key = IGPrior(**base).cache_key()
+    for name, value in changed.items():
+        assert IGPrior(**{**base, name: value}).cache_key() != key, name
+    assert IGPrior(**base, internal_batch_size=7).cache_key() == key  # memory knob, same scores
+
+
+def _fit(model_dir, cache, prior, **dm_kw):
+    from cap_lightning.module import CapModule
+
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks=[PriorCacheCallback(prior, cache_dir=str(cache), chunk_size=4)],
+    )  # fmt: skip
+    dm = tiny_datamodule(model_dir, **dm_kw)
+    trainer.fit(CapModule(str(model_dir), prior_weight=0.5, ig_steps=1), dm)
+    return dm
+
+
+def test_second_fit_reads_the_cache(tiny_model_dir, tmp_path):
+    first = CountingPrior()
+    dm = _fit(tiny_model_dir, tmp_path, first)
+    n_train = len(dm.prior_inputs()[0])
+    assert first.calls == n_train
+    second = CountingPrior()
+    _fit(tiny_model_dir, tmp_path, second)
+    assert second.calls == 0
+    other_split = CountingPrior()
+    _fit(tiny_model_dir, tmp_path, other_split, seed=1)  # another validation carve-out = other training data
+    assert other_split.calls > 0
+
+
+def test_corrupted_cache_is_recomputed_not_used(tiny_model_dir, tmp_path):
+    _fit(tiny_model_dir, tmp_path, CountingPrior())
+    (merged,) = tmp_path.glob(f"*/{MERGED}")
+    merged.write_bytes(merged.read_bytes()[:-7])
+    again = CountingPrior()
+    _fit(tiny_model_dir, tmp_path, again)
+    assert again.calls > 0 and merged.is_file()
+
+
+def test_interrupted_extraction_resumes_from_disk(tiny_model_dir, tmp_path):
+    crashing = CountingPrior(fail_after=8)  # two chunks of 4 rows, then a crash
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(tiny_model_dir, tmp_path, crashing)
+    assert len(list(tmp_path.glob("*/chunk-*.safetensors"))) == 2
+    resumed = CountingPrior()
+    dm = _fit(tiny_model_dir, tmp_path, resumed)
+    assert resumed.calls == len(dm.prior_inputs()[0]) - 8
+    assert not list(tmp_path.glob("*/chunk-*.safetensors"))  # merged and cleaned up

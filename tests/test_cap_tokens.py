@@ -1,0 +1,48 @@
+import torch
+
+from cap_lightning.models import load_tokenizer
+from cap_lightning.tokens import batch_word_index, token_word_index, tokens_to_words, word_spans, words_to_tokens
+from tests.tiny import tiny_tokenizer
+
+
+def test_token_word_index_assigns_subwords_to_their_word():
+    text = "unbelievably  boring film!"
+    spans = word_spans(text)
+    assert [text[a:b] for a, b in spans] == ["unbelievably", "boring", "film!"]
+    offsets = [(0, 0), (0, 2), (2, 12), (14, 20), (21, 25), (25, 26), (0, 0)]
+    assert token_word_index(offsets, spans) == [-1, 0, 0, 1, 2, 2, -1]
+
+
+def test_wordpiece_alignment_on_minilm_tokenizer():
+    tok = load_tokenizer("minilm")
+    texts = ["I can't find my card!!", "unbelievably boring film"]
+    enc, wi = batch_word_index(tok, texts, max_length=32)
+    for b, text in enumerate(texts):
+        n_words = len(text.split())
+        ids = wi[b][wi[b] >= 0]
+        assert set(ids.tolist()) == set(range(n_words))  # every word has at least one subword
+        assert torch.all(ids[1:] >= ids[:-1])  # monotone
+        special = torch.tensor(
+            tok.get_special_tokens_mask(enc["input_ids"][b].tolist(), already_has_special_tokens=True)
+        )
+        assert torch.all(wi[b][special.bool()] == -1)
+
+
+def test_truncation_and_padding_get_minus_one():
+    tok = tiny_tokenizer()
+    enc, wi = batch_word_index(tok, ["good fun movie and great film", "bad"], max_length=4)
+    assert wi.shape == enc["input_ids"].shape
+    assert wi[0].tolist() == [-1, 0, 1, -1]  # [CLS] good fun [SEP]
+    assert wi[1].tolist() == [-1, 0, -1, -1]
+
+
+def test_words_to_tokens_then_back_sums_per_subword():
+    tok = load_tokenizer("minilm")
+    texts = ["unbelievably boring film", "good"]
+    _, wi = batch_word_index(tok, texts, max_length=32)
+    values = [torch.tensor([0.5, 1.0, 0.25]), torch.tensor([0.75])]
+    per_token = words_to_tokens(values, wi)
+    back = tokens_to_words(per_token, wi, [3, 1])
+    counts = tokens_to_words((wi >= 0).float(), wi, [3, 1])
+    for v, b, c in zip(values, back, counts):
+        torch.testing.assert_close(b, v * c)

@@ -1,0 +1,115 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cap_lightning.cli import run_cli, run_labels
+from tests.helpers import FIXTURES
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+def test_there_are_experiments():
+    names = {p.name for p in EXPERIMENTS}
+    assert {"sst2_baseline.yaml", "sst2_ig.yaml", "banking77_baseline.yaml", "banking77_ig.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_type_checks(path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(["fit", "--config", str(path), "--print_config"])
+    assert exit_.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("cap_lightning.")
+
+
+def tiny_config(tmp_path: Path, model_dir: Path, **trainer) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 2,
+            "limit_val_batches": 1,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path / "run"),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {"project": "cap-test", "save_dir": str(tmp_path / "run")},
+            },
+            "callbacks": [
+                {
+                    "class_path": "cap_lightning.PriorCacheCallback",
+                    "init_args": {
+                        "cache_dir": str(tmp_path / "cache"),
+                        "chunk_size": 4,
+                        "prior": {
+                            "class_path": "cap_lightning.IGPrior",
+                            "init_args": {"model_path": str(model_dir), "steps": 4, "fine_tune_epochs": 1},
+                        },
+                    },
+                },
+                {"class_path": "cap_lightning.AttributionTableCallback", "init_args": {"num_examples": 3, "steps": 4}},
+            ],
+            **trainer,
+        },
+        "model": {
+            "class_path": "cap_lightning.CapModule",
+            "init_args": {"model_path": str(model_dir), "prior_weight": 0.5, "ig_steps": 2},
+        },
+        "data": {
+            "class_path": "cap_lightning.CapDataModule",
+            "init_args": {
+                "dataset": "custom",
+                "train_file": str(FIXTURES / "sentiment_train.csv"),
+                "test_file": str(FIXTURES / "sentiment_test.csv"),
+                "batch_size": 4,
+                "max_length": 16,
+            },
+        },
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_cli_fit_end_to_end_with_ig_prior(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cli = run_cli(["fit", "--config", str(tiny_config(tmp_path, tiny_model_dir))])
+    metrics = cli.trainer.callback_metrics
+    assert {"test/acc", "test/macro_f1"} <= set(metrics)  # fit ended with a test of the best checkpoint
+    assert cli.trainer.logger.experiment.name == "custom-ig-full-s0"
+    assert list((tmp_path / "cache").glob("*/priors.safetensors"))
+    assert list((tmp_path / "run").rglob("config.yaml"))
+    html = list((tmp_path / "run").rglob("attributions.html"))
+    assert html and "<span" in html[0].read_text()
+
+
+def test_run_labels_name_and_group_runs():
+    config = {
+        "seed_everything": 3,
+        "trainer": {"callbacks": [{"class_path": "cap_lightning.PriorCacheCallback",
+                                   "init_args": {"prior": {"class_path": "cap_lightning.IGPrior"}}}]},
+        "model": {"init_args": {"prior_weight": 0.5}},
+        "data": {"init_args": {"dataset": "banking77", "split": "few_shot", "shots_per_class": 10, "seed": 1}},
+    }  # fmt: skip
+    labels = run_labels(config)
+    assert labels == {"name": "banking77-ig-fs10-s1", "group": "banking77/fs10", "tags": ["banking77", "ig", "fs10"]}
+    config["model"]["init_args"]["prior_weight"] = 0.0
+    assert run_labels(config)["name"] == "banking77-baseline-fs10-s1"
+
+
+def test_ddp_two_cpu_processes_fit_with_priors(tmp_path, tiny_model_dir):
+    config = tiny_config(tmp_path, tiny_model_dir, devices=2, strategy="ddp")
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cap_lightning", "fit", "--config", str(config)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged = list((tmp_path / "cache").glob("*/priors.safetensors"))
+    assert len(merged) == 1 and not list((tmp_path / "cache").glob("*/chunk-*"))
+    assert "test/acc" in proc.stdout + proc.stderr
