@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 Method = Literal["ig", "grad_x_input", "expected_gradients"]
 Baseline = Literal["pad", "zero", "mask"]
@@ -80,6 +81,25 @@ def _gold(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (B',)
 
 
+def _ig_part(forward: ForwardFn, embeds: Tensor, baseline: Tensor, labels: Tensor, alphas: Tensor, weights: Tensor,
+             create_graph: bool) -> Tensor:  # fmt: skip
+    """Σ over the given steps of w·(x − x′)·∇F(x′ + α(x − x′)), per token (B, T).
+
+    The math SDPA backend and fp32 are set here, not only by the caller: a checkpointed chunk is recomputed during
+    ``backward()``, outside the caller's context, and must take the same kernels.
+    """
+    diff = embeds - baseline  # (B, T, d)
+    path = baseline.unsqueeze(0) + alphas.view(-1, 1, 1, 1) * diff.unsqueeze(0)  # (m, B, T, d)
+    if not path.requires_grad:
+        path.requires_grad_(True)
+    with torch.autocast(device_type=embeds.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+        logits = forward(path.flatten(0, 1))  # (m·B, C)
+    gold = _gold(logits, labels.repeat(len(alphas)))
+    (grads,) = torch.autograd.grad(gold.sum(), path, create_graph=create_graph)  # (m, B, T, d)
+    mean_grad = (weights.view(-1, 1, 1, 1) * grads).sum(0)  # (B, T, d)
+    return (diff * mean_grad).sum(-1)
+
+
 def integrated_gradients(
     forward: ForwardFn,
     embeds: Tensor,
@@ -88,23 +108,29 @@ def integrated_gradients(
     steps: int = 8,
     quadrature: Quadrature = "middle",
     create_graph: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """IG of the gold logit along the straight path baseline → embeds; returns per-token scores (B, T).
 
-    All ``steps`` interpolations run in one forward of batch ``steps·B``. Completeness:
-    ``scores.sum(-1) ≈ F(embeds) − F(baseline)`` as ``steps`` grows.
+    With ``chunk_size=None`` all ``steps`` interpolations run in one forward of batch ``steps·B``. With a chunk
+    size, the steps run ``chunk_size`` at a time; under ``create_graph`` each chunk is activation-checkpointed, so
+    the double backward holds one chunk's graph at a time (memory / chunks, at the cost of recomputing each
+    chunk's forward and first backward). Completeness: ``scores.sum(-1) ≈ F(embeds) − F(baseline)``.
     """
     alphas, weights = quadrature_points(steps, quadrature)
     alphas, weights = alphas.to(embeds), weights.to(embeds)
-    diff = embeds - baseline  # (B, T, d)
-    path = baseline.unsqueeze(0) + alphas.view(-1, 1, 1, 1) * diff.unsqueeze(0)  # (m, B, T, d)
-    if not path.requires_grad:
-        path.requires_grad_(True)
-    logits = forward(path.flatten(0, 1))  # (m·B, C)
-    gold = _gold(logits, labels.repeat(steps))
-    (grads,) = torch.autograd.grad(gold.sum(), path, create_graph=create_graph)  # (m, B, T, d)
-    mean_grad = (weights.view(-1, 1, 1, 1) * grads).sum(0)  # (B, T, d)
-    return (diff * mean_grad).sum(-1)
+    if chunk_size is None or chunk_size >= steps:
+        return _ig_part(forward, embeds, baseline, labels, alphas, weights, create_graph)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    total = torch.zeros(embeds.shape[:2], dtype=embeds.dtype, device=embeds.device)
+    for i in range(0, steps, chunk_size):
+        part = (forward, embeds, baseline, labels, alphas[i : i + chunk_size], weights[i : i + chunk_size])
+        if create_graph:
+            total = total + checkpoint(_ig_part, *part, True, use_reentrant=False)
+        else:
+            total = total + _ig_part(*part, False)
+    return total
 
 
 def gradient_x_input(
@@ -170,6 +196,7 @@ def self_attribution(
     baseline_token_id: int | None = None,
     quadrature: Quadrature = "middle",
     create_graph: bool = True,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """The classifier's own attribution of the gold logit per token (B, T), zero off content tokens."""
     if method not in METHODS:
@@ -180,7 +207,7 @@ def self_attribution(
         base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
         forward = classifier_forward(model, attention_mask)
         if method == "ig":
-            scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph)
+            scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph, chunk_size)
         elif method == "grad_x_input":
             scores = gradient_x_input(forward, embeds, base, labels, create_graph)
         else:

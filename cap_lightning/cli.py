@@ -9,14 +9,17 @@ Design decisions:
   ``WandbLogger`` run is named and grouped from the config (dataset / prior / setting / seed).
 - The resolved config is saved as ``config.yaml`` in the run folder and logged to the W&B run config.
 - ``fit`` ends with a test of the best checkpoint (``--test_after_fit false`` to skip), so one command trains
-  and reports test accuracy in the same W&B run.
+  and reports test accuracy in the same W&B run; the metrics, labels and resolved config go to
+  ``<run folder>/test_metrics.json`` for ``python -m cap_lightning.report``.
 - Imports no model code at import time: ``--help`` and ``--print_config`` stay fast.
 """
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -58,6 +61,14 @@ def run_labels(config: Any) -> dict[str, Any]:
     }
 
 
+def run_dir(trainer: L.Trainer) -> Path:
+    """The folder of this run: the parent of its checkpoint folder, else the trainer's log dir."""
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    if dirpath:
+        return Path(dirpath).parent
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
 class _SaveAndLogConfig(SaveConfigCallback):
     """Save ``config.yaml`` in the run folder and put the resolved config into the logger's hyperparameters."""
 
@@ -80,8 +91,22 @@ class CapCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", True) or self.trainer.interrupted:
             return
-        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=False)
+        trainer = self.trainer
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=False)
+        folder = run_dir(trainer)  # may be a collective: every rank calls it
+        if trainer.is_global_zero and results:
+            config = self.config[self.subcommand]
+            record = {
+                **run_labels(config.as_dict()),
+                "metrics": results[0],
+                "best_checkpoint": best,
+                "config": self._parser(self.subcommand).dump(config, skip_none=False, format="json"),
+            }
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / ".test_metrics.json.tmp"
+            tmp.write_text(json.dumps(record, indent=2))
+            tmp.replace(folder / "test_metrics.json")
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config

@@ -40,6 +40,8 @@ class CapModule(L.LightningModule):
         ig_steps: interpolation steps of the differentiable IG (cost grows linearly).
         ig_baseline: IG / gradient×input baseline for content tokens: ``pad`` | ``zero`` | ``mask``.
         quadrature: IG quadrature rule ``middle`` | ``trapezoid`` | ``gausslegendre``.
+        ig_chunk_size: IG steps per activation-checkpointed chunk (None: all at once). Bounds the memory of the
+            double backward (MiniLM, batch 32 × 64, m = 8: 11.7 GB at None, 4.0 GB at 2) at extra compute.
         prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
@@ -56,6 +58,7 @@ class CapModule(L.LightningModule):
         ig_steps: int = 8,
         ig_baseline: Literal["pad", "zero", "mask"] = "pad",
         quadrature: Literal["middle", "trapezoid", "gausslegendre"] = "middle",
+        ig_chunk_size: int | None = None,
         prior_warmup_steps: int = 0,
         lr: float = 2e-5,
         weight_decay: float = 0.01,
@@ -72,6 +75,8 @@ class CapModule(L.LightningModule):
             raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
         if ig_steps < 1:
             raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
+        if ig_chunk_size is not None and ig_chunk_size < 1:
+            raise ValueError(f"ig_chunk_size must be >= 1 or null, got {ig_chunk_size}")
         if num_labels is not None and num_labels < 2:
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
         if not 0.0 <= warmup_fraction < 1.0:
@@ -149,6 +154,7 @@ class CapModule(L.LightningModule):
             baseline_token_id=self._baseline_token_id,
             quadrature=h.quadrature,
             create_graph=create_graph,
+            chunk_size=h.ig_chunk_size,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

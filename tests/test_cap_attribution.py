@@ -105,3 +105,22 @@ def test_unknown_method_and_missing_baseline_token():
         self_attribution(*args, "lime")
     with pytest.raises(ValueError, match="needs a tokenizer with a mask token"):
         self_attribution(*args, "ig", baseline="mask", baseline_token_id=None)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_chunked_checkpointed_ig_equals_one_shot_ig_and_its_gradients(chunk_size):
+    model, tok, enc, wi, y = _setup()
+    content = wi >= 0
+    prior = torch.rand(content.shape)
+    results = []
+    for chunk in (None, chunk_size):
+        model.zero_grad()
+        a = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, content, "ig", 7, "pad", 0,
+                             chunk_size=chunk)  # fmt: skip
+        alignment_loss("kl", a, prior, content).backward()
+        results.append((a.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a0, g0), (a1, g1) = results
+    torch.testing.assert_close(a0, a1)
+    assert len(g0) == len(g1)
+    for x, z in zip(g0, g1):
+        torch.testing.assert_close(x, z, rtol=1e-4, atol=1e-6)

@@ -86,6 +86,12 @@ def test_cli_fit_end_to_end_with_ig_prior(tmp_path, tiny_model_dir, monkeypatch)
     assert list((tmp_path / "run").rglob("config.yaml"))
     html = list((tmp_path / "run").rglob("attributions.html"))
     assert html and "<span" in html[0].read_text()
+    (record,) = list((tmp_path / "run").rglob("test_metrics.json"))
+    from cap_lightning.report import collect, table
+
+    groups = collect([str(tmp_path / "run")])
+    assert list(groups) == ["custom-ig-full"]
+    assert "| custom-ig-full | 0 |" in table(groups)
 
 
 def test_run_labels_name_and_group_runs():
