@@ -93,7 +93,7 @@ def bench_steps(model, enc, wi, y, repeats: int) -> dict:
 
 
 def bench_prior(texts, labels, num_labels, n: int) -> dict:
-    prior = IGPrior("minilm", steps=50, internal_batch_size=100, max_length=64, batch_size=16)
+    prior = IGPrior("minilm", steps=50, internal_batch_size=100, max_length=64, batch_size=16, fine_tune_epochs=1)
     prior.prepare(texts[:n], labels[:n], num_labels, torch.device("cpu"))
     start = time.perf_counter()
     priors = prior(texts[:n], labels[:n])

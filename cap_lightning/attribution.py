@@ -73,7 +73,7 @@ def embedding_baseline(
     else:
         if token_id is None:
             raise ValueError(f"baseline {kind!r} needs a tokenizer with a {kind} token")
-        fill = embedding.weight[token_id].to(embeds.dtype)
+        fill = embedding.weight[token_id].detach().to(embeds.dtype)  # a fixed reference point, not trainable
     return torch.where(content_mask.unsqueeze(-1), fill.expand_as(embeds), embeds)
 
 
@@ -173,13 +173,21 @@ def expected_gradients(
     return ((embeds - reference) * grad).sum(-1)
 
 
-def classifier_forward(model, attention_mask: Tensor, **extra: Tensor) -> ForwardFn:
-    """A ``ForwardFn`` for an HF sequence classifier; repeats the mask for batched interpolation steps."""
+def classifier_forward(model, input_ids: Tensor, attention_mask: Tensor) -> ForwardFn:
+    """A ``ForwardFn`` for an HF sequence classifier that runs on ``input_ids`` with swapped-in embeddings.
+
+    The word-embedding output is replaced by a forward hook (as captum's layer attribution does), so the model
+    still sees ``input_ids``: decoder-only classifiers (Llama, SmolLM2) then pool the last *real* token, which they
+    cannot find from ``inputs_embeds`` alone. Masks and ids are repeated for batched interpolation steps.
+    """
 
     def forward(inputs_embeds: Tensor) -> Tensor:
-        reps = inputs_embeds.shape[0] // attention_mask.shape[0]
-        kwargs = {k: v.repeat(reps, 1) for k, v in extra.items()}
-        return model(inputs_embeds=inputs_embeds, attention_mask=attention_mask.repeat(reps, 1), **kwargs).logits
+        reps = inputs_embeds.shape[0] // input_ids.shape[0]
+        handle = model.get_input_embeddings().register_forward_hook(lambda module, args, out: inputs_embeds)
+        try:
+            return model(input_ids=input_ids.repeat(reps, 1), attention_mask=attention_mask.repeat(reps, 1)).logits
+        finally:
+            handle.remove()
 
     return forward
 
@@ -205,7 +213,7 @@ def self_attribution(
     with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
         embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table
         base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-        forward = classifier_forward(model, attention_mask)
+        forward = classifier_forward(model, input_ids, attention_mask)
         if method == "ig":
             scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph, chunk_size)
         elif method == "grad_x_input":

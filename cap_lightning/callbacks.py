@@ -8,14 +8,20 @@ Design decisions:
   from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
   the chunks into one file, and after a second barrier every rank reads it.
 - Corrupted or truncated files are detected (``prior_cache.load_priors``), deleted and recomputed, never used.
+- Rank 0 decides hit or miss and broadcasts it, so all ranks take the same barriers. Prior computation runs
+  under a forked RNG: the student trains identically on a cache hit and a cache miss.
+- Known limit: an exception on one rank while computing leaves the others waiting at the barrier until the
+  process-group timeout; the chunks it finished stay on disk for the next run.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info
 from tqdm.auto import tqdm
 
@@ -50,7 +56,8 @@ class PriorCacheCallback(L.Callback):
 
     def entry_dir(self, datamodule) -> Path:
         _, _, fingerprint = datamodule.prior_inputs()
-        key = cache_key(self.prior.cache_key(), fingerprint, datamodule.setting, __version__)
+        labels = json.dumps(list(getattr(datamodule, "label_names", []) or []))
+        key = cache_key(self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__)
         return self.cache_dir / key
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -64,8 +71,17 @@ class PriorCacheCallback(L.Callback):
         key = folder.name
         n_words = [len(split_words(t)) for t in texts]
         start = time.perf_counter()
-        priors = None if self.overwrite else load_priors(folder / MERGED, key, 0, n_words)
-        hit = priors is not None
+        if self.overwrite and trainer.is_global_zero:
+            for stale in [folder / MERGED, *folder.glob("chunk-*.safetensors")]:
+                stale.unlink(missing_ok=True)
+        trainer.strategy.barrier("prior_cache_overwrite")
+        # rank 0 decides hit or miss for everyone: ranks must take the same path through the barriers below
+        priors = load_priors(folder / MERGED, key, 0, n_words) if trainer.is_global_zero else None
+        hit = bool(trainer.strategy.broadcast(priors is not None, src=0))
+        if hit and priors is None:
+            priors = load_priors(folder / MERGED, key, 0, n_words)
+        if hit and priors is None:
+            raise RuntimeError(f"{folder / MERGED} was valid on rank 0 but not here: is the cache on a shared disk?")
         if hit:
             rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
         else:
@@ -101,12 +117,15 @@ class PriorCacheCallback(L.Callback):
             f"({len(mine) - len(todo)} of {len(mine)} chunks of rank 0 already on disk)"
         )
         if todo:
-            self.prior.prepare(texts, labels, datamodule.num_labels, trainer.strategy.root_device)
-            bar = tqdm(total=len(todo), desc=f"priors (rank {rank})", disable=rank != 0, unit="chunk")
-            for s in todo:
-                rows = self.prior(texts[s : s + self.chunk_size], labels[s : s + self.chunk_size])
-                save_priors(chunk_path(folder, s), rows, key, s)
-                bar.update(1)
-            bar.close()
-            self.prior.release()
+            # the prior's own randomness (reference head, fine-tune) must not shift the student's RNG stream:
+            # a cache hit and a cache miss then train exactly the same student
+            with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+                self.prior.prepare(texts, labels, datamodule.num_labels, trainer.strategy.root_device)
+                bar = tqdm(total=len(todo), desc=f"priors (rank {rank})", disable=rank != 0, unit="chunk")
+                for s in todo:
+                    rows = self.prior(texts[s : s + self.chunk_size], labels[s : s + self.chunk_size])
+                    save_priors(chunk_path(folder, s), rows, key, s)
+                    bar.update(1)
+                bar.close()
+                self.prior.release()
         trainer.strategy.barrier("prior_cache_chunks")

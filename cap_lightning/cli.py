@@ -48,8 +48,13 @@ def run_labels(config: Any) -> dict[str, Any]:
     for cb in config.get("trainer", {}).get("callbacks") or []:
         if str(cb.get("class_path", "")).endswith("PriorCacheCallback"):
             prior = _short(cb.get("init_args", {}).get("prior", {}).get("class_path"))
-    if float(model.get("prior_weight", 0.0) or 0.0) == 0.0:
+    weight = float(model.get("prior_weight", 0.0) or 0.0)
+    if weight == 0.0:
         prior = "baseline"
+    else:  # a λ / loss / attribution sweep must not collapse into one group
+        prior += f"-{model.get('prior_loss', 'kl')}{weight:g}"
+        attribution = model.get("attribution", "ig")
+        prior += "" if attribution == "ig" else f"-{attribution}"
     dataset = data.get("dataset", "data")
     split = data.get("split", "full")
     setting = f"fs{data.get('shots_per_class')}" if split == "few_shot" else split

@@ -5,7 +5,9 @@ the tokens that count (content tokens that carry a prior). Rows with no such tok
 a batch with none gives a zero that is still connected to the graph.
 
 - ``kl``: KL(p̂ ‖ softmax(a / std(a))) with p̂ = ε-smoothed prior as a distribution (canonical; scale-free).
-- ``mse``: mean (a / max|a| − p)² (Liu & Avci 2019 style L2).
+- ``mse``: mean (a / max|a| − p)² (Liu & Avci 2019 style L2; the max is detached).
+- Scales (std, max) are detached and floored relative to the row's largest |a|, so near-tied or all-zero
+  attributions cannot produce 1/ε gradients.
 - ``cosine``: 1 − cos(a, p).
 - ``rank``: hinge on pairs (i, j) with p_i > p_j: mean max(0, δ − (z_i − z_j)), z = a / std(a), δ = ``margin``.
   (cap.md writes the hinge on softmax probabilities; standardised scores keep δ meaningful at any length.)
@@ -21,13 +23,21 @@ from torch import Tensor
 AlignmentLoss = Literal["kl", "mse", "cosine", "rank"]
 ALIGNMENT_LOSSES: tuple[str, ...] = ("kl", "mse", "cosine", "rank")
 _EPS = 1e-6
+_REL_FLOOR = 1e-2  # scales are floored at 1% of the row's largest |a|: near-ties must not give 1/ε gradients
+_ABS_FLOOR = 1e-4  # and at this absolute value for all-zero rows
 
 
-def _row_std(a: Tensor, mask: Tensor) -> Tensor:
-    n = mask.sum(-1, keepdim=True).clamp_min(1)
-    mean = (a * mask).sum(-1, keepdim=True) / n
-    var = (((a - mean) * mask) ** 2).sum(-1, keepdim=True) / n
-    return var.sqrt()
+def _row_scale(a: Tensor, mask: Tensor, kind: str) -> Tensor:
+    """Detached per-row scale (B, 1): the std or the max of |a| over valid tokens, floored (see above)."""
+    a = a.detach()
+    peak = (a.abs() * mask).amax(-1, keepdim=True)
+    if kind == "max":
+        scale = peak
+    else:
+        n = mask.sum(-1, keepdim=True).clamp_min(1)
+        mean = (a * mask).sum(-1, keepdim=True) / n
+        scale = ((((a - mean) * mask) ** 2).sum(-1, keepdim=True) / n).sqrt()
+    return torch.maximum(scale, _REL_FLOOR * peak).clamp_min(_ABS_FLOOR)
 
 
 def _row_mean(per_row: Tensor, mask: Tensor) -> Tensor:
@@ -38,7 +48,7 @@ def _row_mean(per_row: Tensor, mask: Tensor) -> Tensor:
 
 
 def kl_alignment(a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
-    z = a / (_row_std(a, mask).detach() + _EPS)
+    z = a / _row_scale(a, mask, "std")
     log_q = torch.log_softmax(z.masked_fill(~mask, float("-inf")), dim=-1)
     p_hat = (p + _EPS) * mask
     p_hat = p_hat / p_hat.sum(-1, keepdim=True).clamp_min(_EPS)
@@ -47,8 +57,7 @@ def kl_alignment(a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
 
 
 def mse_alignment(a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
-    scale = (a.abs() * mask).amax(-1, keepdim=True).clamp_min(_EPS)
-    sq = ((a / scale - p) ** 2) * mask
+    sq = ((a / _row_scale(a, mask, "max") - p) ** 2) * mask
     return _row_mean(sq.sum(-1) / mask.sum(-1).clamp_min(1), mask)
 
 
@@ -58,7 +67,7 @@ def cosine_alignment(a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
 
 
 def rank_alignment(a: Tensor, p: Tensor, mask: Tensor, margin: float = 1.0) -> Tensor:
-    z = a / (_row_std(a, mask).detach() + _EPS)  # (B, T)
+    z = a / _row_scale(a, mask, "std")  # (B, T)
     pairs = (p.unsqueeze(-1) > p.unsqueeze(-2)) & mask.unsqueeze(-1) & mask.unsqueeze(-2)  # (B, T, T): i above j
     hinge = torch.relu(margin - (z.unsqueeze(-1) - z.unsqueeze(-2))) * pairs
     per_row = hinge.sum((-1, -2)) / pairs.sum((-1, -2)).clamp_min(1)

@@ -110,8 +110,12 @@ class CapModule(L.LightningModule):
         if self.hparams.num_labels is None:
             raise ValueError("num_labels is unknown: run through a Trainer with a CapDataModule, or set num_labels")
         self.model = load_classifier(self.hparams.model_path, self.hparams.num_labels).train()  # HF loads in eval
-        if self._baseline_token_id is None and self.hparams.ig_baseline == "pad":
-            self._baseline_token_id = self.model.config.pad_token_id
+        if self._baseline_token_id is None and self.hparams.ig_baseline != "zero":  # e.g. after load_from_checkpoint
+            from cap_lightning.models import load_tokenizer
+
+            tokenizer = load_tokenizer(self.hparams.model_path)
+            token = tokenizer.pad_token_id if self.hparams.ig_baseline == "pad" else tokenizer.mask_token_id
+            self._baseline_token_id = token if token is not None else self.model.config.pad_token_id
         n = self.hparams.num_labels
         for stage in ("train", "val", "test"):
             self.metrics[f"{stage}_"] = MetricCollection(
@@ -140,7 +144,20 @@ class CapModule(L.LightningModule):
         return self.hparams.prior_weight * scale
 
     def attribute(self, batch: dict[str, Tensor], create_graph: bool = True, steps: int | None = None) -> Tensor:
-        """The model's own attribution of the gold logit per token (B, T), zero off content tokens."""
+        """The model's own attribution of the gold logit per token (B, T), zero off content tokens.
+
+        Computed with dropout off (eval mode; gradients still flow to the weights): every interpolation step must
+        see the same function, or completeness fails and the aligned attribution is noise. Train mode is restored.
+        """
+        h = self.hparams
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._attribute(batch, create_graph, steps or h.ig_steps)
+        finally:
+            self.model.train(was_training)
+
+    def _attribute(self, batch: dict[str, Tensor], create_graph: bool, steps: int) -> Tensor:
         h = self.hparams
         return self_attribution(
             self.model,
@@ -149,7 +166,7 @@ class CapModule(L.LightningModule):
             batch["labels"],
             batch["word_index"] >= 0,
             method=h.attribution,
-            steps=steps or h.ig_steps,
+            steps=steps,
             baseline=h.ig_baseline,
             baseline_token_id=self._baseline_token_id,
             quadrature=h.quadrature,

@@ -34,12 +34,15 @@ def normalise_word_scores(scores: Tensor) -> Tensor:
 
 
 def _file_digest(path: str) -> str | None:
-    """sha256 of a local weight file (or of a folder's weight files); None for hub ids and short names."""
-    p = Path(path)
+    """sha256 of a local weight file, or of a folder's weights, config and tokenizer files; short names are
+    resolved to their bundled folder first. None for hub ids (their revision is the user's to pin)."""
+    from cap_lightning.models import BUNDLED_MODELS, resolve_model_path
+
+    p = Path(resolve_model_path(path) if path in BUNDLED_MODELS else path)
     if p.is_file():
         files = [p]
     elif p.is_dir():
-        files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin"))
+        files = sorted(f for f in p.iterdir() if f.suffix in {".safetensors", ".bin", ".json", ".txt", ".model"})
     else:
         files = []
     if not files:
@@ -50,6 +53,20 @@ def _file_digest(path: str) -> str | None:
             for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def _require_trained_head(folder: str, fine_tune_epochs: int) -> None:
+    """An IG prior from a randomly initialised classification head is noise: refuse it unless fine-tuned first."""
+    config = Path(folder) / "config.json"
+    if fine_tune_epochs > 0 or not config.is_file():  # hub ids: the user's responsibility
+        return
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ValueError(
+            f"IGPrior reference {folder!r} is {architectures or 'a model'} without a trained classification head; "
+            "set fine_tune_epochs > 0 (CE-only reference fine-tuned on the training split) or pass a trained "
+            "checkpoint (.ckpt of a baseline run, or a saved *ForSequenceClassification folder)"
+        )
 
 
 class AttributionPrior(ABC):
@@ -143,15 +160,18 @@ class IGPrior(AttributionPrior):
         c = self._config
         path = c["model_path"]
         if not path.endswith(".ckpt"):
-            resolve_model_path(path)
+            _require_trained_head(resolve_model_path(path), c["fine_tune_epochs"])
         if self.model is None:
+            torch.manual_seed(c["seed"])  # the reference's fresh head (if any) and its fine-tune follow `seed`
             self.model = load_reference(path, num_labels).to(device).eval()
             tok_source = path
             if path.endswith(".ckpt"):
                 tok_source = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_path"]
             self.tokenizer = load_tokenizer(tok_source)
+            token = self.tokenizer.pad_token_id if c["baseline"] == "pad" else self.tokenizer.mask_token_id
+            if token is None:
+                raise ValueError(f"IGPrior baseline {c['baseline']!r}: the tokenizer of {path!r} has no such token")
             if c["fine_tune_epochs"] > 0:
-                torch.manual_seed(c["seed"])
                 fine_tune(
                     self.model, self.tokenizer, texts, labels, c["fine_tune_epochs"], c["fine_tune_lr"],
                     max_length=c["max_length"], seed=c["seed"],

@@ -25,6 +25,8 @@ def collect(folders: list[str]) -> dict[str, list[dict]]:
 
 
 def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{100 * values[0]:.2f}"
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"

@@ -39,10 +39,14 @@ class CountingPrior(AttributionPrior):
     def config(self) -> dict:
         return {"tag": self.tag}
 
+    def prepare(self, texts, labels, num_labels, device) -> None:
+        torch.randn(5)  # e.g. a reference model's freshly initialised head
+
     def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[torch.Tensor]:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("simulated crash during extraction")
         self.calls += len(texts)
+        torch.rand(3)  # a real prior draws random numbers; the student's RNG stream must not notice
         out = []
         for t in texts:
             n = len(t.split())

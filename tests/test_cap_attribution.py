@@ -48,7 +48,7 @@ def test_ig_completeness_on_tiny_model():
     with torch.no_grad():
         emb = model.get_input_embeddings()(enc["input_ids"])
         base = embedding_baseline(emb, content, "pad", model.get_input_embeddings(), tok.pad_token_id)
-        f = classifier_forward(model, enc["attention_mask"])
+        f = classifier_forward(model, enc["input_ids"], enc["attention_mask"])
         gap = f(emb).gather(1, y[:, None])[:, 0] - f(base).gather(1, y[:, None])[:, 0]
     assert gap.abs().min() > 1e-4  # the check below is not vacuous
     torch.testing.assert_close(scores.sum(-1), gap, rtol=1e-3, atol=1e-6)

@@ -9,6 +9,22 @@ from cap_lightning.module import CapModule
 from tests.helpers import CountingPrior, tiny_datamodule
 
 
+def test_attribution_runs_without_dropout_and_restores_train_mode(tiny_model_dir):
+    module = CapModule(str(tiny_model_dir), num_labels=2, ig_steps=2)
+    module.configure_model()
+    module.model.config.hidden_dropout_prob = 0.5
+    for m in module.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.5
+    dm = tiny_datamodule(tiny_model_dir)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    module.model.train()
+    a, b = module.attribute(batch), module.attribute(batch)
+    torch.testing.assert_close(a, b)  # deterministic: dropout was off
+    assert module.model.training
+
+
 def _trainer(**kw):
     base = dict(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -46,13 +62,16 @@ def test_prior_weight_zero_reproduces_plain_fine_tuning_bit_for_bit(tiny_model_d
         assert torch.equal(p, trained[name]), name
 
 
-def test_aligned_training_changes_weights_and_logs(tiny_model_dir, tmp_path):
-    dm = tiny_datamodule(tiny_model_dir)
-    module = CapModule(str(tiny_model_dir), prior_weight=1.0, ig_steps=2, lr=1e-2)
-    trainer = _trainer(max_steps=2, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
-    trainer.fit(module, dm)
-    assert "train/align_step" in trainer.callback_metrics
+def test_aligned_training_differs_from_plain_training_and_logs(tiny_model_dir, tmp_path):
+    weights = []
+    for prior_weight in (0.0, 1.0):
+        L.seed_everything(0)
+        module = CapModule(str(tiny_model_dir), prior_weight=prior_weight, ig_steps=2, lr=1e-2)
+        trainer = _trainer(max_steps=2, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
+        trainer.fit(module, tiny_datamodule(tiny_model_dir))
+        weights.append(module.model.bert.encoder.layer[0].attention.self.query.weight.detach().clone())
     assert torch.isfinite(trainer.callback_metrics["train/align_step"])
+    assert not torch.equal(weights[0], weights[1])  # the alignment term reached the encoder
 
 
 def test_prior_weight_without_priors_is_a_clear_error(tiny_model_dir):

@@ -40,11 +40,31 @@ def test_ig_prior_from_a_capmodule_checkpoint(tiny_model_dir, tmp_path):
     prior.prepare(TEXTS, LABELS, 2, torch.device("cpu"))
     assert len(prior(TEXTS, LABELS)) == 3
     key = prior.cache_key()
-    trainer.fit(module, tiny_datamodule(tiny_model_dir), ckpt_path=None)  # retrain: new weights, new key
-    trainer.save_checkpoint(ckpt)
+    before = module.model.classifier.weight.detach().clone()
+    trainer2 = L.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path / "again", num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer2.fit(module, tiny_datamodule(tiny_model_dir))  # retrain: new weights, new key
+    assert not torch.equal(before, module.model.classifier.weight)
+    trainer2.save_checkpoint(ckpt)
     assert IGPrior(str(ckpt), steps=4).cache_key() != key
     with pytest.raises(ValueError, match="has 2 labels, the data has 3"):
         IGPrior(str(ckpt)).prepare(TEXTS, LABELS, 3, torch.device("cpu"))
+
+
+def test_ig_prior_refuses_an_untrained_head_unless_fine_tuned(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from tests.tiny import tiny_tokenizer
+
+    folder = tmp_path / "encoder-only"
+    BertModel(BertConfig(vocab_size=80, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)  # fmt: skip
+    tiny_tokenizer().save_pretrained(folder)
+    with pytest.raises(ValueError, match="without a trained classification head; set fine_tune_epochs > 0"):
+        IGPrior(str(folder)).prepare(TEXTS, LABELS, 2, torch.device("cpu"))
+    tuned = IGPrior(str(folder), steps=4, fine_tune_epochs=1)
+    tuned.prepare(TEXTS, LABELS, 2, torch.device("cpu"))
+    assert len(tuned(TEXTS, LABELS)) == 3
 
 
 def test_ig_prior_rejects_bad_arguments(tmp_path):

@@ -46,3 +46,20 @@ def test_words_to_tokens_then_back_sums_per_subword():
     counts = tokens_to_words((wi >= 0).float(), wi, [3, 1])
     for v, b, c in zip(values, back, counts):
         torch.testing.assert_close(b, v * c)
+
+
+def test_byte_level_bpe_alignment_handles_leading_spaces():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the movie was great fun", "a boring film", "unbelievably good"] * 20, vocab_size=300)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>")
+    tok.add_special_tokens({"pad_token": "<pad>"})
+    texts = ["unbelievably  boring film!", "the movie"]
+    enc, wi = batch_word_index(tok, texts, max_length=32)
+    for b, text in enumerate(texts):
+        ids = wi[b][wi[b] >= 0].tolist()
+        assert sorted(set(ids)) == list(range(len(text.split())))
+        assert ids == sorted(ids)
+    assert torch.all(wi[enc["attention_mask"] == 0] == -1)

@@ -81,7 +81,7 @@ def test_cli_fit_end_to_end_with_ig_prior(tmp_path, tiny_model_dir, monkeypatch)
     cli = run_cli(["fit", "--config", str(tiny_config(tmp_path, tiny_model_dir))])
     metrics = cli.trainer.callback_metrics
     assert {"test/acc", "test/macro_f1"} <= set(metrics)  # fit ended with a test of the best checkpoint
-    assert cli.trainer.logger.experiment.name == "custom-ig-full-s0"
+    assert cli.trainer.logger.experiment.name == "custom-ig-kl0.5-full-s0"
     assert list((tmp_path / "cache").glob("*/priors.safetensors"))
     assert list((tmp_path / "run").rglob("config.yaml"))
     html = list((tmp_path / "run").rglob("attributions.html"))
@@ -90,8 +90,8 @@ def test_cli_fit_end_to_end_with_ig_prior(tmp_path, tiny_model_dir, monkeypatch)
     from cap_lightning.report import collect, table
 
     groups = collect([str(tmp_path / "run")])
-    assert list(groups) == ["custom-ig-full"]
-    assert "| custom-ig-full | 0 |" in table(groups)
+    assert list(groups) == ["custom-ig-kl0.5-full"]
+    assert "| custom-ig-kl0.5-full | 0 |" in table(groups)
 
 
 def test_run_labels_name_and_group_runs():
@@ -103,7 +103,9 @@ def test_run_labels_name_and_group_runs():
         "data": {"init_args": {"dataset": "banking77", "split": "few_shot", "shots_per_class": 10, "seed": 1}},
     }  # fmt: skip
     labels = run_labels(config)
-    assert labels == {"name": "banking77-ig-fs10-s1", "group": "banking77/fs10", "tags": ["banking77", "ig", "fs10"]}
+    assert labels["name"] == "banking77-ig-kl0.5-fs10-s1" and labels["group"] == "banking77/fs10"
+    config["model"]["init_args"].update(prior_weight=1.0, prior_loss="mse", attribution="expected_gradients")
+    assert run_labels(config)["name"] == "banking77-ig-mse1-expected_gradients-fs10-s1"
     config["model"]["init_args"]["prior_weight"] = 0.0
     assert run_labels(config)["name"] == "banking77-baseline-fs10-s1"
 
