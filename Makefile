@@ -38,6 +38,7 @@ lint: install
 
 bench: install
 	$(OFFLINE) $(PY) -m benchmarks.cap_bench --out bench/out
+	$(OFFLINE) $(PY) -m benchmarks.steering_bench --out bench/out
 
 clean:
 	rm -rf runs cache bench/out lightning_logs

@@ -1,0 +1,248 @@
+"""End-to-end GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas → ``SteeringVector``.
+
+Design decisions (vs the released code, grains.md §2.10–§2.12):
+- IG runs once per example and serves both masks (P = top-k positive, Q = top-k negative); the release ran the
+  whole pipeline twice. Examples are processed in batches (``batch_size``), IG rows in ``internal_batch_size`` chunks.
+- Deltas δ⁺ = h(x) − h(x∖P), δ⁻ = h(x) − h(x∖Q) are read at the last *input* token (default; 3 short no-grad
+  passes: x, x∖P, x∖Q) from hooks at the steering hook point; ``position="last"`` uses the last token of x ⊕ y±
+  (2 rows per example, P/Q chosen per sequence, as in the release).
+- Selection ``random`` / ``all`` skips IG: the "GrAInS without attribution" controls on the same interface.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from steering.activations import states_at
+from steering.attribution import IG_METHODS, ContrastiveAttribution, EmbeddedTriple, IGMethod, contrastive_ig_embeds
+from steering.batching import PaddingSide, check_padding_side, chunks
+from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
+from steering.masking import (
+    MaskMethod,
+    check_mask_method,
+    mask_positions,
+    random_positions,
+    replacement_embedding,
+    top_k_positions,
+)
+from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_token_mask, pairs_hash, tokenizer_hash
+from steering.scoring import Objective, check_objective
+from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector, package_version
+
+Position = Literal["last_input", "last"]
+Selection = Literal["attribution", "random", "all"]
+
+
+@dataclass(frozen=True)
+class GrainsConfig:
+    """Extraction settings; defaults are grains.md §6.5 (canonical).
+
+    Attributes:
+        top_k: k for text tokens (P and Q each). top_k_image: k for image tokens (VLMs).
+        ig_steps / ig_method: IG interpolation steps and quadrature. internal_batch_size: rows per IG chunk.
+        objective: ``sum`` | ``mean`` | ``last_token`` | ``legacy_off_by_one`` (released code, non-canonical).
+        include_response: also attribute response tokens (candidates for ``position="last"``).
+        exclude_special: drop the tokenizer's special tokens (BOS, template) from the candidates.
+        exclude_token_ids: further ids that are never candidates (e.g. chat-template tokens).
+        mask: ``baseline`` (zero embedding) | ``pad_id`` | ``unk_id`` | ``mask_id`` | ``mean`` | ``attention``.
+        position: ``last_input`` (last token of x) | ``last`` (last token of x ⊕ y±).
+        selection: ``attribution`` | ``random`` (seeded random k) | ``all`` (every candidate).
+        check_completeness: compute F(x), F(x') (4 extra no-grad passes) for the completeness diagnostic.
+        padding_side: how rows of different lengths are batched. seed: for ``random``.
+    """
+
+    top_k: int = 10
+    top_k_image: int = 50
+    ig_steps: int = 20
+    ig_method: IGMethod = "gausslegendre"
+    internal_batch_size: int = 20  # = ig_steps: one chunk per (example, response), no padding waste
+    objective: Objective = "sum"
+    include_response: bool = False
+    exclude_special: bool = False
+    exclude_token_ids: tuple[int, ...] = ()
+    mask: MaskMethod = "baseline"
+    position: Position = "last_input"
+    selection: Selection = "attribution"
+    check_completeness: bool = True
+    padding_side: PaddingSide = "left"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "top_k_image", "ig_steps", "internal_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)} must be >= 1")
+        if self.ig_method not in IG_METHODS:
+            raise ValueError(f"ig_method {self.ig_method!r} is not one of {IG_METHODS}")
+        check_objective(self.objective)
+        check_mask_method(self.mask)
+        check_padding_side(self.padding_side)
+        if self.position not in ("last_input", "last"):
+            raise ValueError(f"position {self.position!r} is not one of ('last_input', 'last')")
+        if self.selection not in ("attribution", "random", "all"):
+            raise ValueError(f"selection {self.selection!r} is not one of ('attribution', 'random', 'all')")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """Deltas and diagnostics of one extraction run.
+
+    Attributes:
+        layers: the L layer indices. deltas_pos / deltas_neg: (R, L, d) fp32, R = N (``last_input``) or 2N.
+        attributions: per example, or None when ``selection`` is not ``attribution``.
+        top_pos / top_neg: per delta row, the masked positions P and Q (indices into that row's sequence).
+    """
+
+    layers: list[int]
+    deltas_pos: torch.Tensor
+    deltas_neg: torch.Tensor
+    attributions: list[ContrastiveAttribution | None]
+    top_pos: list[torch.Tensor]
+    top_neg: list[torch.Tensor]
+    config: GrainsConfig
+
+    @property
+    def completeness_errors(self) -> list[float]:
+        return [a.completeness_error for a in self.attributions if a is not None and a.completeness_error is not None]
+
+    def to_vector(self, aggregate: Aggregate = "pca", mode: Mode = "both", metadata: dict | None = None):
+        return build_steering_vector(self.deltas_pos, self.deltas_neg, self.layers, aggregate, mode, metadata)
+
+
+def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(text, image) candidate masks (n,) over the input tokens."""
+    image = image_token_mask(model, ids.cpu())
+    keep = torch.ones_like(ids, dtype=torch.bool).cpu()
+    excluded = set(config.exclude_token_ids)
+    if config.exclude_special:
+        excluded |= set(tokenizer.all_special_ids)
+    for token in excluded:
+        keep &= (ids.cpu() != token) | image
+    return keep & ~image, keep & image
+
+
+def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """P and Q (indices) from scores (n,) or by the control selections, with per-modality k."""
+    out = []
+    for sign in ("pos", "neg"):
+        picked = []
+        for cand, k in ((text, config.top_k), (image, config.top_k_image)):
+            if not cand.any():
+                continue
+            if config.selection == "all":
+                picked.append(torch.nonzero(cand)[:, 0])
+            elif config.selection == "random":
+                picked.append(random_positions(cand, k, generator))
+            else:
+                picked.append(top_k_positions(scores, k, sign, cand))
+        out.append(torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long))
+    return out[0], out[1]
+
+
+def extract_deltas(
+    model: nn.Module,
+    tokenizer,
+    pairs: Sequence[ContrastivePair],
+    layers: Sequence[int] | None = None,
+    config: GrainsConfig | None = None,
+    batch_size: int = 4,
+) -> Extraction:
+    """Run attribution, selection and masking for ``pairs`` and return per-layer deltas (see module docstring)."""
+    config = config or GrainsConfig()
+    if len(pairs) == 0:
+        raise ValueError("pairs is empty; GrAInS needs at least one (prompt, preferred, dispreferred) triple")
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size} must be >= 1")
+    layer_ids = resolve_layers(model, layers)
+    replacement = replacement_embedding(model, tokenizer, config.mask)
+    emb = model.get_input_embeddings()
+    d_pos, d_neg, attrs, tops_p, tops_q = [], [], [], [], []
+    for idx in chunks(len(pairs), batch_size):
+        enc = [encode_pair(tokenizer, pairs[i]) for i in idx]
+        xs = [embed_inputs(model, e[0], pairs[i].pixel_values, **pairs[i].image_kwargs) for e, i in zip(enc, idx)]
+        triples = [EmbeddedTriple(x, e[1], e[2]) for x, e in zip(xs, enc)]
+        batch_attrs: list[ContrastiveAttribution | None] = [None] * len(idx)
+        if config.selection == "attribution":
+            batch_attrs = list(contrastive_ig_embeds(
+                model, triples, n_steps=config.ig_steps, method=config.ig_method, objective=config.objective,
+                include_response=config.include_response, internal_batch_size=config.internal_batch_size,
+                padding_side=config.padding_side, check_completeness=config.check_completeness,
+            ))  # fmt: skip
+        rows, n_rows = [], 0
+        for j, i in enumerate(idx):
+            text, image = _candidates(tokenizer, model, enc[j][0], config)
+            generator = torch.Generator().manual_seed(config.seed + i)
+            a = batch_attrs[j]
+            if config.position == "last_input":
+                seqs = [(xs[j], a.scores if a is not None else None, text, image)]
+            else:
+                seqs = []
+                for y, ys in ((enc[j][1], a and a.preferred_scores), (enc[j][2], a and a.dispreferred_scores)):
+                    seq = torch.cat([xs[j], emb(y.to(emb.weight.device)).detach()])
+                    m = len(y)
+                    resp = torch.full((m,), config.include_response)
+                    scores = None if a is None else torch.cat([a.scores, ys if ys is not None else torch.zeros(m)])
+                    seqs.append((seq, scores, torch.cat([text, resp]), torch.cat([image, torch.zeros(m, dtype=bool)])))
+            for seq, scores, txt, img in seqs:
+                p, q = _select(scores, txt, img, config, generator)
+                tops_p.append(p)
+                tops_q.append(q)
+                clean = (seq, torch.ones(len(seq), dtype=torch.long))
+                rows += [clean, mask_positions(seq, p, config.mask, replacement),
+                         mask_positions(seq, q, config.mask, replacement)]  # fmt: skip
+                n_rows += 1
+        h = states_at(model, [r[0] for r in rows], [-1] * len(rows), layer_ids,
+                      attention_masks=[r[1] for r in rows], padding_side=config.padding_side,
+                      batch_size=config.internal_batch_size).view(n_rows, 3, len(layer_ids), -1)  # fmt: skip
+        d_pos.append(h[:, 0] - h[:, 1])  # (rows, L, d)
+        d_neg.append(h[:, 0] - h[:, 2])
+        attrs += batch_attrs
+    return Extraction(layer_ids, torch.cat(d_pos), torch.cat(d_neg), attrs, tops_p, tops_q, config)
+
+
+def provenance(model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], **extra) -> dict:
+    """Metadata stored with a vector: model, tokenizer, data, hook point, dtype, package version, date."""
+    config = getattr(model, "config", None)
+    layer_cls = type(find_decoder_layers(model)[0]).__name__
+    return {
+        "model_id": getattr(config, "_name_or_path", "") or type(model).__name__,
+        "model_class": type(model).__name__,
+        "revision": getattr(config, "_commit_hash", None),
+        "tokenizer_hash": tokenizer_hash(tokenizer),
+        "hook_point": f"{layer_cls} output (decoder-layer output, pre-final-norm); capture and steering alike",
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "hidden_size": model_hidden_size(model),
+        "num_layers": len(find_decoder_layers(model)),
+        "data_hash": pairs_hash(pairs),
+        "n_pairs": len(pairs),
+        "package_version": package_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def fit_steering_vector(
+    model: nn.Module,
+    tokenizer,
+    pairs: Sequence[ContrastivePair],
+    layers: Sequence[int] | None = None,
+    config: GrainsConfig | None = None,
+    aggregate: Aggregate = "pca",
+    mode: Mode = "both",
+    batch_size: int = 4,
+) -> SteeringVector:
+    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, grains.md §6.5)."""
+    config = config or GrainsConfig()
+    result = extract_deltas(model, tokenizer, pairs, layers, config, batch_size)
+    errors = result.completeness_errors
+    legacy = config.objective == "legacy_off_by_one"
+    meta = provenance(
+        model, tokenizer, pairs, method="grains", canonical=not legacy, **asdict(config),
+        ig_completeness_mean_abs_error=sum(abs(e) for e in errors) / len(errors) if errors else None,
+    )  # fmt: skip
+    return result.to_vector(aggregate, mode, meta)

@@ -1,0 +1,159 @@
+"""Forward hooks on decoder layers: capture their outputs, or steer them with a ``SteeringVector``.
+
+**``steer`` mutates ``model``'s behaviour while active** (forward hooks; weights untouched, hooks removed in
+``finally`` even when the body raises). Design decisions (vs the released code, grains.md §2.6 and §2.11 #10, #12):
+- Per-token norm preservation h' = (h + αv)·‖h‖/‖h + αv‖ over d (``dim=-1``), computed in fp32; no hidden ×10.
+  ``normalize="legacy_seq_axis"`` reproduces the release (norm over the sequence axis, 10·α·v) for comparison only.
+- Capture and steering use the same hook point (the decoder-layer output), so vectors are estimated in the space
+  they are applied in. Hooks return a new object of the same structure (Tensor → Tensor, tuple → tuple).
+- ``scope`` selects prompt or generated positions from the KV-cache length, so cached decoding equals a full
+  recompute. The vector is moved to each layer's device and dtype (``device_map`` sharding, bf16).
+- transformers 5 records ``output_hidden_states`` with its own earlier hook, i.e. *before* steering at the steered
+  layer; read steered states with ``capture_layer_outputs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import nn
+
+from steering.layers import find_decoder_layers, layer_hidden, replace_hidden, resolve_layers
+from steering.vectors import SteeringVector
+
+Scope = Literal["all", "prompt", "generated"]
+SCOPES = ("all", "prompt", "generated")
+Normalize = Literal["per_token", "none", "legacy_seq_axis"]
+NORMALIZE = ("per_token", "none", "legacy_seq_axis")
+
+
+@contextmanager
+def capture_layer_outputs(
+    model: nn.Module, layers: Sequence[int], path: str | None = None
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Yield a dict that each forward fills with layer → detached hidden states (B, T, d) of those layers."""
+    modules = find_decoder_layers(model, path)
+    store: dict[int, torch.Tensor] = {}
+
+    def make_hook(layer: int):
+        def hook(module, args, output):
+            store[layer] = layer_hidden(output).detach()
+
+        return hook
+
+    handles = []
+    try:
+        for layer in resolve_layers(model, layers, path):
+            handles.append(modules[layer].register_forward_hook(make_hook(layer)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def steered_hidden(
+    h: torch.Tensor, v: torch.Tensor, alpha: float, normalize: Normalize = "per_token", eps: float = 1e-8
+) -> torch.Tensor:
+    """Apply the intervention to hidden states ``h`` (B, T, d) with direction ``v`` (d,); returns a new tensor."""
+    h32 = h.float()
+    v32 = v.to(device=h.device, dtype=torch.float32)
+    if normalize == "legacy_seq_axis":  # released code: S = H + 10αv, rescaled per feature over the sequence axis
+        s = h32 + 10.0 * alpha * v32
+        s = s * h32.norm(dim=1, keepdim=True) / (s.norm(dim=1, keepdim=True) + eps)
+    else:
+        s = h32 + alpha * v32
+        if normalize == "per_token":
+            s = s * (h32.norm(dim=-1, keepdim=True) / s.norm(dim=-1, keepdim=True).clamp_min(eps))
+    return s.to(h.dtype)
+
+
+class _Positions:
+    """Tracks absolute token positions of each forward call (cache length before the call), for ``scope``."""
+
+    def __init__(self, prompt_length: int | None) -> None:
+        self.prompt_length = prompt_length
+        self.offset = 0
+
+    def pre_hook(self, module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        self.offset = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+
+    def mask(self, T: int, device: torch.device, scope: Scope) -> torch.Tensor:
+        """(T,) bool: which positions of the current call are steered."""
+        if self.prompt_length is None:
+            self.prompt_length = self.offset + T  # the first call inside the block is the prompt
+        pos = torch.arange(self.offset, self.offset + T, device=device)
+        return pos < self.prompt_length if scope == "prompt" else pos >= self.prompt_length
+
+
+def _steer_hook(v: torch.Tensor, alpha: float, normalize: Normalize, scope: Scope, positions: _Positions):
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def hook(module, args, output):
+        if alpha == 0:
+            return output  # exact no-op
+        h = layer_hidden(output)  # (B, T, d)
+        key = (h.device, h.dtype)
+        if key not in cache:
+            cache[key] = v.to(device=h.device, dtype=h.dtype)
+        new = steered_hidden(h, cache[key], alpha, normalize)
+        if scope != "all":
+            keep = positions.mask(h.shape[1], h.device, scope)[None, :, None]  # (1, T, 1)
+            new = torch.where(keep, new, h)
+        return replace_hidden(output, new)
+
+    return hook
+
+
+@contextmanager
+def steer(
+    model: nn.Module,
+    vector: SteeringVector,
+    alpha: float,
+    layers: Sequence[int] | int | None = None,
+    scope: Scope = "all",
+    preserve_norm: bool = True,
+    normalize: Normalize | None = None,
+    prompt_length: int | None = None,
+    path: str | None = None,
+) -> Iterator[None]:
+    """Add ``alpha · v_l`` to the output of each steered decoder layer ``l`` while the block runs.
+
+    Args:
+        model: an HF causal LM / VLM (or any model ``find_decoder_layers`` understands).
+        vector: per-layer directions; must match the model's hidden size and layer count.
+        alpha: strength λ (0 is an exact no-op; negative steers away).
+        layers: subset of ``vector.layers`` to steer (negative indices allowed); ``None`` = all of them.
+        scope: ``all`` positions, only the ``prompt``, or only ``generated`` tokens.
+        preserve_norm: rescale each token to its original L2 norm (``normalize="per_token"``); False = ``none``.
+        normalize: overrides ``preserve_norm``: ``per_token`` | ``none`` | ``legacy_seq_axis`` (released code).
+        prompt_length: number of prompt tokens for ``scope``; default = the length of the first forward call.
+        path: dotted path of the decoder-layer list, if discovery needs help.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope {scope!r} is not one of {SCOPES}")
+    norm = normalize if normalize is not None else ("per_token" if preserve_norm else "none")
+    if norm not in NORMALIZE:
+        raise ValueError(f"normalize {norm!r} is not one of {NORMALIZE}")
+    vector.check_compatible(model)
+    chosen = vector.layers if layers is None else resolve_layers(model, layers, path)
+    missing = [layer for layer in chosen if layer not in vector.vectors]
+    if missing:
+        raise ValueError(f"layers {missing} have no vector; the steering vector covers layers {vector.layers}")
+    modules = find_decoder_layers(model, path)
+    positions = _Positions(prompt_length)
+    handles = []
+    try:
+        if scope != "all":
+            decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+            handles.append(decoder.register_forward_pre_hook(positions.pre_hook, with_kwargs=True))
+        for layer in chosen:
+            hook = _steer_hook(vector.vectors[layer], float(alpha), norm, scope, positions)
+            handles.append(modules[layer].register_forward_hook(hook))
+        yield
+    finally:
+        for h in handles:
+            h.remove()

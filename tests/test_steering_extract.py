@@ -1,0 +1,144 @@
+"""End-to-end extraction: batching/padding invariance, IG reuse for P and Q, controls, options, metadata."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from steering import ContrastivePair, GrainsConfig, extract_deltas, fit_steering_vector, steer
+from steering.scoring import score_responses
+from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+PAIRS = [
+    ContrastivePair("q what is the capital of france a", " paris", " london rome"),
+    ContrastivePair("q can cats fly a", " no", " yes they can fly"),
+    ContrastivePair("q is the sky blue a", " yes it is", " no"),
+    ContrastivePair("q is fire cold a", " no it is hot", " yes"),
+]
+CFG = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def model_tok():
+    return tiny_causal_lm("llama"), tiny_lm_tokenizer()
+
+
+def test_batched_left_right_and_unbatched_give_the_same_vectors(model_tok):
+    model, tok = model_tok
+    ref = extract_deltas(model, tok, PAIRS, [1, 2], CFG, batch_size=1)
+    for side, bs in (("left", 4), ("right", 4), ("left", 3)):
+        got = extract_deltas(model, tok, PAIRS, [1, 2], replace(CFG, padding_side=side, internal_batch_size=5), bs)
+        torch.testing.assert_close(got.deltas_pos, ref.deltas_pos, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got.deltas_neg, ref.deltas_neg, atol=1e-5, rtol=1e-4)
+        assert all(torch.equal(a, b) for a, b in zip(got.top_pos, ref.top_pos))
+    v_ref = ref.to_vector("pca", "both")
+    v_got = got.to_vector("pca", "both")
+    for layer in (1, 2):
+        torch.testing.assert_close(v_got.vectors[layer], v_ref.vectors[layer], atol=1e-4, rtol=1e-3)
+
+
+def test_p_and_q_come_from_one_ig_and_deltas_match_masked_forwards(model_tok):
+    model, tok = model_tok
+    ex = extract_deltas(model, tok, PAIRS[:1], [2], CFG)
+    a = ex.attributions[0]
+    assert torch.equal(ex.top_pos[0], torch.topk(a.scores, 2).indices)
+    assert torch.equal(ex.top_neg[0], torch.topk(-a.scores, 2).indices)
+    # δ⁺ by hand: h(x) − h(x with P's embeddings zeroed), last input token, layer 2 output
+    from steering import capture_layer_outputs, encode_pair
+
+    x = encode_pair(tok, PAIRS[0])[0]
+    e = model.get_input_embeddings()(x)[None].detach()
+    masked = e.clone()
+    masked[0, ex.top_pos[0]] = 0
+    with torch.no_grad(), capture_layer_outputs(model, [2]) as store:
+        model(inputs_embeds=e)
+        h = store[2][0, -1].clone()
+        model(inputs_embeds=masked)
+        hm = store[2][0, -1].clone()
+    torch.testing.assert_close(ex.deltas_pos[0, 0], h - hm, atol=1e-5, rtol=1e-4)
+
+
+def test_fitted_vector_metadata_and_round_trip(model_tok, tmp_path):
+    model, tok = model_tok
+    vec = fit_steering_vector(model, tok, PAIRS, layers=[-1], config=CFG)
+    meta = vec.metadata
+    for key in (
+        "model_id",
+        "revision",
+        "tokenizer_hash",
+        "hook_point",
+        "dtype",
+        "objective",
+        "top_k",
+        "ig_steps",
+        "layers",
+        "aggregate",
+        "mode",
+        "data_hash",
+        "package_version",
+        "hidden_size",
+        "num_layers",
+    ):
+        assert key in meta, key
+    assert meta["layers"] == [2] and meta["canonical"] is True and meta["ig_completeness_mean_abs_error"] is not None
+    back = type(vec).load(vec.save(tmp_path / "v.safetensors"), model)
+    assert torch.equal(back.vectors[2], vec.vectors[2])
+    legacy = fit_steering_vector(model, tok, PAIRS[:2], [-1], replace(CFG, objective="legacy_off_by_one"))
+    assert legacy.metadata["canonical"] is False
+
+
+@pytest.mark.parametrize("selection", ["random", "all"])
+def test_no_attribution_controls(model_tok, selection):
+    model, tok = model_tok
+    cfg = replace(CFG, selection=selection)
+    ex = extract_deltas(model, tok, PAIRS, [2], cfg)
+    assert all(a is None for a in ex.attributions)
+    if selection == "all":
+        assert torch.equal(ex.deltas_pos, ex.deltas_neg)
+    again = extract_deltas(model, tok, PAIRS, [2], cfg, batch_size=1)
+    assert all(torch.equal(a, b) for a, b in zip(ex.top_pos, again.top_pos))  # seeded per example
+
+
+@pytest.mark.parametrize("mask", ["pad_id", "unk_id", "mask_id", "mean", "attention"])
+def test_mask_options_and_position_last(model_tok, mask):
+    model, tok = model_tok
+    ex = extract_deltas(model, tok, PAIRS[:2], [1], replace(CFG, mask=mask, check_completeness=False))
+    assert ex.deltas_pos.shape == (2, 1, 16) and ex.deltas_pos.abs().sum() > 0
+    if mask == "attention":
+        last = extract_deltas(model, tok, PAIRS[:2], [1], replace(CFG, position="last", include_response=True))
+        assert last.deltas_pos.shape == (4, 1, 16)  # one row per sequence s⁺, s⁻
+
+
+def test_exclude_special_never_selects_bos(model_tok):
+    model, tok = model_tok
+    ex = extract_deltas(model, tok, PAIRS, [1], replace(CFG, exclude_special=True, top_k=20))
+    assert all(0 not in p.tolist() for p in ex.top_pos + ex.top_neg)  # position 0 is <s>
+
+
+def test_bad_inputs_are_rejected(model_tok):
+    model, tok = model_tok
+    with pytest.raises(ValueError, match="pairs is empty"):
+        extract_deltas(model, tok, [], [1], CFG)
+    with pytest.raises(ValueError, match="top_k 0 must be >= 1"):
+        GrainsConfig(top_k=0)
+    with pytest.raises(ValueError, match="position 'first' is not one of"):
+        GrainsConfig(position="first")
+    with pytest.raises(ValueError, match="layer 7 is out of range"):
+        extract_deltas(model, tok, PAIRS, [7], CFG)
+
+
+def test_alpha_zero_leaves_the_fitted_margin_unchanged(model_tok):
+    model, tok = model_tok
+    vec = fit_steering_vector(model, tok, PAIRS, layers=[1, 2], config=CFG, aggregate="mean", mode="both")
+    prompts = [p.prompt for p in PAIRS]
+
+    def margin():
+        good = score_responses(model, tok, prompts, [p.preferred for p in PAIRS])
+        bad = score_responses(model, tok, prompts, [p.dispreferred for p in PAIRS])
+        return float((good - bad).mean())
+
+    base = margin()
+    with steer(model, vec, alpha=0.0):
+        assert margin() == base
