@@ -11,6 +11,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections.abc import Sequence
 from dataclasses import replace
@@ -145,23 +146,8 @@ class CapDataModule(L.LightningDataModule):
         if self.splits is not None:
             return self.splits
         h = self.hparams
-        splits = load_splits(
-            h.dataset,
-            h.data_dir,
-            validation_fraction=h.validation_fraction,
-            seed=h.seed,
-            train_file=h.train_file,
-            validation_file=h.validation_file,
-            test_file=h.test_file,
-            text_column=h.text_column,
-            label_column=h.label_column,
-            label_names=h.label_names,
-            hub_id=h.hub_id,
-            hub_config=h.hub_config,
-            train_split=h.train_split,
-            validation_split=h.validation_split,
-            test_split=h.test_split,
-        )
+        # every load_splits argument is also an init argument of this class, under the same name
+        splits = load_splits(**{k: h[k] for k in inspect.signature(load_splits).parameters})
         train = splits.train
         if h.split == "few_shot":
             train = few_shot(train, h.shots_per_class, h.seed, label_names=splits.label_names)
