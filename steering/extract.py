@@ -7,6 +7,13 @@ Design decisions (vs the released code, grains.md §2.10–§2.12):
   passes: x, x∖P, x∖Q) from hooks at the steering hook point; ``position="last"`` uses the last token of x ⊕ y±
   (2 rows per example, P/Q chosen per sequence, as in the release).
 - Selection ``random`` / ``all`` skips IG: the "GrAInS without attribution" controls on the same interface.
+- P and Q are sign-restricted (P ⊆ {a > 0}, Q ⊆ {a < 0}, so disjoint, possibly fewer than k): with plain top-k on a
+  prompt shorter than 2k tokens, P and Q share most tokens, δ⁺ ≈ δ⁻ and v = u⁺ − u⁻ is noise. Never candidates by
+  default: position 0 (the attention sink: BOS, or the first token when the tokenizer adds none; zeroing it removes
+  the sink and gives outlier deltas ~10× the others) and the read position (the token at which δ is read: zeroing
+  it makes δ the token's own identity, so u± becomes "was the final ':' in P or Q", not what the context adds).
+  On SmolLM2-135M/TruthfulQA these three artefacts made the canonical vector move the margin the wrong way.
+  ``signed_selection=False, exclude_first=False, exclude_read_position=False`` is plain top-k as in the release.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ class GrainsConfig:
         include_response: also attribute response tokens (candidates for ``position="last"``).
         exclude_special: drop the tokenizer's special tokens (BOS, template) from the candidates.
         exclude_token_ids: further ids that are never candidates (e.g. chat-template tokens).
+        exclude_first: position 0 (the attention sink) is never a candidate.
+        exclude_read_position: the token at which δ is read (last of x, or of x ⊕ y±) is never a candidate.
+        signed_selection: P only from scores > 0 and Q only from scores < 0 (disjoint; may hold fewer than k).
         mask: ``baseline`` (zero embedding) | ``pad_id`` | ``unk_id`` | ``mask_id`` | ``mean`` | ``attention``.
         position: ``last_input`` (last token of x) | ``last`` (last token of x ⊕ y±).
         selection: ``attribution`` | ``random`` (seeded random k) | ``all`` (every candidate).
@@ -66,6 +76,9 @@ class GrainsConfig:
     include_response: bool = False
     exclude_special: bool = False
     exclude_token_ids: tuple[int, ...] = ()
+    exclude_first: bool = True
+    exclude_read_position: bool = True
+    signed_selection: bool = True
     mask: MaskMethod = "baseline"
     position: Position = "last_input"
     selection: Selection = "attribution"
@@ -123,6 +136,10 @@ def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tu
         excluded |= set(tokenizer.all_special_ids)
     for token in excluded:
         keep &= (ids.cpu() != token) | image
+    if config.exclude_first:
+        keep[0] = False
+    if config.exclude_read_position and config.position == "last_input":
+        keep[-1] = False
     return keep & ~image, keep & image
 
 
@@ -139,7 +156,10 @@ def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch
             elif config.selection == "random":
                 picked.append(random_positions(cand, k, generator))
             else:
-                picked.append(top_k_positions(scores, k, sign, cand))
+                if config.signed_selection:
+                    cand = cand & ((scores > 0) if sign == "pos" else (scores < 0)).to(cand.device)
+                if cand.any():
+                    picked.append(top_k_positions(scores, k, sign, cand))
         out.append(torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long))
     return out[0], out[1]
 
@@ -186,6 +206,8 @@ def extract_deltas(
                     seq = torch.cat([xs[j], emb(y.to(emb.weight.device)).detach()])
                     m = len(y)
                     resp = torch.full((m,), config.include_response)
+                    if config.exclude_read_position:
+                        resp[-1] = False  # the read position (last token of x ⊕ y±)
                     scores = None if a is None else torch.cat([a.scores, ys if ys is not None else torch.zeros(m)])
                     seqs.append((seq, scores, torch.cat([text, resp]), torch.cat([image, torch.zeros(m, dtype=bool)])))
             for seq, scores, txt, img in seqs:

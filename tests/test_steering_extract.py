@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from steering import ContrastivePair, GrainsConfig, extract_deltas, fit_steering_vector, steer
+from steering import ContrastivePair, GrainsConfig, encode_pair, extract_deltas, fit_steering_vector, steer
 from steering.scoring import score_responses
 from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
 
@@ -43,8 +43,11 @@ def test_p_and_q_come_from_one_ig_and_deltas_match_masked_forwards(model_tok):
     model, tok = model_tok
     ex = extract_deltas(model, tok, PAIRS[:1], [2], CFG)
     a = ex.attributions[0]
-    assert torch.equal(ex.top_pos[0], torch.topk(a.scores, 2).indices)
-    assert torch.equal(ex.top_neg[0], torch.topk(-a.scores, 2).indices)
+    inner = torch.arange(len(a.scores))[1:-1]  # position 0 (sink) and the read position are never candidates
+    pos, neg = inner[a.scores[1:-1] > 0], inner[a.scores[1:-1] < 0]  # sign-restricted: P, Q disjoint
+    assert torch.equal(ex.top_pos[0], pos[torch.topk(a.scores[pos], min(2, len(pos))).indices])
+    assert torch.equal(ex.top_neg[0], neg[torch.topk(-a.scores[neg], min(2, len(neg))).indices])
+    assert len(ex.top_pos[0]) > 0 and not set(ex.top_pos[0].tolist()) & set(ex.top_neg[0].tolist())
     # δ⁺ by hand: h(x) − h(x with P's embeddings zeroed), last input token, layer 2 output
     from steering import capture_layer_outputs, encode_pair
 
@@ -115,6 +118,19 @@ def test_exclude_special_never_selects_bos(model_tok):
     model, tok = model_tok
     ex = extract_deltas(model, tok, PAIRS, [1], replace(CFG, exclude_special=True, top_k=20))
     assert all(0 not in p.tolist() for p in ex.top_pos + ex.top_neg)  # position 0 is <s>
+
+
+def test_sink_and_read_position_are_never_masked_and_plain_top_k_is_an_option(model_tok):
+    model, tok = model_tok
+    ex = extract_deltas(model, tok, PAIRS, [1], replace(CFG, top_k=20))
+    for i, pair in enumerate(PAIRS):
+        n = len(encode_pair(tok, pair)[0])
+        assert not {0, n - 1} & set(ex.top_pos[i].tolist() + ex.top_neg[i].tolist())
+        assert not set(ex.top_pos[i].tolist()) & set(ex.top_neg[i].tolist())
+    plain = replace(CFG, signed_selection=False, exclude_first=False, exclude_read_position=False)
+    ex = extract_deltas(model, tok, PAIRS[:1], [1], plain)
+    assert torch.equal(ex.top_pos[0], torch.topk(ex.attributions[0].scores, 2).indices)
+    assert torch.equal(ex.top_neg[0], torch.topk(-ex.attributions[0].scores, 2).indices)
 
 
 def test_bad_inputs_are_rejected(model_tok):
