@@ -107,3 +107,17 @@ def test_bad_init_arguments(kwargs, match, tiny_model_dir):
     args = {"model_path": str(tiny_model_dir), **kwargs}
     with pytest.raises(ValueError, match=match):
         CapModule(**args)
+
+
+def test_prior_weight_warms_up_linearly():
+    module = CapModule("minilm", num_labels=2, prior_weight=0.4, prior_warmup_steps=4)
+
+    class _Trainer:
+        global_step = 0
+
+    module._trainer = _Trainer()
+    weights = []
+    for step in range(6):
+        _Trainer.global_step = step
+        weights.append(module.current_prior_weight())
+    assert weights == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
