@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_embeds, pad_batch
+from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
 from steering.hooks import capture_layer_outputs
 
 
@@ -41,7 +41,7 @@ def states_at(
         for idx in chunks(len(rows), batch_size):
             masks = [attention_masks[i] for i in idx] if attention_masks is not None else None
             batch = pad_batch([rows[i] for i in idx], padding_side, attention_masks=masks)
-            forward_embeds(model, batch)
+            forward_padded(model, batch)
             pos = [int(positions[i]) % int(batch.lengths[j]) + int(batch.offsets[j]) for j, i in enumerate(idx)]
             per_layer = [_pick(store[layer], pos) for layer in layers]  # L × (b, d)
             out.append(torch.stack(per_layer, dim=1))  # (b, L, d)

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_embeds, pad_batch
+from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
 from steering.scoring import Objective, check_objective, response_logprob_from_logits
 
 IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
@@ -112,7 +112,7 @@ def _logprobs(model, rows, ids, resp, objective, side) -> tuple[torch.Tensor, ob
     batch = pad_batch(rows, side)
     id_batch = pad_batch(ids, side).values
     resp_batch = pad_batch([r.to(id_batch.device) for r in resp], side, pad_value=False).values
-    logits = forward_embeds(model, batch)
+    logits = forward_padded(model, batch)
     return response_logprob_from_logits(logits, id_batch, resp_batch, objective), batch
 
 

@@ -75,21 +75,11 @@ def pad_batch(
     return PaddedBatch(values, attn, position_ids, offsets, lengths)
 
 
-def forward_embeds(model: nn.Module, batch: PaddedBatch) -> torch.Tensor:
-    """Logits (B, T, V) for a padded batch of embeddings (B, T, d)."""
+def forward_padded(model: nn.Module, batch: PaddedBatch) -> torch.Tensor:
+    """Logits (B, T, V) for a padded batch of token ids (B, T) or of embeddings (B, T, d)."""
+    key = "input_ids" if batch.values.dim() == 2 else "inputs_embeds"
     out = model(
-        inputs_embeds=batch.values,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=False,
-    )
-    return out.logits
-
-
-def forward_ids(model: nn.Module, batch: PaddedBatch) -> torch.Tensor:
-    """Logits (B, T, V) for a padded batch of token ids (B, T)."""
-    out = model(
-        input_ids=batch.values,
+        **{key: batch.values},
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=False,

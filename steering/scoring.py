@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_ids, pad_batch
+from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
 
 Objective = Literal["sum", "mean", "last_token", "legacy_off_by_one"]
 OBJECTIVES = ("sum", "mean", "last_token", "legacy_off_by_one")
@@ -108,6 +108,6 @@ def score_responses(
         masks = [torch.cat([torch.zeros_like(encoded[i][0]), torch.ones_like(encoded[i][1])]).bool() for i in idx]
         batch = pad_batch([s.to(device) for s in seqs], padding_side, pad_value=0)
         resp = pad_batch([m.to(device) for m in masks], padding_side, pad_value=False).values
-        logits = forward_ids(model, batch)
+        logits = forward_padded(model, batch)
         out.append(response_logprob_from_logits(logits, batch.values, resp, objective).cpu())
     return torch.cat(out)

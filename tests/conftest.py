@@ -50,3 +50,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tests.tiny import save_tiny_classifier
 
     return save_tiny_classifier(tmp_path_factory.mktemp("tiny-bert"), num_labels=2)
+
+
+@pytest.fixture(scope="module")
+def model_tok():
+    """A tiny random Llama and its tokenizer, built once per test module."""
+    from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+    return tiny_causal_lm("llama"), tiny_lm_tokenizer()

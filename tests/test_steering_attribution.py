@@ -5,21 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering import ContrastivePair, EmbeddedTriple, contrastive_ig, contrastive_ig_embeds, encode_pair
+from steering import EmbeddedTriple, contrastive_ig, contrastive_ig_embeds, encode_pair
 from steering.attribution import ig_quadrature
 from steering.scoring import response_logprob_from_logits
-from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+from tests.tiny_lm import tiny_pairs
 
-PAIRS = [
-    ContrastivePair("q what is the capital of france a", " paris", " london rome"),
-    ContrastivePair("q can cats fly a", " no", " yes they can fly"),
-    ContrastivePair("q is the sky blue a", " yes it is", " no"),
-]
-
-
-@pytest.fixture(scope="module")
-def model_tok():
-    return tiny_causal_lm("llama"), tiny_lm_tokenizer()
+PAIRS = tiny_pairs()
 
 
 def _contrast(model, x, y_pos, y_neg):

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from steering import (
-    ContrastivePair,
     GrainsConfig,
     SteeringVector,
     capture_layer_outputs,
@@ -17,18 +16,9 @@ from steering import (
     fit_random_k_vector,
     steer,
 )
-from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+from tests.tiny_lm import tiny_pairs
 
-PAIRS = [
-    ContrastivePair("q what is the capital of france a", " paris", " london rome"),
-    ContrastivePair("q can cats fly a", " no", " yes they can fly"),
-    ContrastivePair("q is the sky blue a", " yes it is", " no"),
-]
-
-
-@pytest.fixture(scope="module")
-def model_tok():
-    return tiny_causal_lm("llama"), tiny_lm_tokenizer()
+PAIRS = tiny_pairs()
 
 
 def test_caa_is_the_mean_paired_difference(model_tok):

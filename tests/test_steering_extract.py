@@ -9,20 +9,10 @@ import torch
 
 from steering import ContrastivePair, GrainsConfig, encode_pair, extract_deltas, fit_steering_vector, steer
 from steering.scoring import score_responses
-from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+from tests.tiny_lm import tiny_pairs
 
-PAIRS = [
-    ContrastivePair("q what is the capital of france a", " paris", " london rome"),
-    ContrastivePair("q can cats fly a", " no", " yes they can fly"),
-    ContrastivePair("q is the sky blue a", " yes it is", " no"),
-    ContrastivePair("q is fire cold a", " no it is hot", " yes"),
-]
+PAIRS = [*tiny_pairs(), ContrastivePair("q is fire cold a", " no it is hot", " yes")]
 CFG = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def model_tok():
-    return tiny_causal_lm("llama"), tiny_lm_tokenizer()
 
 
 def test_batched_left_right_and_unbatched_give_the_same_vectors(model_tok):

@@ -190,3 +190,14 @@ class TupleLM(nn.Module):
         for layer in self.model.layers:
             h = layer(h)[0]
         return type("Out", (), {"logits": self.lm_head(h)})()
+
+
+def tiny_pairs():
+    """Three (prompt, preferred, dispreferred) triples over the tiny tokenizer's vocabulary."""
+    from steering import ContrastivePair
+
+    return [
+        ContrastivePair("q what is the capital of france a", " paris", " london rome"),
+        ContrastivePair("q can cats fly a", " no", " yes they can fly"),
+        ContrastivePair("q is the sky blue a", " yes it is", " no"),
+    ]
