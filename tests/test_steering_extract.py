@@ -9,7 +9,7 @@ import torch
 
 from steering import ContrastivePair, GrainsConfig, encode_pair, extract_deltas, fit_steering_vector, steer
 from steering.scoring import score_responses
-from tests.tiny_lm import tiny_pairs
+from tests.tiny_lm import last_token_delta, tiny_pairs
 
 PAIRS = [*tiny_pairs(), ContrastivePair("q is fire cold a", " no it is hot", " yes")]
 CFG = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=64)
@@ -39,18 +39,13 @@ def test_p_and_q_come_from_one_ig_and_deltas_match_masked_forwards(model_tok):
     assert torch.equal(ex.top_neg[0], neg[torch.topk(-a.scores[neg], min(2, len(neg))).indices])
     assert len(ex.top_pos[0]) > 0 and not set(ex.top_pos[0].tolist()) & set(ex.top_neg[0].tolist())
     # δ⁺ by hand: h(x) − h(x with P's embeddings zeroed), last input token, layer 2 output
-    from steering import capture_layer_outputs, encode_pair
+    from steering import encode_pair
 
     x = encode_pair(tok, PAIRS[0])[0]
     e = model.get_input_embeddings()(x)[None].detach()
     masked = e.clone()
     masked[0, ex.top_pos[0]] = 0
-    with torch.no_grad(), capture_layer_outputs(model, [2]) as store:
-        model(inputs_embeds=e)
-        h = store[2][0, -1].clone()
-        model(inputs_embeds=masked)
-        hm = store[2][0, -1].clone()
-    torch.testing.assert_close(ex.deltas_pos[0, 0], h - hm, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ex.deltas_pos[0, 0], last_token_delta(model, e, masked, 2), atol=1e-5, rtol=1e-4)
 
 
 def test_fitted_vector_metadata_and_round_trip(model_tok, tmp_path):

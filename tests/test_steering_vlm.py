@@ -7,7 +7,7 @@ import torch
 
 from steering import ContrastivePair, GrainsConfig, embed_inputs, extract_deltas, fit_steering_vector, steer
 from steering.pairs import image_token_mask
-from tests.tiny_lm import LLAVA_IMAGE_TOKENS, tiny_llava_image, tiny_lm_tokenizer, tiny_vlm
+from tests.tiny_lm import LLAVA_IMAGE_TOKENS, last_token_delta, tiny_llava_image, tiny_lm_tokenizer, tiny_vlm
 
 PROMPT = "<image> " * LLAVA_IMAGE_TOKENS + "q what is the sky a"
 CFG = GrainsConfig(top_k=2, top_k_image=1, ig_steps=4)
@@ -56,19 +56,13 @@ def test_per_modality_k_and_image_token_masking(llava):
     for chosen in (ex.top_pos[0], ex.top_neg[0]):
         assert int(image[chosen].sum()) == 1 and int((~image[chosen]).sum()) == 2
     # masking one image token replaces its merged embedding: δ is h(x) − h(x with that row zeroed)
-    from steering import capture_layer_outputs
 
     e = embed_inputs(model, _ids(tok), pair.pixel_values)[None]
     img_pos = [int(p) for p in ex.top_pos[0] if image[p]]
     txt_pos = [int(p) for p in ex.top_pos[0] if not image[p]]
     masked = e.clone()
     masked[0, img_pos + txt_pos] = 0
-    with torch.no_grad(), capture_layer_outputs(model, [2]) as store:
-        model(inputs_embeds=e)
-        h = store[2][0, -1].clone()
-        model(inputs_embeds=masked)
-        hm = store[2][0, -1].clone()
-    torch.testing.assert_close(ex.deltas_pos[0, 1], h - hm, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ex.deltas_pos[0, 1], last_token_delta(model, e, masked, 2), atol=1e-5, rtol=1e-4)
 
 
 def test_llava_vector_steers_generation_with_the_image(llava):

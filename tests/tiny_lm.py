@@ -201,3 +201,16 @@ def tiny_pairs():
         ContrastivePair("q can cats fly a", " no", " yes they can fly"),
         ContrastivePair("q is the sky blue a", " yes it is", " no"),
     ]
+
+
+def last_token_delta(model, embeds, masked, layer: int):
+    """h(x) − h(x∖masked) at the last position of decoder layer ``layer`` output, for (1, T, d) embeddings."""
+    import torch
+
+    from steering import capture_layer_outputs
+
+    with torch.no_grad(), capture_layer_outputs(model, [layer]) as store:
+        model(inputs_embeds=embeds)
+        h = store[layer][0, -1].clone()
+        model(inputs_embeds=masked)
+        return h - store[layer][0, -1]
