@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AttributionPrior": "cap_lightning.priors",
     "IGPrior": "cap_lightning.priors",
+    "ClassAwarePrior": "cap_lightning.cap_prior",
+    "LIMEPrior": "cap_lightning.lime_prior",
+    "HybridPrior": "cap_lightning.hybrid",
+    "FaithfulnessMetrics": "cap_lightning.faithfulness",
     "CapDataModule": "cap_lightning.data",
     "CapModule": "cap_lightning.module",
     "PriorCacheCallback": "cap_lightning.callbacks",

@@ -17,6 +17,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -29,6 +30,25 @@ from cap_lightning import __version__
 from cap_lightning.prior_cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
 from cap_lightning.priors import AttributionPrior
 from cap_lightning.tokens import split_words
+
+DIAGNOSTICS = "diagnostics.json"
+
+
+def summarise_diagnostics(path: Path) -> dict[str, float]:
+    """Means of the per-example prior diagnostics saved next to the priors (teacher confidence, teacher accuracy as
+    ``gold_rank == 0``, surrogate R²); empty when the prior has none."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    out = {}
+    for name, values in data.items():
+        if not values:
+            continue
+        if name.endswith("gold_rank"):
+            out[f"prior/{name.removesuffix('gold_rank')}teacher_acc"] = sum(v == 0 for v in values) / len(values)
+        elif name.endswith(("gold_prob", "r2", "nonfinite")):
+            out[f"prior/{name}_mean"] = sum(float(v) for v in values) / len(values)
+    return out
 
 
 class PriorCacheCallback(L.Callback):
@@ -96,6 +116,7 @@ class PriorCacheCallback(L.Callback):
                 save_priors(folder / MERGED, merged, key, 0)
                 for s in chunk_starts(len(texts), self.chunk_size):
                     chunk_path(folder, s).unlink(missing_ok=True)
+                self._write_diagnostics(folder, texts, labels)
             trainer.strategy.barrier("prior_cache_merged")
             priors = load_priors(folder / MERGED, key, 0, n_words)
             if priors is None:
@@ -104,9 +125,20 @@ class PriorCacheCallback(L.Callback):
         self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
         rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
         datamodule.attach_priors(priors)
+        summary = summarise_diagnostics(folder / DIAGNOSTICS)
+        if summary:
+            rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+        self.last |= summary
         if trainer.logger is not None:
             trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
-            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds})
+            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
+
+    def _write_diagnostics(self, folder: Path, texts, labels) -> None:
+        found = self.prior.diagnostics(texts, labels)
+        if found:
+            tmp = folder / f".{DIAGNOSTICS}.tmp"
+            tmp.write_text(json.dumps(found))
+            os.replace(tmp, folder / DIAGNOSTICS)
 
     def _compute_missing(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str) -> None:
         rank, world = trainer.global_rank, trainer.world_size
@@ -120,7 +152,13 @@ class PriorCacheCallback(L.Callback):
             # the prior's own randomness (reference head, fine-tune) must not shift the student's RNG stream:
             # a cache hit and a cache miss then train exactly the same student
             with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-                self.prior.prepare(texts, labels, datamodule.num_labels, trainer.strategy.root_device)
+                self.prior.prepare(
+                    texts,
+                    labels,
+                    datamodule.num_labels,
+                    trainer.strategy.root_device,
+                    label_names=getattr(datamodule, "label_names", None),
+                )
                 bar = tqdm(total=len(todo), desc=f"priors (rank {rank})", disable=rank != 0, unit="chunk")
                 for s in todo:
                     rows = self.prior(texts[s : s + self.chunk_size], labels[s : s + self.chunk_size])

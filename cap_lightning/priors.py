@@ -55,20 +55,6 @@ def _file_digest(path: str) -> str | None:
     return h.hexdigest()
 
 
-def _require_trained_head(folder: str, fine_tune_epochs: int) -> None:
-    """An IG prior from a randomly initialised classification head is noise: refuse it unless fine-tuned first."""
-    config = Path(folder) / "config.json"
-    if fine_tune_epochs > 0 or not config.is_file():  # hub ids: the user's responsibility
-        return
-    architectures = json.loads(config.read_text()).get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise ValueError(
-            f"IGPrior reference {folder!r} is {architectures or 'a model'} without a trained classification head; "
-            "set fine_tune_epochs > 0 (CE-only reference fine-tuned on the training split) or pass a trained "
-            "checkpoint (.ckpt of a baseline run, or a saved *ForSequenceClassification folder)"
-        )
-
-
 class AttributionPrior(ABC):
     """A source of word-level attribution priors in [0, 1], w.r.t. the gold label."""
 
@@ -84,12 +70,24 @@ class AttributionPrior(ABC):
                 cfg[f"{name}_sha256"] = _file_digest(cfg[name])
         return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
-    def prepare(self, texts: Sequence[str], labels: Sequence[int], num_labels: int, device: torch.device) -> None:
-        """Load (and fine-tune, if configured) the models this prior needs; called once before ``__call__``."""
+    def prepare(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        num_labels: int,
+        device: torch.device,
+        label_names: Sequence[str] | None = None,
+    ) -> None:
+        """Load (and fine-tune, if configured) the models this prior needs; called once before ``__call__``.
+        ``texts``/``labels`` are the whole training split; ``label_names`` the class names in index order."""
         return None
 
     def release(self) -> None:
         """Free the models loaded by ``prepare``."""
+        return None
+
+    def diagnostics(self, texts: Sequence[str], labels: Sequence[int]) -> dict[str, list] | None:
+        """Per-example diagnostics of the last computation (e.g. teacher confidence), or None."""
         return None
 
     @abstractmethod
@@ -153,29 +151,27 @@ class IGPrior(AttributionPrior):
         cfg.pop("internal_batch_size")  # changes memory, not scores
         return cfg
 
-    def prepare(self, texts: Sequence[str], labels: Sequence[int], num_labels: int, device: torch.device) -> None:
-        from cap_lightning.models import load_tokenizer, resolve_model_path
-        from cap_lightning.reference import fine_tune, load_reference
+    def prepare(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        num_labels: int,
+        device: torch.device,
+        label_names: Sequence[str] | None = None,
+    ) -> None:
+        from cap_lightning.reference import prepare_reference
 
         c = self._config
-        path = c["model_path"]
-        if not path.endswith(".ckpt"):
-            _require_trained_head(resolve_model_path(path), c["fine_tune_epochs"])
         if self.model is None:
-            torch.manual_seed(c["seed"])  # the reference's fresh head (if any) and its fine-tune follow `seed`
-            self.model = load_reference(path, num_labels).to(device).eval()
-            tok_source = path
-            if path.endswith(".ckpt"):
-                tok_source = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_path"]
-            self.tokenizer = load_tokenizer(tok_source)
+            self.model, self.tokenizer = prepare_reference(
+                c["model_path"], num_labels, texts, labels, device, c["fine_tune_epochs"], c["fine_tune_lr"],
+                c["max_length"], c["seed"],
+            )  # fmt: skip
             token = self.tokenizer.pad_token_id if c["baseline"] == "pad" else self.tokenizer.mask_token_id
             if token is None:
-                raise ValueError(f"IGPrior baseline {c['baseline']!r}: the tokenizer of {path!r} has no such token")
-            if c["fine_tune_epochs"] > 0:
-                fine_tune(
-                    self.model, self.tokenizer, texts, labels, c["fine_tune_epochs"], c["fine_tune_lr"],
-                    max_length=c["max_length"], seed=c["seed"],
-                )  # fmt: skip
+                raise ValueError(
+                    f"IGPrior baseline {c['baseline']!r}: the tokenizer of {c['model_path']!r} has no such token"
+                )
 
     def release(self) -> None:
         self.model = None

@@ -7,6 +7,7 @@ that produces it when no checkpoint is given; it is deterministic for a seed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,51 @@ def load_reference(model_path: str, num_labels: int):
     from cap_lightning.models import load_classifier
 
     return load_classifier(model_path, num_labels)
+
+
+def prepare_reference(
+    model_path: str,
+    num_labels: int,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    device: torch.device,
+    fine_tune_epochs: int = 0,
+    fine_tune_lr: float = 5e-5,
+    max_length: int = 64,
+    seed: int = 0,
+):
+    """Load the reference classifier and its tokenizer, fine-tuned with CE first when ``fine_tune_epochs > 0``.
+
+    A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned.
+    """
+    from cap_lightning.models import load_tokenizer, resolve_model_path
+
+    path = str(model_path)
+    if not path.endswith(".ckpt"):
+        require_trained_head(resolve_model_path(path), fine_tune_epochs)
+    torch.manual_seed(seed)  # the reference's fresh head (if any) and its fine-tune follow `seed`
+    model = load_reference(path, num_labels).to(device).eval()
+    tok_source = path
+    if path.endswith(".ckpt"):
+        tok_source = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_path"]
+    tokenizer = load_tokenizer(tok_source)
+    if fine_tune_epochs > 0:
+        fine_tune(model, tokenizer, texts, labels, fine_tune_epochs, fine_tune_lr, max_length=max_length, seed=seed)
+    return model, tokenizer
+
+
+def require_trained_head(folder: str, fine_tune_epochs: int) -> None:
+    """A prior from a randomly initialised classification head is noise: refuse it unless fine-tuned first."""
+    config = Path(folder) / "config.json"
+    if fine_tune_epochs > 0 or not config.is_file():  # hub ids: the user's responsibility
+        return
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise ValueError(
+            f"reference {folder!r} is {architectures or 'a model'} without a trained classification head; "
+            "set fine_tune_epochs > 0 (CE-only reference fine-tuned on the training split) or pass a trained "
+            "checkpoint (.ckpt of a baseline run, or a saved *ForSequenceClassification folder)"
+        )
 
 
 def fine_tune(

@@ -39,7 +39,7 @@ class CountingPrior(AttributionPrior):
     def config(self) -> dict:
         return {"tag": self.tag}
 
-    def prepare(self, texts, labels, num_labels, device) -> None:
+    def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
         torch.randn(5)  # e.g. a reference model's freshly initialised head
 
     def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[torch.Tensor]:

@@ -1,0 +1,256 @@
+"""Score a frozen causal-LM teacher's confidence in label names, with the shared prompt prefix KV-cached.
+
+Design decisions:
+- The prompt is ``prefix + " " + text + after + sep + label``: ``prefix`` holds the instruction and the enumerated
+  label space (identical for every query of a dataset), ``after`` closes the text and opens the answer
+  (``"\\nIntent:"``). With ``chat_template=True`` the same message is rendered by the tokenizer's chat template and
+  split at the text, so the prefix and the answer markers come from the template.
+- The prefix is run once and its keys/values kept. The variable parts of many queries (text, answer marker, label
+  name) are *packed* into one sequence after it, with a block-causal 4-D mask: each block sees the prefix and its
+  own earlier tokens, with positions restarting after the prefix. Batch size stays 1, so the prefix cache is never
+  copied per query (expanding it to a batch made copies, not matmuls, the main cost). Only the logits of the label
+  positions are computed (``logits_to_keep`` with indices). Nothing is generated.
+- The uncached reference path runs every full prompt (left-padded batch, explicit positions): the same token ids,
+  so both paths score the same sequences (tests pin them within 1e-4).
+- ``label_logprobs(text)`` scores all labels for one text with a second cache level: prefix + text run once, then
+  the label tokens of all |Y| labels packed after it.
+- Label names that the tokenizer cannot encode (empty, or mapped to the unknown token) and label sets with two
+  names of identical token ids are refused at construction, before any forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_SENTINEL = "\x00CAPTEXT\x00"
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """The fixed pieces of a teacher prompt around the text and the label."""
+
+    prefix: str
+    after: str
+    sep: str  # between ``after`` and the label name
+
+
+def label_display_name(name: str) -> str:
+    """``card_arrival`` → ``card arrival`` (the form the teacher reads and scores)."""
+    return name.replace("_", " ").strip()
+
+
+def build_prompt_parts(
+    label_names: Sequence[str],
+    instruction: str,
+    text_prefix: str = "Utterance:",
+    answer_prefix: str = "Intent:",
+    tokenizer=None,
+    chat_template: bool = False,
+) -> PromptParts:
+    """Split the prompt into the shared prefix and the part after the text (see the module docstring)."""
+    labels = "\n".join(f"- {label_display_name(n)}" for n in label_names)
+    head = f"{instruction}\n{labels}\n\n{text_prefix}"
+    if not chat_template:
+        return PromptParts(prefix=head, after=f"\n{answer_prefix}", sep=" ")
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ValueError("chat_template=True needs a teacher tokenizer that has a chat template")
+    message = [{"role": "user", "content": f"{head}{_SENTINEL}\n{answer_prefix}"}]
+    rendered = tokenizer.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
+    prefix, after = rendered.split(_SENTINEL)
+    return PromptParts(prefix=prefix, after=after, sep="" if after[-1:].isspace() else " ")
+
+
+class TeacherScorer:
+    """Log-probabilities of label names under a frozen causal LM, batched, with the prompt prefix KV-cached.
+
+    Args:
+        model: a causal LM (eval mode; its weights are not touched).
+        tokenizer: its tokenizer.
+        parts: the prompt pieces from :func:`build_prompt_parts`.
+        label_names: class names in label-index order.
+        batch_size: variants per forward pass.
+        max_tokens: packed tokens per forward pass (bounds the block mask, ``max_tokens × (prefix + max_tokens)``).
+        use_prefix_cache: run the shared prefix once (True) or with every query (False, the naive reference).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        parts: PromptParts,
+        label_names: Sequence[str],
+        batch_size: int = 64,
+        max_tokens: int = 2048,
+        use_prefix_cache: bool = True,
+    ) -> None:
+        if batch_size < 1 or max_tokens < 1:
+            raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size}, {max_tokens}")
+        self.model, self.tokenizer, self.parts = model, tokenizer, parts
+        self.batch_size, self.max_tokens, self.use_prefix_cache = batch_size, max_tokens, use_prefix_cache
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
+        self.prefix_ids: list[int] = tokenizer(parts.prefix).input_ids
+        self.label_ids = self._encode_labels(label_names)
+        self.calls = 0  # sequences scored (the cost unit of the report)
+        self._prefix_kv: list[tuple[Tensor, Tensor]] | None = None
+
+    def _encode_labels(self, label_names: Sequence[str]) -> list[list[int]]:
+        tok, unk = self.tokenizer, self.tokenizer.unk_token_id
+        ids, seen = [], {}
+        for i, name in enumerate(label_names):
+            shown = label_display_name(name)
+            enc = tok(self.parts.sep + shown, add_special_tokens=False).input_ids if shown else []
+            if not enc or (unk is not None and unk in enc):
+                raise ValueError(
+                    f"label {i} {name!r} cannot be encoded by the teacher tokenizer "
+                    f"({'empty name' if not enc else 'maps to the unknown token'}); rename the label or use a teacher "
+                    "whose vocabulary covers it"
+                )
+            if tuple(enc) in seen:
+                raise ValueError(f"labels {seen[tuple(enc)]!r} and {name!r} encode to the same teacher tokens")
+            seen[tuple(enc)] = name
+            ids.append(enc)
+        return ids
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(" " + text + self.parts.after, add_special_tokens=False).input_ids
+
+    # ------------------------------------------------------------------------------------------- forward
+    def _prefix_cache(self):
+        """A fresh cache holding the shared prefix (computed once; later calls only wrap the stored tensors)."""
+        from transformers import DynamicCache
+
+        if self._prefix_kv is None:
+            out = self.model(input_ids=torch.tensor([self.prefix_ids], device=self.device), use_cache=True)
+            self._prefix_kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return DynamicCache(ddp_cache_data=self._prefix_kv)
+
+    def _packed_forward(self, blocks: list[list[int]], keep: list[int], cache, context: int) -> Tensor:
+        """Run ``blocks`` packed into one sequence after ``context`` cached tokens: each block sees the context
+        and its own earlier tokens only (block-causal 4-D mask, positions restarting at ``context``). Returns the
+        logits ``(len(keep), V)`` at the packed positions ``keep``."""
+        q = sum(len(b) for b in blocks)
+        ids = torch.tensor([t for b in blocks for t in b], device=self.device)[None]  # (1, Q)
+        allowed = torch.zeros(q, context + q, dtype=torch.bool)
+        allowed[:, :context] = True
+        pos = torch.empty(q, dtype=torch.long)
+        start = 0
+        for b in blocks:
+            n = len(b)
+            allowed[start : start + n, context + start : context + start + n] = torch.ones(n, n).tril().bool()
+            pos[start : start + n] = torch.arange(context, context + n)
+            start += n
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":  # additive float mask
+            mask = torch.zeros(allowed.shape, dtype=self.model.dtype).masked_fill(
+                ~allowed, torch.finfo(self.model.dtype).min
+            )
+        else:
+            mask = allowed
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask[None, None].to(self.device),  # (1, 1, Q, context + Q)
+            position_ids=pos[None].to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=self.device),
+        )
+        self.calls += len(blocks)
+        return out.logits[0]
+
+    def _padded_forward(self, rows: list[list[int]], keep: int) -> Tensor:
+        """The naive reference: full prompts, left-padded, one row each; logits of the last ``keep`` positions."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, width - len(r) :], mask[b, width - len(r) :] = torch.tensor(r), 1
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=pos.to(self.device),
+            logits_to_keep=keep,
+        )
+        self.calls += len(rows)
+        return out.logits
+
+    def _chunks(self, lengths: Sequence[int]) -> list[range]:
+        """Consecutive index ranges of at most ``batch_size`` rows and ``max_tokens`` packed tokens."""
+        out, start, total = [], 0, 0
+        for i, n in enumerate(lengths):
+            if i > start and (i - start >= self.batch_size or total + n > self.max_tokens):
+                out.append(range(start, i))
+                start, total = i, 0
+            total += n
+        if len(lengths):
+            out.append(range(start, len(lengths)))
+        return out
+
+    @torch.inference_mode()
+    def score(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:
+        """``log p(label_i | prompt(text_i))`` for each pair, float64 ``(N,)``."""
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        rows = [self.text_ids(t) + self.label_ids[y] for t, y in zip(texts, labels)]
+        n_label = [len(self.label_ids[y]) for y in labels]
+        out = torch.empty(len(rows), dtype=torch.float64)
+        for chunk in self._chunks([len(r) for r in rows]):
+            if self.use_prefix_cache:
+                blocks = [rows[i][:-1] for i in chunk]  # the last token predicts nothing we need
+                keep, start = [], 0
+                for i, b in zip(chunk, blocks):
+                    keep.extend(range(start + len(b) - n_label[i], start + len(b)))
+                    start += len(b)
+                logits = self._packed_forward(blocks, keep, self._prefix_cache(), len(self.prefix_ids))
+                logp = torch.log_softmax(logits.double(), -1)  # (sum of label lengths, V)
+                start = 0
+                for i in chunk:
+                    targets = torch.tensor(rows[i][-n_label[i] :], device=logp.device)
+                    out[i] = logp[start : start + n_label[i]].gather(-1, targets[:, None]).sum().cpu()
+                    start += n_label[i]
+            else:
+                width = max(n_label[i] for i in chunk) + 1
+                logp = torch.log_softmax(
+                    self._padded_forward([self.prefix_ids + rows[i] for i in chunk], width).double(), -1
+                )
+                for j, i in enumerate(chunk):
+                    n = n_label[i]  # label tokens are the last n, predicted one position earlier
+                    targets = torch.tensor(rows[i][-n:], device=logp.device)
+                    out[i] = logp[j, width - 1 - n : width - 1].gather(-1, targets[:, None]).sum().cpu()
+        return out
+
+    @torch.inference_mode()
+    def label_logprobs(self, text: str) -> Tensor:
+        """``log p(label | prompt(text))`` for every label, float64 ``(|Y|,)``; the text runs once."""
+        if not self.use_prefix_cache:
+            return self.score([text] * len(self.label_ids), range(len(self.label_ids)))
+        body = self.text_ids(text)
+        cache = self._prefix_cache()
+        out = self.model(
+            input_ids=torch.tensor([body], device=self.device),
+            position_ids=torch.arange(len(self.prefix_ids), len(self.prefix_ids) + len(body), device=self.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.calls += 1
+        first = torch.log_softmax(out.logits[0, -1].double(), -1)  # (V,): predicts every label's first token
+        scores = torch.tensor([float(first[ids[0]]) for ids in self.label_ids], dtype=torch.float64)
+        longer = [i for i, ids in enumerate(self.label_ids) if len(ids) > 1]
+        if longer:
+            blocks = [self.label_ids[i][:-1] for i in longer]  # token j predicts token j + 1
+            logits = self._packed_forward(blocks, list(range(sum(map(len, blocks)))), cache, cache.get_seq_length())
+            logp = torch.log_softmax(logits.double(), -1)
+            start = 0
+            for i, b in zip(longer, blocks):
+                targets = torch.tensor(self.label_ids[i][1:], device=logp.device)
+                scores[i] += float(logp[start : start + len(b)].gather(-1, targets[:, None]).sum())
+                start += len(b)
+        return scores
