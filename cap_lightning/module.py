@@ -22,6 +22,14 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cap_lightning.attribution import BASELINES, METHODS, QUADRATURES, self_attribution
+from cap_lightning.faithfulness import (
+    FaithfulnessMetrics,
+    classifier_embeds,
+    faithfulness_step,
+    rationale_scores,
+    spearman_rows,
+    topk_iou,
+)
 from cap_lightning.losses import ALIGNMENT_LOSSES, alignment_loss
 from cap_lightning.models import load_classifier, resolve_model_path
 
@@ -46,6 +54,11 @@ class CapModule(L.LightningModule):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_fraction: share of training steps with linear learning-rate warm-up, then linear decay.
+        faithfulness: at test time, also report ERASER comprehensiveness / sufficiency (1/5/10/20/50 % bins, AOPC)
+            and their soft variants, with the model's own IG of its prediction as the rationale; and, when the
+            training data carries priors, the Spearman and top-20 % IoU between the model's IG and the prior.
+        faithfulness_steps: IG steps of that rationale.
+        faithfulness_max_batches: test (and training, for agreement) batches scored for faithfulness; None: all.
     """
 
     def __init__(
@@ -63,6 +76,9 @@ class CapModule(L.LightningModule):
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.06,
+        faithfulness: bool = True,
+        faithfulness_steps: int = 20,
+        faithfulness_max_batches: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -81,10 +97,15 @@ class CapModule(L.LightningModule):
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        if faithfulness_steps < 1:
+            raise ValueError(f"faithfulness_steps must be >= 1, got {faithfulness_steps}")
+        if faithfulness_max_batches is not None and faithfulness_max_batches < 0:
+            raise ValueError(f"faithfulness_max_batches must be >= 0 or null, got {faithfulness_max_batches}")
         resolve_model_path(model_path)  # a clear error for a bad path now, before any data or weights load
         self.model = None
         self.metrics = torch.nn.ModuleDict()  # stage -> MetricCollection, keyed "train_" etc. (nn.Module.train exists)
         self._baseline_token_id: int | None = None
+        self.faithfulness_metrics = FaithfulnessMetrics()
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -201,8 +222,50 @@ class CapModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._eval_step("val", batch)
 
+    def _faithful_batch(self, batch_idx: int) -> bool:
+        h = self.hparams
+        return h.faithfulness and (h.faithfulness_max_batches is None or batch_idx < h.faithfulness_max_batches)
+
+    def _rationale(self, batch: dict[str, Tensor], labels: Tensor) -> Tensor:
+        steps = self.hparams.faithfulness_steps
+        return rationale_scores(lambda b: self.attribute(b, create_graph=False, steps=steps), batch, labels)
+
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._eval_step("test", batch)
+        logits = self._eval_step("test", batch)
+        if self._faithful_batch(batch_idx):
+            scores = self._rationale(batch, logits.argmax(-1))  # IG of the prediction ŷ, outside inference mode
+            embeds_forward, embeds = classifier_embeds(self.model, batch)
+            faithfulness_step(
+                self, batch, scores, self.faithfulness_metrics, pad_token_id=self.model.config.pad_token_id or 0,
+                logits=logits, embeds_forward=embeds_forward, embeds=embeds, generator=batch_idx,
+            )  # fmt: skip
+        return logits
+
+    def on_test_epoch_end(self) -> None:
+        if not self.hparams.faithfulness:
+            return
+        self._prior_agreement()
+        # every rank calls compute() (it syncs the sums)
+        self.log_dict({f"test/{k}": v for k, v in self.faithfulness_metrics.compute().items()})
+        self.faithfulness_metrics.reset()
+
+    def _prior_agreement(self) -> None:
+        """Spearman / top-k IoU between the model's IG of the gold label and the prior, on training texts (the
+        only texts with priors): did the alignment move the attributions? Skipped when no priors are attached."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not getattr(datamodule, "has_priors", False):
+            return
+        loader = datamodule.train_dataloader()
+        for i, batch in enumerate(loader):
+            if not self._faithful_batch(i):
+                break
+            batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            scores = self._rationale(batch, batch["labels"])
+            content = (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
+            rows = content.any(-1)
+            spearman = spearman_rows(scores, batch["prior"], content)[rows]
+            iou = topk_iou(scores, batch["prior"], content, self.faithfulness_metrics.topk_fraction)[rows]
+            self.faithfulness_metrics.update(spearman=spearman, topk_iou=iou)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         logits = self(batch)

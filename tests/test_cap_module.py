@@ -72,6 +72,9 @@ def test_aligned_training_differs_from_plain_training_and_logs(tiny_model_dir, t
         weights.append(module.model.bert.encoder.layer[0].attention.self.query.weight.detach().clone())
     assert torch.isfinite(trainer.callback_metrics["train/align_step"])
     assert not torch.equal(weights[0], weights[1])  # the alignment term reached the encoder
+    results = trainer.test(module, trainer.datamodule)[0]  # priors attached: agreement is reported too
+    assert {"test/comp_aopc", "test/suff_aopc", "test/soft_comp", "test/prior_spearman"} <= set(results)
+    assert -1 <= results["test/prior_spearman"] <= 1 and 0 <= results["test/prior_topk_iou"] <= 1
 
 
 def test_prior_weight_without_priors_is_a_clear_error(tiny_model_dir):
@@ -90,7 +93,10 @@ def test_num_labels_mismatch_is_caught_before_loading_weights(tiny_model_dir):
 def test_test_stage_logs_accuracy_and_macro_f1(tiny_model_dir):
     module = CapModule(str(tiny_model_dir), prior_weight=0.0)
     results = _trainer().test(module, tiny_datamodule(tiny_model_dir))
-    assert {"test/acc", "test/macro_f1"} <= set(results[0])
+    assert {"test/acc", "test/macro_f1", "test/comp@1", "test/suff@50", "test/comp_aopc"} <= set(results[0])
+    assert "test/prior_spearman" not in results[0]  # no priors attached, no agreement
+    module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness=False)
+    assert "test/comp_aopc" not in _trainer().test(module, tiny_datamodule(tiny_model_dir))[0]
 
 
 @pytest.mark.parametrize(
