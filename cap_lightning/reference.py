@@ -7,6 +7,7 @@ that produces it when no checkpoint is given; it is deterministic for a seed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,11 +46,18 @@ def prepare_reference(
 ):
     """Load the reference classifier and its tokenizer, fine-tuned with CE first when ``fine_tune_epochs > 0``.
 
-    A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned.
+    A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned. The last reference is
+    kept, so several priors on the same reference and split (IG and LIME in a CAP Hybrid) load and fine-tune it once.
     """
     from cap_lightning.models import load_tokenizer, resolve_model_path
 
     path = str(model_path)
+    key = hashlib.sha256(
+        json.dumps([path, num_labels, list(texts), [int(y) for y in labels], str(device), fine_tune_epochs,
+                    fine_tune_lr, max_length, seed]).encode()
+    ).hexdigest()  # fmt: skip
+    if _LAST_REFERENCE and _LAST_REFERENCE[0] == key:  # e.g. the IG and LIME sources of one CAP Hybrid
+        return _LAST_REFERENCE[1], _LAST_REFERENCE[2]
     if not path.endswith(".ckpt"):
         require_trained_head(resolve_model_path(path), fine_tune_epochs)
     torch.manual_seed(seed)  # the reference's fresh head (if any) and its fine-tune follow `seed`
@@ -60,7 +68,11 @@ def prepare_reference(
     tokenizer = load_tokenizer(tok_source)
     if fine_tune_epochs > 0:
         fine_tune(model, tokenizer, texts, labels, fine_tune_epochs, fine_tune_lr, max_length=max_length, seed=seed)
+    _LAST_REFERENCE[:] = [key, model, tokenizer]
     return model, tokenizer
+
+
+_LAST_REFERENCE: list = []  # [key, model, tokenizer] of the last reference: priors with the same one share it
 
 
 def require_trained_head(folder: str, fine_tune_epochs: int) -> None:

@@ -191,3 +191,23 @@ def test_lime_prior_and_hybrid_prior(tiny_model_dir, teacher_dir, tmp_path):
         assert (f >= l_ - 1e-6).all()  # max fusion dominates each source
     assert "ClassAwarePrior/gold_rank" in hybrid.diagnostics(texts, labels)
     assert hybrid.cache_key() != HybridPrior([cap, lime], agg="mean").cache_key()
+
+
+def test_hybrid_sources_on_the_same_reference_fine_tune_it_once(tiny_model_dir, monkeypatch):
+    import cap_lightning.reference as reference
+
+    calls = []
+    monkeypatch.setattr(reference, "fine_tune", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(reference, "_LAST_REFERENCE", [])
+    texts, labels = ["great fun", "bad film"], [1, 0]
+    from cap_lightning.priors import IGPrior
+
+    hybrid = HybridPrior([LIMEPrior(str(tiny_model_dir), n_samples=8, fine_tune_epochs=1),
+                          IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1)],
+                         example_cache_dir=None)  # fmt: skip
+    hybrid.prepare(texts, labels, 2, torch.device("cpu"))
+    assert len(calls) == 1 and hybrid.sources[0].model is hybrid.sources[1].model
+    IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1, seed=1).prepare(
+        texts, labels, 2, torch.device("cpu")
+    )
+    assert len(calls) == 2  # another seed is another reference
