@@ -2,7 +2,9 @@
 
 Reads every ``test_metrics.json`` written by ``lightning fit`` (see ``cli.py``) under the given folders, groups
 runs by name without the seed (dataset, prior, setting), and prints mean ± std over seeds of test accuracy and
-macro-F1 as a Markdown table (also written to ``--out``; ``--csv`` for a CSV).
+macro-F1 as a Markdown table (also written to ``--out``; ``--csv`` for a CSV). Where ``lightning test`` on an
+attacked split left ``<run>/robustness/*.json`` (``RobustnessCallback``), the table gains one accuracy-under-attack and
+one attack-success-rate column per recipe.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from cap_lightning.adversarial.results import load_robustness, robustness_columns
+
 
 def collect(folders: list[str]) -> dict[str, list[dict]]:
     """Runs grouped by their name without the ``-s<seed>`` suffix."""
@@ -20,6 +24,7 @@ def collect(folders: list[str]) -> dict[str, list[dict]]:
     for folder in folders:
         for path in sorted(Path(folder).rglob("test_metrics.json")):
             record = json.loads(path.read_text())
+            record["metrics"] = {**record["metrics"], **load_robustness(path.parent)}  # <run>/robustness/*.json
             groups[record["name"].rsplit("-s", 1)[0]].append(record)
     return dict(groups)
 
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     groups = collect(args.folders)
     if not groups:
         raise SystemExit(f"no test_metrics.json under {args.folders}: run `lightning fit --config ...` first")
-    text = table(groups)
+    records = [r for rs in groups.values() for r in rs]
+    text = table(groups, ("test/acc", "test/macro_f1", *robustness_columns(records)))
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

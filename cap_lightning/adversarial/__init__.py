@@ -1,0 +1,39 @@
+"""Adversarial splits and robustness metrics (issue 6; cap.md §3.3, §6 Evaluation).
+
+- ``textattack_gen``: TextAttack recipes (offline: DeepWordBug, PWWS, Pruthi, InputReduction) against a victim,
+  written as a resumable, content-keyed attacked split (jsonl);
+- ``keyword_injection``: the paper's LLM keyword-injection protocol with a versioned prompt and a validity filter;
+- ``metrics``: clean accuracy, accuracy under attack, attack success rate (pure functions);
+- ``callback.RobustnessCallback``: logs them during ``lightning test`` on an adversarial split;
+- ``environment``: the optional TextAttack extra and the project-local NLTK data (never downloaded at import).
+
+Public names are imported lazily: importing this package imports neither textattack nor a model.
+CLI: ``python -m cap_lightning.adversarial {recipes,textattack,inject,metrics} ...``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RobustnessCallback": "cap_lightning.adversarial.callback",
+    "RobustnessReport": "cap_lightning.adversarial.metrics",
+    "robustness_from_predictions": "cap_lightning.adversarial.metrics",
+    "robustness_from_statuses": "cap_lightning.adversarial.metrics",
+    "RECIPES": "cap_lightning.adversarial.recipes",
+    "OFFLINE_RECIPES": "cap_lightning.adversarial.recipes",
+    "check_recipe": "cap_lightning.adversarial.recipes",
+    "generate_textattack": "cap_lightning.adversarial.textattack_gen",
+    "generate_injection": "cap_lightning.adversarial.keyword_injection",
+    "InjectionConfig": "cap_lightning.adversarial.keyword_injection",
+    "select_examples": "cap_lightning.adversarial.source",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'cap_lightning.adversarial' has no attribute {name!r}")
