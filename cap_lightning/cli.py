@@ -12,6 +12,11 @@ Design decisions:
   and reports test accuracy in the same W&B run; the metrics, labels and resolved config go to
   ``<run folder>/test_metrics.json`` for ``python -m cap_lightning.report``.
 - Imports no model code at import time: ``--help`` and ``--print_config`` stay fast.
+- Steering configs (``model.class_path: steering.SteeringModule``) run as ``lightning predict`` (extract and write
+  the vector) then ``lightning test`` (evaluate it); their runs are named ``<task>-<method>-k<k>-a<alpha>-s<seed>``
+  and grouped ``steer/<task>``. The ``--config`` path is exported as ``CAP_LIGHTNING_CONFIG`` so a module can name
+  the exact command to run first ("run predict first: lightning predict --config X.yaml"). ``cap_lightning`` still
+  imports nothing from ``steering``: the module class is chosen by the YAML.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +46,22 @@ def _short(class_path: str | None) -> str:
     return name.removesuffix("Prior").lower() or "none"
 
 
+def _steering_labels(config: Any, data: dict, model: dict) -> dict[str, Any]:
+    task = data.get("task", "task")
+    method = model.get("method", "grains")
+    k = model.get("top_k", 10)
+    k = k[0] if isinstance(k, list) and k else k
+    seed = data.get("seed", config.get("seed_everything"))
+    name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
+    return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
+
+
 def run_labels(config: Any) -> dict[str, Any]:
     """Name, group and tags of a run from its resolved config (dataset, prior, setting, seed)."""
     data = (config.get("data") or {}).get("init_args") or {}
     model = (config.get("model") or {}).get("init_args") or {}
+    if str((config.get("model") or {}).get("class_path", "")).startswith("steering."):
+        return _steering_labels(config, data, model)
     prior = "none"
     for cb in config.get("trainer", {}).get("callbacks") or []:
         if str(cb.get("class_path", "")).endswith("PriorCacheCallback"):
@@ -126,10 +144,24 @@ class CapCLI(LightningCLI):
                         init[key] = labels[key]
 
 
+def _config_arg(args: list[str]) -> str | None:
+    """The value of the last ``--config`` / ``-c`` option in ``args``."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 def run_cli(args: list[str] | None = None) -> CapCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``) and return it (for tests and notebooks)."""
     if "WANDB_MODE" not in os.environ and not _wandb_key_configured():
         os.environ["WANDB_MODE"] = "offline"
+    config = _config_arg(list(args) if args is not None else sys.argv[1:])
+    if config is not None:
+        os.environ["CAP_LIGHTNING_CONFIG"] = config  # read by steering.SteeringModule's "run predict first" error
     return CapCLI(
         L.LightningModule,
         L.LightningDataModule,

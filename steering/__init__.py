@@ -5,6 +5,9 @@
     with steer(model, vector, alpha=4.0):                                    # per-token norm-preserving hooks
         model.generate(...)
 
+The Lightning layer (``SteeringModule``, ``SteeringDataModule``, ``SteeringVectorWriter``; ``lightning predict`` then
+``lightning test``) is imported lazily, so ``import steering`` does not load Lightning.
+
 Canonical defaults follow grains.md §6.5; the released code's numerics are reachable only through labelled legacy
 options (``objective="legacy_off_by_one"``, ``normalize="legacy_seq_axis"``, ``mask="pad_id"``).
 """
@@ -28,6 +31,21 @@ from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_tok
 from steering.scoring import response_logprob_from_logits, score_responses
 from steering.vectors import SteeringVector, aggregate_deltas, build_steering_vector
 
+_LAZY = {
+    "SteeringModule": "steering.module",
+    "SteeringDataModule": "steering.data",
+    "SteeringVectorWriter": "steering.writer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'steering' has no attribute {name!r}")
+
+
 __all__ = [
     "ContrastiveAttribution",
     "ContrastivePair",
@@ -35,7 +53,10 @@ __all__ = [
     "Extraction",
     "GrainsConfig",
     "PaddedBatch",
+    "SteeringDataModule",
+    "SteeringModule",
     "SteeringVector",
+    "SteeringVectorWriter",
     "aggregate_deltas",
     "build_steering_vector",
     "capture_layer_outputs",

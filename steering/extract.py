@@ -171,13 +171,19 @@ def extract_deltas(
     layers: Sequence[int] | None = None,
     config: GrainsConfig | None = None,
     batch_size: int = 4,
+    attributions: Sequence[ContrastiveAttribution | None] | None = None,
 ) -> Extraction:
-    """Run attribution, selection and masking for ``pairs`` and return per-layer deltas (see module docstring)."""
+    """Run attribution, selection and masking for ``pairs`` and return per-layer deltas (see module docstring).
+
+    ``attributions`` (one per pair, from an earlier ``Extraction``) skips IG: a k sweep re-uses one attribution pass.
+    """
     config = config or GrainsConfig()
     if len(pairs) == 0:
         raise ValueError("pairs is empty; GrAInS needs at least one (prompt, preferred, dispreferred) triple")
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} must be >= 1")
+    if attributions is not None and len(attributions) != len(pairs):
+        raise ValueError(f"{len(attributions)} attributions for {len(pairs)} pairs")
     layer_ids = resolve_layers(model, layers)
     replacement = replacement_embedding(model, tokenizer, config.mask)
     emb = model.get_input_embeddings()
@@ -187,7 +193,9 @@ def extract_deltas(
         xs = [embed_inputs(model, e[0], pairs[i].pixel_values, **pairs[i].image_kwargs) for e, i in zip(enc, idx)]
         triples = [EmbeddedTriple(x, e[1], e[2]) for x, e in zip(xs, enc)]
         batch_attrs: list[ContrastiveAttribution | None] = [None] * len(idx)
-        if config.selection == "attribution":
+        if attributions is not None and config.selection == "attribution":
+            batch_attrs = [attributions[i] for i in idx]
+        elif config.selection == "attribution":
             batch_attrs = list(contrastive_ig_embeds(
                 model, triples, n_steps=config.ig_steps, method=config.ig_method, objective=config.objective,
                 include_response=config.include_response, internal_batch_size=config.internal_batch_size,

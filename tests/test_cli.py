@@ -24,7 +24,7 @@ def test_every_experiment_type_checks(path, capsys):
         run_cli(["fit", "--config", str(path), "--print_config"])
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"].startswith("cap_lightning.")
+    assert printed["model"]["class_path"].startswith(("cap_lightning.", "steering."))
 
 
 def tiny_config(tmp_path: Path, model_dir: Path, **trainer) -> Path:

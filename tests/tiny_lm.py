@@ -214,3 +214,51 @@ def last_token_delta(model, embeds, masked, layer: int):
         h = store[layer][0, -1].clone()
         model(inputs_embeds=masked)
         return h - store[layer][0, -1]
+
+
+def save_tiny_lm(folder, family: str = "llama", seed: int = 0, layers: int = 3):
+    """Save ``tiny_causal_lm(family)`` and ``tiny_lm_tokenizer()`` as an HF folder (for ``model_path`` arguments)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    tiny_causal_lm(family, seed=seed, layers=layers).save_pretrained(folder)
+    tiny_lm_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_tiny_vlm(folder, family: str = "llava", seed: int = 0):
+    """Save ``tiny_vlm(family)`` and the tiny tokenizer as an HF folder."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    tiny_vlm(family, seed=seed).save_pretrained(folder)
+    tiny_lm_tokenizer().save_pretrained(folder)
+    return folder
+
+
+TINY_QUESTIONS = (
+    ("what is the capital of france", "paris", "london"),
+    ("can cats fly", "no", "yes they can fly"),
+    ("is the sky blue", "yes it is", "no"),
+    ("is water wet", "yes", "no it is dry"),
+    ("is the earth flat", "no it is round", "yes"),
+    ("can dogs swim", "yes", "no never"),
+    ("is fire cold", "no it is hot", "yes"),
+    ("what is the capital of italy", "rome", "paris"),
+)
+
+
+def write_tiny_pairs(path, n: int = 11):
+    """A JSONL pairs file of ``n`` rows over the tiny vocabulary (questions cycle; extra choices for MC1/MC2)."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    for i in range(n):
+        q, good, bad = TINY_QUESTIONS[i % len(TINY_QUESTIONS)]
+        extra = TINY_QUESTIONS[(i + 3) % len(TINY_QUESTIONS)][2]
+        question = q + " " + " ".join(["the"] * (i // len(TINY_QUESTIONS)))
+        rows.append({"question": question, "preferred": good, "dispreferred": bad,
+                     "correct": [good, "i have no comment"], "incorrect": [bad, extra]})  # fmt: skip
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return Path(path)

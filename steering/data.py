@@ -1,0 +1,140 @@
+"""``SteeringDataModule``: one task's examples split into disjoint, seeded steering / dev / test sets.
+
+Design decisions:
+- The split is a seeded permutation of the task's rows: the first ``n_steer`` rows are the steering set (``predict``
+  extracts from them), the next ``n_dev`` the dev set (choosing layer, α, k), the next ``n_test`` (default: the rest)
+  the test set. Disjoint by construction; ``split_record()`` (sizes, seed, row ids, hash) is stored with the vector
+  and the test results.
+- Items carry their index within the split, so the prediction writer and the test metrics can drop the duplicates
+  distributed samplers add. Batches are ``{"index": (B,), "examples": [MCExample]}``.
+- The tokenizer (for the chat template) is loaded from ``model_path`` (linked from the module by the CLI); no model
+  weights are touched here, so bad data fails before a model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from steering.tasks import NEEDS_MODEL_PATH, TASKS, GenExample, MCExample, load_task
+
+EVAL_SPLITS = ("test", "dev")
+
+
+class IndexedExamples(Dataset):
+    """A split as a map-style dataset of ``{"index": i, "example": MCExample}``."""
+
+    def __init__(self, examples: list[MCExample | GenExample]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"index": i, "example": self.examples[i]}
+
+
+def collate_examples(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"index": torch.tensor([it["index"] for it in items]), "examples": [it["example"] for it in items]}
+
+
+def split_indices(n: int, n_steer: int, n_dev: int, n_test: int | None, seed: int) -> dict[str, list[int]]:
+    """Disjoint row ids for steer / dev / test from a seeded permutation of ``range(n)``."""
+    need = n_steer + n_dev + (n_test or 0)
+    if need > n or (n_test is None and n_steer + n_dev >= n):
+        raise ValueError(f"n_steer {n_steer} + n_dev {n_dev} + n_test {n_test} exceeds the {n} examples of the task "
+                         "(n_test=None takes the rest, which must be non-empty)")  # fmt: skip
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    end = n_steer + n_dev + (n_test if n_test is not None else n - n_steer - n_dev)
+    return {"steer": perm[:n_steer], "dev": perm[n_steer : n_steer + n_dev], "test": perm[n_steer + n_dev : end]}
+
+
+class SteeringDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        model_path: str = "smollm2-135m",
+        task: str = "truthfulqa",
+        task_args: dict[str, Any] | None = None,
+        chat_template: bool = False,
+        n_steer: int = 50,
+        n_dev: int = 100,
+        n_test: int | None = None,
+        eval_split: Literal["test", "dev"] = "test",
+        seed: int = 0,
+        batch_size: int = 4,
+        eval_batch_size: int = 8,
+        num_workers: int = 0,
+    ) -> None:
+        """Contrastive pairs (steering split) and MC examples (dev / test splits) of one task.
+
+        Args:
+            model_path: tokenizer source (linked from ``model.init_args.model_path``).
+            task: one of ``steering.tasks.TASKS``.
+            task_args: loader options, e.g. ``{"data_dir": "../shared/data/truthfulqa", "variant": "mc"}``.
+            chat_template: wrap questions in the tokenizer's chat template.
+            n_steer: steering examples (>= 1). n_dev: dev examples. n_test: test examples (None = the rest).
+            eval_split: which split ``test`` evaluates (``dev`` for selection runs).
+            seed: seed of the split permutation.
+            batch_size: steering examples per predict step. eval_batch_size: examples per test step.
+            num_workers: DataLoader workers.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is not one of {sorted(TASKS)}")
+        if n_steer < 1:
+            raise ValueError(f"n_steer {n_steer} must be >= 1: the steering set cannot be empty")
+        if n_dev < 0 or (n_test is not None and n_test < 1):
+            raise ValueError(f"n_dev {n_dev} must be >= 0 and n_test {n_test} >= 1 (or None for the rest)")
+        if eval_split not in EVAL_SPLITS:
+            raise ValueError(f"eval_split {eval_split!r} is not one of {EVAL_SPLITS}")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self.hparams, name) < 1:
+                raise ValueError(f"{name} {getattr(self.hparams, name)} must be >= 1")
+        self.splits: dict[str, list[MCExample | GenExample]] = {}
+        self.indices: dict[str, list[int]] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        from cap_lightning.models import load_tokenizer
+
+        hp = self.hparams
+        tokenizer = load_tokenizer(hp.model_path)
+        options = dict(hp.task_args or {})
+        if hp.task in ("truthfulqa", "pairs_file", "toxigen"):
+            options.setdefault("chat_template", hp.chat_template)
+        if hp.task in NEEDS_MODEL_PATH:
+            options.setdefault("model_path", hp.model_path)
+        examples = load_task(hp.task, tokenizer, **options)
+        if not examples:
+            raise ValueError(f"task {hp.task!r} with {options} has no examples: the steering set would be empty")
+        self.indices = split_indices(len(examples), hp.n_steer, hp.n_dev, hp.n_test, hp.seed)
+        self.splits = {name: [examples[i] for i in ids] for name, ids in self.indices.items()}
+
+    def split_record(self) -> dict[str, Any]:
+        """Sizes, seed, task and the row ids of each split (plus their hash), for the run record."""
+        ids = json.dumps(self.indices, sort_keys=True)
+        return {
+            "task": self.hparams.task, "task_args": self.hparams.task_args, "chat_template": self.hparams.chat_template,
+            "seed": self.hparams.seed, "sizes": {k: len(v) for k, v in self.indices.items()},
+            "rows": self.indices, "rows_hash": hashlib.sha256(ids.encode()).hexdigest()[:16],
+        }  # fmt: skip
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        return DataLoader(IndexedExamples(self.splits[split]), batch_size=batch_size, shuffle=False,
+                          collate_fn=collate_examples, num_workers=self.hparams.num_workers)  # fmt: skip
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("steer", self.hparams.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        split = self.hparams.eval_split
+        if not self.splits[split]:
+            raise ValueError(f"the {split} split is empty (n_{split}=0); nothing to evaluate")
+        return self._loader(split, self.hparams.eval_batch_size)

@@ -1,0 +1,304 @@
+"""``SteeringModule``: GrAInS and baselines as ``lightning predict`` (extraction) then ``lightning test`` (evaluation).
+
+Design decisions (design.md §6 "predict-then-test"):
+- ``predict`` extracts per-example deltas on every rank (IG needs gradients w.r.t. the inputs: the step re-enables
+  grad inside ``inference_mode(False)``, so ``trainer.inference_mode`` need not be touched); the module's own
+  ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index and
+  writes the vector, the deltas and the split record atomically from rank 0.
+- ``test`` loads that vector (``run predict first`` when it is missing) and scores every choice of every example
+  for the base model and under ``steer(...)``; per-example metrics go into ``IndexedMean`` torchmetrics (synced
+  across ranks, each example counted once). Side effects: KL to the base next-token distribution and perplexity on
+  the prompts. Results (metrics, counts, vector metadata, split record) go to ``<vector stem>.test.json``.
+- Checks before weights are loaded (``setup``): layers against the model config, the vector's hidden size / layer
+  count against the model config, and the vector file's existence. ``check_compatible`` runs again on the model.
+- Generation tasks (``GenExample``, MMHal-Bench) generate greedy answers base vs steered and score them with the
+  judge callable named by ``judge``: judge score and hallucination rate (score < 3).
+- The HF model is a plain attribute, not a registered child: there is nothing to train or checkpoint, and with
+  ``device_map`` (sharding a model too big for one device) Lightning must not move it. Without ``device_map`` it is
+  moved to the module's device when predict / test start. Under DDP each rank holds a replica (data parallel).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from steering.extract import GrainsConfig
+from steering.fitting import METHODS, check_method, example_deltas, vector_from_deltas
+from steering.hooks import NORMALIZE, steer
+from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
+from steering.metrics import IndexedMean
+from steering.tasks import (
+    GenExample,
+    choice_metrics,
+    generate_answers,
+    judge_scores,
+    load_judge,
+    prompt_side_effects,
+    score_examples,
+)
+from steering.tasks.generation import HALLUCINATION_BELOW
+from steering.vectors import AGGREGATES, MODES, SteeringVector
+from steering.writer import SteeringVectorWriter, atomic_write, deltas_path, save_deltas, splits_path
+
+CONFIG_ENV = "CAP_LIGHTNING_CONFIG"  # set by cap_lightning.cli to the --config path, for the "run predict" hint
+
+
+def _predict_hint() -> str:
+    return f"lightning predict --config {os.environ.get(CONFIG_ENV) or '<your config>.yaml'}"
+
+
+class SteeringModule(L.LightningModule):
+    def __init__(
+        self,
+        model_path: str = "smollm2-135m",
+        method: Literal["grains", "random_k", "all_tokens", "caa", "pca"] = "grains",
+        layers: list[int] | None = None,
+        top_k: int | list[int] = 10,
+        top_k_image: int = 50,
+        ig_steps: int = 20,
+        internal_batch_size: int = 20,
+        objective: Literal["sum", "mean", "last_token", "legacy_off_by_one"] = "sum",
+        aggregate: Literal["pca", "pca_uncentred", "mean"] = "pca",
+        mode: Literal["pos", "both"] = "both",
+        unit_norm: bool = True,
+        alpha: float = 4.0,
+        steer_layers: list[int] | None = None,
+        normalize: Literal["per_token", "none", "legacy_seq_axis"] = "per_token",
+        vector_path: str = "runs/steer/vector.safetensors",
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        device_map: str | None = None,
+        score_batch_size: int = 16,
+        side_effects: bool = True,
+        eval_base: bool = True,
+        judge: str = "steering.tasks.generation.reference_overlap_judge",
+        max_new_tokens: int = 128,
+        selection_seed: int = 0,
+        grains_options: dict[str, Any] | None = None,
+    ) -> None:
+        """GrAInS extraction (``predict``) and base-vs-steered evaluation (``test``).
+
+        Args:
+            model_path: short name (``smollm2-135m``), local HF folder or hub id.
+            method: ``grains`` | ``random_k`` | ``all_tokens`` (no-attribution controls) | ``caa`` | ``pca``.
+            layers: decoder layers to extract (negative from the end); None = all.
+            top_k: k for text tokens; a list extracts every k from one IG pass (the first is the vector's).
+            top_k_image: k for image tokens (VLMs).
+            ig_steps: IG steps. internal_batch_size: rows per IG / forward chunk.
+            objective: contrastive log-likelihood objective (``legacy_off_by_one`` = released code).
+            aggregate: ``pca`` | ``pca_uncentred`` | ``mean``. mode: ``both`` (u⁺ − u⁻) | ``pos`` (u⁺).
+            unit_norm: rescale each layer's vector to norm 1 (α comparable across methods and layers).
+            alpha: steering strength at test time. steer_layers: subset of the vector's layers to steer (None = all).
+            normalize: ``per_token`` (norm-preserving) | ``none`` | ``legacy_seq_axis``.
+            vector_path: where ``predict`` writes and ``test`` reads the vector (safetensors).
+            dtype: model dtype. device_map: e.g. ``auto`` to shard a large model over devices (single process).
+            score_batch_size: scored sequences per forward at test time.
+            side_effects: also compute KL to the base model and perplexity on the prompts.
+            eval_base: also score the unsteered model (False when another run already reported it).
+            judge: dotted path of ``judge(example, answer) -> 0…6`` for generation tasks (MMHal-Bench); the default
+                is an offline token-overlap proxy, not the paper's GPT-4 judge.
+            max_new_tokens: generation length for generation tasks.
+            selection_seed: seed of the random-k control (named apart from the data split seed).
+            grains_options: further ``GrainsConfig`` fields (e.g. ``{"position": "last", "mask": "pad_id"}``).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        check_method(method)
+        for name, value, allowed in (("aggregate", aggregate, AGGREGATES), ("mode", mode, MODES),
+                                     ("normalize", normalize, NORMALIZE), ("dtype", dtype, tuple(DTYPES))):  # fmt: skip
+            if value not in allowed:
+                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        self.top_ks = [int(k) for k in (top_k if isinstance(top_k, list | tuple) else [top_k])]
+        if not self.top_ks or min(self.top_ks) < 1:
+            raise ValueError(f"top_k {top_k} must be an int >= 1 or a non-empty list of them")
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha {alpha} must be finite")
+        if score_batch_size < 1:
+            raise ValueError(f"score_batch_size {score_batch_size} must be >= 1")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens {max_new_tokens} must be >= 1")
+        self.judge = load_judge(judge)
+        if layers is not None and len(layers) == 0:
+            raise ValueError("layers is empty; pass null for all layers or a list of indices")
+        self.grains_config = GrainsConfig(
+            top_k=self.top_ks[0], top_k_image=top_k_image, ig_steps=ig_steps, internal_batch_size=internal_batch_size,
+            objective=objective, seed=selection_seed, **(grains_options or {}),
+        )  # fmt: skip
+        self.hf_model = None
+        self.tokenizer = None
+        self.vector: SteeringVector | None = None
+        self.metrics = torch.nn.ModuleDict()
+
+    # ---- set-up: checks before weights, then the model -------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        hidden, num_layers = config_shape(hp.model_path)
+        check_layers(hp.layers, num_layers, hp.model_path)
+        if stage == "test":
+            path = Path(hp.vector_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"steering vector {path} does not exist: run predict first: {_predict_hint()}")
+            meta = SteeringVector.load(path).metadata
+            for key, have in (("hidden_size", hidden), ("num_layers", num_layers)):
+                if meta.get(key) is not None and int(meta[key]) != have:
+                    raise ValueError(f"steering vector {path} was fit with {key} {meta[key]} ({meta.get('model_id')}),"
+                                     f" but {hp.model_path!r} has {key} {have}; re-run {_predict_hint()}")  # fmt: skip
+            check_layers(hp.steer_layers, num_layers, hp.model_path)
+
+    def configure_model(self) -> None:
+        if self.hf_model is not None:
+            return
+        hp = self.hparams
+        model, self.tokenizer = load_model_and_tokenizer(hp.model_path, hp.dtype, hp.device_map)
+        object.__setattr__(self, "hf_model", model)  # not a registered child (see module docstring)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [SteeringVectorWriter()]
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch  # examples hold strings and CPU images; the scoring functions move what they need
+
+    def configure_optimizers(self):
+        return None
+
+    # ---- predict: per-example deltas --------------------------------------------------------------------------
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        pairs = [ex.to_pair() for ex in batch["examples"]]
+        with torch.inference_mode(False), torch.enable_grad():
+            layer_ids, deltas = example_deltas(
+                self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains_config,
+                self.top_ks, batch_size=len(pairs),
+            )  # fmt: skip
+        return {"index": batch["index"].cpu(), "layers": layer_ids,
+                "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
+
+    def write_vector(self, merged: dict[str, Any], datamodule: L.LightningDataModule | None) -> SteeringVector:
+        """Build the vector from merged deltas and write vector, deltas and split record (rank 0, atomically)."""
+        from dataclasses import asdict
+
+        from steering.extract import provenance
+
+        hp = self.hparams
+        k = self.top_ks[0]
+        pairs = [ex.to_pair() for ex in datamodule.splits["steer"]] if datamodule is not None else []
+        split = datamodule.split_record() if hasattr(datamodule, "split_record") else None
+        meta = provenance(self.hf_model, self.tokenizer, pairs, canonical=hp.objective != "legacy_off_by_one",
+                          top_ks=self.top_ks, unit_norm=hp.unit_norm, splits=split,
+                          **asdict(self.grains_config)) if pairs else {}  # fmt: skip
+        meta["n_examples_gathered"] = int(merged["index"].numel())
+        pos, neg = merged["deltas"][k]
+        vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)
+        path = Path(hp.vector_path)
+        atomic_write(path, vector.save)
+        save_deltas(deltas_path(path), merged, {**meta, "method": hp.method, "aggregate": hp.aggregate,
+                                                "mode": hp.mode})  # fmt: skip
+        if split is not None:
+            atomic_write(splits_path(path), lambda tmp: tmp.write_text(json.dumps(split, indent=2)))
+        rank_zero_info(f"steering vector ({hp.method}, layers {vector.layers}, {meta['n_examples_gathered']} "
+                       f"examples) written to {path}")  # fmt: skip
+        self.vector = vector
+        self._log_vector_metadata()
+        return vector
+
+    def _log_vector_metadata(self) -> None:
+        """Vector provenance (without the split row ids) into the logger's config, e.g. the W&B run."""
+        if self.logger is not None and self.vector is not None:
+            meta = {k: v for k, v in self.vector.metadata.items() if k != "splits"}
+            self.logger.log_hyperparams({"steering_vector": json.loads(json.dumps(meta, default=str))})
+
+    # ---- test: base vs steered ----------------------------------------------------------------------------------
+    def _place(self) -> None:
+        if self.hparams.device_map is None:  # Lightning moved the module (not the plain attribute) to its device
+            self.hf_model.to(self.device)
+
+    def on_predict_start(self) -> None:
+        self._place()
+
+    def on_test_start(self) -> None:
+        from steering.layers import resolve_layers
+
+        self._place()
+        self.vector = SteeringVector.load(self.hparams.vector_path, model=self.hf_model)
+        self._log_vector_metadata()
+        if self.hparams.steer_layers is not None:
+            missing = [
+                x for x in resolve_layers(self.hf_model, self.hparams.steer_layers) if x not in self.vector.vectors
+            ]
+            if missing:
+                raise ValueError(f"steer_layers {missing} have no vector; {self.hparams.vector_path} covers "
+                                 f"{self.vector.layers}")  # fmt: skip
+        self.metrics = torch.nn.ModuleDict()
+
+    def _update(self, name: str, index: torch.Tensor, values: list[float] | torch.Tensor) -> None:
+        if name not in self.metrics:
+            self.metrics[name] = IndexedMean("count" if name == "n_examples" else "mean").to(self.device)
+        self.metrics[name].update(index, torch.as_tensor(values, dtype=torch.float64))
+
+    def _generation_step(self, examples: list[GenExample], index: torch.Tensor) -> None:
+        hp = self.hparams
+        with steer(self.hf_model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize):
+            conditions = [("steered", generate_answers(self.hf_model, self.tokenizer, examples, hp.max_new_tokens))]
+        if hp.eval_base:
+            conditions.insert(0, ("base", generate_answers(self.hf_model, self.tokenizer, examples, hp.max_new_tokens)))
+        for cond, answers in conditions:
+            scores = judge_scores(self.judge, examples, answers)
+            self._update(f"{cond}/judge_score", index, scores)
+            self._update(f"{cond}/hallucination_rate", index, (scores < HALLUCINATION_BELOW).double())
+        self._update("n_examples", index, torch.ones(len(index)))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        hp, examples, index = self.hparams, batch["examples"], batch["index"]
+        if isinstance(examples[0], GenExample):
+            return self._generation_step(examples, index)
+        model, tok, bs = self.hf_model, self.tokenizer, hp.score_batch_size
+        layers = hp.steer_layers
+        with steer(model, self.vector, hp.alpha, layers=layers, normalize=hp.normalize):
+            conditions = [("steered", score_examples(model, tok, examples, bs))]
+        if hp.eval_base:
+            conditions.insert(0, ("base", score_examples(model, tok, examples, bs)))
+        for cond, scores in conditions:
+            per = [choice_metrics(ex, s) for ex, s in zip(examples, scores)]
+            for name in per[0]:
+                self._update(f"{cond}/{name}", index, [p[name] for p in per])
+        if hp.side_effects and all(ex.pixel_values is None for ex in examples):
+            kl, nll_b, nll_s = prompt_side_effects(model, tok, [ex.prompt for ex in examples], self.vector, hp.alpha,
+                                                   layers, hp.normalize, bs)  # fmt: skip
+            self._update("steered/kl", index, kl)
+            self._update("base/nll", index, nll_b)
+            self._update("steered/nll", index, nll_s)
+        self._update("n_examples", index, torch.ones(len(index)))
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, float] = {}
+        for name, metric in self.metrics.items():
+            value = float(metric.compute())
+            results[f"test/{name}"] = value
+            if name.endswith("/nll"):
+                results[f"test/{name.removesuffix('/nll')}/ppl"] = math.exp(value)
+        for name, value in results.items():
+            self.log(name, value, sync_dist=False, rank_zero_only=False)
+        self.test_results = results
+        if self.trainer.is_global_zero:
+            dm = self.trainer.datamodule
+            record = {
+                "metrics": results, "alpha": self.hparams.alpha, "steer_layers": self.hparams.steer_layers,
+                "vector_path": str(self.hparams.vector_path), "vector_layers": self.vector.layers,
+                "vector_metadata": self.vector.metadata, "method": self.vector.metadata.get("method"),
+                "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
+                "splits": dm.split_record() if hasattr(dm, "split_record") else None,
+            }  # fmt: skip
+            path = Path(self.hparams.vector_path)
+            out = path.with_name(path.name.removesuffix(".safetensors") + ".test.json")
+            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str)))
+        for metric in self.metrics.values():
+            metric.reset()
+
+
+__all__ = ["METHODS", "SteeringModule"]

@@ -1,0 +1,160 @@
+"""Layer × α × k sweeps on the dev split from one saved extraction, the α plot, and the results tables.
+
+Design decisions:
+- A sweep reads the deltas ``predict`` saved (every extraction layer, every k of one IG pass), so changing the layer
+  group, α or k needs no new attribution: each (k, group) builds a vector from the saved deltas, each α only
+  re-scores the dev set under ``steer``. α = 0 (the base model) is scored once.
+- k is swept only for the methods that have one (GrAInS, random-k); CAA / PCA deltas do not depend on it.
+- Selection maximises the dev value of one target (default ``binary``, scored on each example's two binary choices
+  only: the cheapest signal on the same scale as the test metric); ties go to the smaller |α|, then the earlier
+  group. The test split is never touched here.
+- ``plot_sweep`` draws metric vs α, one line per layer group (best k), as a PNG; ``write_tables`` writes Markdown and
+  CSV with the same rows. matplotlib is optional (``pip install 'cap-lightning[plot]'``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from steering.fitting import K_METHODS, vector_from_deltas
+from steering.hooks import Normalize, steer
+from steering.tasks.base import MCExample, choice_metrics, score_examples
+from steering.vectors import SteeringVector
+from steering.writer import load_deltas
+
+
+def dev_metric(model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16) -> float:
+    """Mean of ``target`` over ``examples`` (already restricted or not) under whatever hooks are active."""
+    scores = score_examples(model, tokenizer, examples, batch_size)
+    return sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)
+
+
+def group_vector(
+    deltas_file: str | Path, method: str, k: int, group: Sequence[int], aggregate: str = "pca", mode: str = "both",
+    unit_norm: bool = True, metadata: dict | None = None,
+) -> SteeringVector:  # fmt: skip
+    """The vector of ``method`` for layers ``group`` at ``k`` from a saved extraction (no model needed)."""
+    layers, deltas, meta = load_deltas(deltas_file)
+    if k not in deltas:
+        raise ValueError(f"k {k} was not extracted; {deltas_file} holds k in {sorted(deltas)}")
+    missing = [g for g in group if g not in layers]
+    if missing:
+        raise ValueError(f"layers {missing} were not extracted; {deltas_file} holds layers {layers}")
+    idx = [layers.index(g) for g in group]
+    pos, neg = deltas[k]
+    neg = None if neg is None else neg[:, :, idx]
+    meta = {**meta, **(metadata or {}), "k": k, "layers": list(group)}
+    return vector_from_deltas(method, pos[:, :, idx], neg, list(group), aggregate, mode, unit_norm, meta)
+
+
+@torch.no_grad()
+def sweep(
+    model: nn.Module,
+    tokenizer,
+    deltas_file: str | Path,
+    method: str,
+    examples: Sequence[MCExample],
+    layer_groups: Sequence[Sequence[int]],
+    alphas: Sequence[float],
+    ks: Sequence[int] | None = None,
+    target: str = "binary",
+    aggregate: str = "pca",
+    mode: str = "both",
+    unit_norm: bool = True,
+    normalize: Normalize = "per_token",
+    batch_size: int = 16,
+) -> list[dict[str, Any]]:
+    """Rows ``{method, k, layers, alpha, target, value}`` over the grid (plus the α = 0 base row)."""
+    if not examples:
+        raise ValueError("the dev split is empty; a sweep needs n_dev >= 1")
+    if not layer_groups or not alphas:
+        raise ValueError(f"layer_groups {layer_groups} and alphas {alphas} must be non-empty")
+    dev = [ex.restricted(target) for ex in examples]
+    _, deltas, _ = load_deltas(deltas_file)
+    ks = list(ks) if ks and method in K_METHODS else sorted(deltas)[: None if method in K_METHODS else 1]
+    base = dev_metric(model, tokenizer, dev, target, batch_size)
+    rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
+    for k in ks:
+        for group in layer_groups:
+            vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
+            for alpha in alphas:
+                with steer(model, vec, alpha, normalize=normalize):
+                    value = dev_metric(model, tokenizer, dev, target, batch_size)
+                rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
+                             "target": target, "value": value})  # fmt: skip
+    return rows
+
+
+def select_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The steered row with the highest dev value (ties: smaller |α|, then grid order)."""
+    steered = [r for r in rows if r["method"] != "base"]
+    if not steered:
+        raise ValueError("no steered rows to select from")
+    return max(enumerate(steered), key=lambda t: (t[1]["value"], -abs(t[1]["alpha"]), -t[0]))[1]
+
+
+def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """PNG of dev value vs α, one line per layer group (best k per group); the base value as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    base = [r["value"] for r in rows if r["method"] == "base"]
+    steered = [r for r in rows if r["method"] != "base"]
+    for group in dict.fromkeys(tuple(r["layers"]) for r in steered):
+        by_k: dict[int, list[dict]] = {}
+        for r in steered:
+            if tuple(r["layers"]) == group:
+                by_k.setdefault(r["k"], []).append(r)
+        k, best = max(by_k.items(), key=lambda kv: max(r["value"] for r in kv[1]))
+        best = sorted(best, key=lambda r: r["alpha"])
+        xs = [0.0, *[r["alpha"] for r in best]] if base else [r["alpha"] for r in best]
+        ys = [base[0], *[r["value"] for r in best]] if base else [r["value"] for r in best]
+        name = f"layer {group[0]}" if len(group) == 1 else f"layers {group[0]}–{group[-1]}"
+        ax.plot(xs, ys, marker="o", label=f"{name} (k={k})")
+    if base:
+        ax.axhline(base[0], color="grey", linestyle="--", label="base")
+    ax.set_xlabel("α")
+    ax.set_ylabel(f"dev {rows[0]['target']}")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_tables(
+    rows: Sequence[dict[str, Any]], stem: str | Path, columns: Sequence[str] | None = None
+) -> tuple[Path, Path]:
+    """``<stem>.md`` and ``<stem>.csv`` with ``columns`` (default: the keys of the first row)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(columns or rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        if isinstance(v, list):
+            return f"{v[0]}–{v[-1]}" if len(v) > 1 else str(v[0])
+        return "" if v is None else str(v)
+
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    md_path, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    md_path.write_text("\n".join(md) + "\n")
+    with csv_path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows([[fmt(r.get(c)) for c in columns] for r in rows])
+    return md_path, csv_path

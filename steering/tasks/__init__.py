@@ -1,0 +1,57 @@
+"""Evaluation tasks for steering: each a loader returning ``MCExample`` rows, plus side-effect metrics.
+
+``load_task(name, tokenizer, **options)`` is what ``SteeringDataModule`` calls; ``TASKS`` lists the names.
+"""
+
+from __future__ import annotations
+
+from steering.tasks.base import MCExample, choice_metrics, format_answer, format_prompt, score_examples
+from steering.tasks.generation import GenExample, generate_answers, judge_scores, load_judge, reference_overlap_judge
+from steering.tasks.mmhal import load_mmhal
+from steering.tasks.pairs_file import load_pairs_file
+from steering.tasks.side_effects import prompt_side_effects
+from steering.tasks.spa_vl import load_spa_vl
+from steering.tasks.synthetic_vlm import load_synthetic_vlm
+from steering.tasks.toxigen import load_toxigen
+from steering.tasks.truthfulqa import load_truthfulqa
+
+TASKS = {
+    "truthfulqa": load_truthfulqa,
+    "pairs_file": load_pairs_file,
+    "synthetic_vlm": load_synthetic_vlm,
+    "spa_vl": load_spa_vl,
+    "toxigen": load_toxigen,
+    "mmhal": load_mmhal,
+}
+NEEDS_MODEL_PATH = ("spa_vl", "mmhal")  # image preprocessing uses the model's processor
+
+
+def load_task(name: str, tokenizer, **options) -> list[MCExample | GenExample]:
+    """The examples of task ``name`` (one of ``TASKS``), in a deterministic order."""
+    if name not in TASKS:
+        raise ValueError(f"task {name!r} is not one of {sorted(TASKS)}")
+    return TASKS[name](tokenizer=tokenizer, **options)
+
+
+__all__ = [
+    "NEEDS_MODEL_PATH",
+    "TASKS",
+    "GenExample",
+    "MCExample",
+    "choice_metrics",
+    "format_answer",
+    "format_prompt",
+    "generate_answers",
+    "judge_scores",
+    "load_judge",
+    "load_mmhal",
+    "load_spa_vl",
+    "reference_overlap_judge",
+    "load_pairs_file",
+    "load_synthetic_vlm",
+    "load_task",
+    "load_toxigen",
+    "load_truthfulqa",
+    "prompt_side_effects",
+    "score_examples",
+]

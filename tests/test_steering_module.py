@@ -1,0 +1,219 @@
+"""SteeringModule / SteeringDataModule / SteeringVectorWriter on a tiny random Llama saved to a folder.
+
+Invariants: predict writes exactly N deltas (N = steering-set size) and a vector that 1 and 2 DDP processes agree
+on; test counts each example once (sizes that do not divide evenly); splits are disjoint; bad input fails early
+with a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from steering import SteeringVector
+from steering.data import SteeringDataModule, split_indices
+from steering.metrics import IndexedMean
+from steering.module import SteeringModule
+from steering.writer import deltas_path, load_deltas, merge_predictions, splits_path
+from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory) -> Path:
+    return write_tiny_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 12)
+
+
+def _dm(tiny_dir, pairs_file, **kw) -> SteeringDataModule:
+    args = dict(model_path=str(tiny_dir), task="pairs_file", task_args={"path": str(pairs_file)}, n_steer=5,
+                n_dev=2, n_test=5, batch_size=2, eval_batch_size=2)  # fmt: skip
+    return SteeringDataModule(**{**args, **kw})
+
+
+def _module(tiny_dir, vector_path, **kw) -> SteeringModule:
+    args = dict(model_path=str(tiny_dir), layers=[1, 2], top_k=[2, 3], ig_steps=4, internal_batch_size=4,
+                vector_path=str(vector_path), alpha=2.0)  # fmt: skip
+    return SteeringModule(**{**args, **kw})
+
+
+def _trainer() -> L.Trainer:
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+def test_split_indices_are_disjoint_seeded_and_complete():
+    a = split_indices(20, 5, 4, None, seed=3)
+    assert a == split_indices(20, 5, 4, None, seed=3) and a != split_indices(20, 5, 4, None, seed=4)
+    assert [len(a[k]) for k in ("steer", "dev", "test")] == [5, 4, 11]
+    assert sorted(a["steer"] + a["dev"] + a["test"]) == list(range(20))
+    with pytest.raises(ValueError, match="exceeds"):
+        split_indices(10, 5, 5, 1, seed=0)
+
+
+def test_indexed_mean_counts_each_index_once():
+    m, n = IndexedMean(), IndexedMean("count")
+    for metric in (m, n):
+        metric.update(torch.tensor([0, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
+        metric.update(torch.tensor([2, 0]), torch.tensor([1.0, 1.0]))  # padding duplicates
+    assert float(m.compute()) == pytest.approx(2 / 3) and float(n.compute()) == 3
+
+
+def test_merge_predictions_drops_duplicates_and_sorts():
+    d = torch.arange(5.0)[:, None, None, None].expand(5, 1, 2, 3)  # (N, R, L, d), row i filled with i
+    preds = [{"index": torch.tensor([3, 4, 0]), "layers": [1, 2], "deltas": {2: (d[[3, 4, 0]], None)}},
+             {"index": torch.tensor([1, 2, 3]), "layers": [1, 2], "deltas": {2: (d[[1, 2, 3]], None)}}]  # fmt: skip
+    merged = merge_predictions(preds, expected=5)
+    assert merged["index"].tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(merged["deltas"][2][0], d)
+    with pytest.raises(ValueError, match="expected 6"):
+        merge_predictions(preds, expected=6)
+
+
+def test_predict_then_test(tiny_dir, pairs_file, tmp_path):
+    vec = tmp_path / "v.safetensors"
+    dm = _dm(tiny_dir, pairs_file)
+    _trainer().predict(_module(tiny_dir, vec), datamodule=dm)
+    vector = SteeringVector.load(vec)
+    assert vector.layers == [1, 2] and vector.metadata["n_examples_gathered"] == 5
+    assert all(abs(float(v.norm()) - 1) < 1e-5 for v in vector.vectors.values())  # unit_norm
+    layers, deltas, _ = load_deltas(deltas_path(vec))
+    assert layers == [1, 2] and sorted(deltas) == [2, 3] and deltas[2][0].shape[:3] == (5, 1, 2)
+    record = json.loads(splits_path(vec).read_text())
+    rows = record["rows"]
+    assert not set(rows["steer"]) & set(rows["dev"]) and not set(rows["steer"]) & set(rows["test"])
+    assert vector.metadata["splits"]["rows_hash"] == record["rows_hash"]
+
+    module = _module(tiny_dir, vec)
+    _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
+    res = module.test_results
+    assert res["test/n_examples"] == 5
+    for name in ("binary", "mc1", "mc2"):
+        assert 0 <= res[f"test/base/{name}"] <= 1 and 0 <= res[f"test/steered/{name}"] <= 1
+    assert res["test/steered/kl"] >= 0 and res["test/base/ppl"] > 1
+    saved = json.loads(vec.with_name("v.test.json").read_text())
+    assert saved["metrics"]["test/n_examples"] == 5 and saved["splits"]["sizes"] == {"steer": 5, "dev": 2, "test": 5}
+
+    zero = _module(tiny_dir, vec, alpha=0.0)  # α = 0 is an exact no-op: steered == base, KL == 0
+    _trainer().test(zero, datamodule=_dm(tiny_dir, pairs_file))
+    r = zero.test_results
+    assert r["test/steered/mc2"] == r["test/base/mc2"] and r["test/steered/kl"] == pytest.approx(0, abs=1e-7)
+
+
+@pytest.mark.parametrize("method", ["caa", "pca", "random_k", "all_tokens"])
+def test_baselines_through_the_same_module(tiny_dir, pairs_file, tmp_path, method):
+    vec = tmp_path / f"{method}.safetensors"
+    _trainer().predict(_module(tiny_dir, vec, method=method), datamodule=_dm(tiny_dir, pairs_file))
+    vector = SteeringVector.load(vec)
+    assert vector.metadata["method"] == method and vector.metadata["n_examples_gathered"] == 5
+
+
+def test_test_before_predict_names_the_command(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAP_LIGHTNING_CONFIG", "experiments/x.yaml")
+    module = _module(tiny_dir, tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"run predict first: lightning predict --config experiments/x\.yaml"):
+        _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert module.hf_model is None  # failed before loading weights
+
+
+def test_vector_for_another_model_is_refused(tiny_dir, pairs_file, tmp_path):
+    vec = tmp_path / "other.safetensors"
+    SteeringVector({1: torch.ones(32)}, {"hidden_size": 32, "num_layers": 3, "model_id": "other"}).save(vec)
+    module = _module(tiny_dir, vec)
+    with pytest.raises(ValueError, match="hidden_size 32.*has hidden_size 16"):
+        _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert module.hf_model is None
+
+
+def test_layers_beyond_the_model_are_refused_before_loading(tiny_dir, pairs_file, tmp_path):
+    module = _module(tiny_dir, tmp_path / "v.safetensors", layers=[1, 7])
+    with pytest.raises(ValueError, match=r"layers \[7\] are out of range .* 3 decoder layers"):
+        _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert module.hf_model is None
+
+
+def test_bad_data_and_arguments(tiny_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "preferred": "a"}) + "\n")
+    dm = SteeringDataModule(model_path=str(tiny_dir), task="pairs_file", task_args={"path": str(bad)}, n_steer=1,
+                            n_dev=0, n_test=None)  # fmt: skip
+    with pytest.raises(ValueError, match=r"missing columns \['dispreferred'\]"):
+        dm.setup("predict")
+    with pytest.raises(ValueError, match="steering set cannot be empty"):
+        SteeringDataModule(model_path=str(tiny_dir), n_steer=0)
+    with pytest.raises(ValueError, match="task 'nope' is not one of"):
+        SteeringDataModule(model_path=str(tiny_dir), task="nope")
+    with pytest.raises(ValueError, match="method 'ica' is not one of"):
+        SteeringModule(model_path=str(tiny_dir), method="ica")
+    with pytest.raises(ValueError, match="aggregate 'median' is not one of"):
+        SteeringModule(model_path=str(tiny_dir), aggregate="median")
+
+
+def _config(tmp_path, tiny_dir, pairs_file, vec, **trainer) -> Path:
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+                    "default_root_dir": str(tmp_path / "run"), **trainer},
+        "model": {"class_path": "steering.SteeringModule", "init_args": {
+            "model_path": str(tiny_dir), "layers": [1, 2], "top_k": [2, 3], "ig_steps": 4, "internal_batch_size": 4,
+            "vector_path": str(vec), "alpha": 2.0}},
+        "data": {"class_path": "steering.SteeringDataModule", "init_args": {
+            "task": "pairs_file", "task_args": {"path": str(pairs_file)}, "n_steer": 5, "n_dev": 2, "n_test": 5,
+            "batch_size": 2, "eval_batch_size": 2}},
+    }  # fmt: skip
+    path = tmp_path / f"steer-{len(trainer)}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _lightning(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "cap_lightning", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
+    """5 steering and 5 test examples on 2 ranks (3 + 2; the test sampler pads one duplicate)."""
+    from cap_lightning.cli import run_cli
+
+    one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
+    run_cli(["predict", "--config", str(_config(tmp_path, tiny_dir, pairs_file, one))])
+    ref = run_cli(["test", "--config", str(_config(tmp_path, tiny_dir, pairs_file, one))]).model.test_results
+    ddp = _config(tmp_path, tiny_dir, pairs_file, two, devices=2, strategy="ddp")
+    _lightning("predict", "--config", str(ddp), cwd=tmp_path)
+    a, b = SteeringVector.load(one), SteeringVector.load(two)
+    assert a.layers == b.layers and b.metadata["n_examples_gathered"] == 5
+    for layer in a.layers:
+        torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-5, rtol=0)
+    _lightning("test", "--config", str(ddp), cwd=tmp_path)
+    got = json.loads(two.with_name("two.test.json").read_text())["metrics"]
+    assert got["test/n_examples"] == 5
+    for key, value in ref.items():
+        assert got[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_device_map_path_gives_the_same_vector(tiny_dir, pairs_file, tmp_path):
+    """``device_map`` (sharding a model too big for one device) keeps the model out of Lightning's device moves."""
+    pytest.importorskip("accelerate")
+    plain, mapped = tmp_path / "plain.safetensors", tmp_path / "mapped.safetensors"
+    _trainer().predict(_module(tiny_dir, plain), datamodule=_dm(tiny_dir, pairs_file))
+    module = _module(tiny_dir, mapped, device_map="cpu")
+    _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert "hf_model" not in dict(module.named_children())
+    a, b = SteeringVector.load(plain), SteeringVector.load(mapped)
+    for layer in a.layers:
+        torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-6, rtol=0)

@@ -1,0 +1,157 @@
+"""Task loaders, MC metrics, batched scoring and side-effect metrics (tiny models; real TruthfulQA files)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steering import SteeringVector
+from steering.tasks import MCExample, choice_metrics, load_task, load_truthfulqa, prompt_side_effects, score_examples
+from tests.tiny_lm import tiny_llava_image, tiny_vlm
+
+
+def test_choice_metrics_invariants():
+    ex = MCExample("q", ("a", "b", "c"), {"mc1": ((0,), (1, 2)), "mc2": ((0, 1), (2,)), "binary": ((0,), (2,))}, (0, 2))
+    m = choice_metrics(ex, torch.tensor([-1.0, -3.0, -2.0]))
+    assert m["mc1"] == 1.0 and m["binary"] == 1.0
+    p = torch.tensor([-1.0, -3.0, -2.0]).softmax(0)
+    assert m["mc2"] == pytest.approx(float(p[0] + p[1]))
+    assert choice_metrics(ex, torch.tensor([-3.0, -1.0, -2.0]))["mc1"] == 0.0  # a false answer wins
+    r = ex.restricted("binary")
+    assert r.choices == ("a", "c") and r.targets == {"binary": ((0,), (1,))} and r.pair == (0, 1)
+    with pytest.raises(ValueError, match="indexes outside"):
+        MCExample("q", ("a", "b"), {"mc1": ((0,), (5,))}, (0, 1))
+
+
+def test_truthfulqa_mc_and_binary_2025(shared_data, model_tok):
+    _, tok = model_tok
+    mc = load_truthfulqa(tok, str(shared_data / "truthfulqa"), "mc")
+    assert len(mc) == 817
+    for ex in mc[:50]:
+        assert len(ex.targets["mc1"][0]) == 1 and len(ex.targets["binary"][1]) == 1
+        assert ex.pair == (ex.targets["binary"][0][0], ex.targets["binary"][1][0])
+        assert ex.choices[ex.targets["mc1"][0][0]] in {ex.choices[i] for i in ex.targets["mc2"][0]}
+        assert ex.prompt.startswith("Q: ") and all(c.startswith(" ") for c in ex.choices)
+    assert [e.choices for e in load_truthfulqa(tok, str(shared_data), "mc")[:5]] == [e.choices for e in mc[:5]]
+    binary = load_truthfulqa(tok, str(shared_data / "truthfulqa"), "binary_2025")
+    assert 700 < len(binary) <= 790
+    ex = binary[0]
+    assert set(ex.targets["binary"][0]) <= set(ex.targets["mc2"][0])
+    with pytest.raises(ValueError, match="variant 'x' is not one of"):
+        load_truthfulqa(tok, str(shared_data), "x")
+    with pytest.raises(ValueError, match="has no chat template"):
+        load_truthfulqa(tok, str(shared_data), "mc", chat_template=True)
+
+
+def test_truthfulqa_missing_keys_named(tmp_path, model_tok):
+    _, tok = model_tok
+    (tmp_path / "TruthfulQA" / "data").mkdir(parents=True)
+    (tmp_path / "TruthfulQA" / "data" / "mc_task.json").write_text('[{"question": "q", "mc1_targets": {}}]')
+    with pytest.raises(ValueError, match=r"missing keys \['mc2_targets'\]"):
+        load_truthfulqa(tok, str(tmp_path))
+    with pytest.raises(ValueError, match="task 'x' is not one of"):
+        load_task("x", tok)
+
+
+def _examples(tok):
+    from tests.tiny_lm import TINY_QUESTIONS
+
+    out = []
+    for q, good, bad in TINY_QUESTIONS:
+        out.append(MCExample(f"q {q} a", (" " + good, " " + bad, " i have no comment"),
+                             {"mc1": ((0,), (1, 2)), "mc2": ((0, 2), (1,))}, (0, 1)))  # fmt: skip
+    return out
+
+
+def test_batched_scoring_equals_one_at_a_time(model_tok):
+    model, tok = model_tok
+    ex = _examples(tok)
+    one = score_examples(model, tok, ex, batch_size=1)
+    many = score_examples(model, tok, ex, batch_size=7)
+    for a, b in zip(one, many):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_vlm_scoring_with_images_batched_equals_single():
+    from tests.tiny_lm import LLAVA_IMAGE_TOKENS, tiny_lm_tokenizer
+
+    model, tok = tiny_vlm("llava"), tiny_lm_tokenizer()
+    img = " ".join(["<image>"] * LLAVA_IMAGE_TOKENS)
+    ex = [MCExample(f"{img} q is the sky blue a", (" yes", " no"), {"preference": ((0,), (1,))}, (0, 1),
+                    tiny_llava_image(seed=s)) for s in range(3)]  # fmt: skip
+    one = score_examples(model, tok, ex, batch_size=1)
+    many = score_examples(model, tok, ex, batch_size=6)
+    for a, b in zip(one, many):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(one[0], one[1])  # the image changes the scores
+
+
+def test_side_effects_zero_at_alpha_zero_and_positive_otherwise(model_tok):
+    model, tok = model_tok
+    vec = SteeringVector({1: torch.randn(16), 2: torch.randn(16)}, {"hidden_size": 16, "num_layers": 3})
+    prompts = [e.prompt for e in _examples(tok)]
+    kl, nb, ns = prompt_side_effects(model, tok, prompts, vec, 0.0, batch_size=3)
+    assert torch.equal(nb, ns) and kl.abs().max() < 1e-6
+    kl, nb, ns = prompt_side_effects(model, tok, prompts, vec, 8.0, batch_size=3)
+    assert (kl > 0).all() and not torch.equal(nb, ns) and kl.shape == (len(prompts),)
+    kl1, _, _ = prompt_side_effects(model, tok, prompts, vec, 8.0, batch_size=1)
+    torch.testing.assert_close(kl, kl1, atol=1e-5, rtol=1e-4)
+
+
+def test_synthetic_vlm_task_is_seeded():
+    a, b = load_task("synthetic_vlm", None, n=4, seed=1), load_task("synthetic_vlm", None, n=4, seed=1)
+    assert all(torch.equal(x.pixel_values, y.pixel_values) and x.prompt == y.prompt for x, y in zip(a, b))
+
+
+def test_reference_overlap_judge_and_judge_loading():
+    from steering.tasks import GenExample, judge_scores, load_judge, reference_overlap_judge
+
+    ex = GenExample("q", "The cap is yellow.")
+    assert reference_overlap_judge(ex, "the cap is yellow") == pytest.approx(6.0)
+    assert reference_overlap_judge(ex, "a blue car") == 0.0
+    assert 0 < reference_overlap_judge(ex, "the cap is red") < 6
+    assert load_judge("steering.tasks.generation.reference_overlap_judge") is reference_overlap_judge
+    with pytest.raises(ValueError, match="dotted path"):
+        load_judge("judge")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 6\]"):
+        judge_scores(lambda e, a: 7.0, [ex], ["x"])
+
+
+def test_mmhal_without_images_fails_clearly(shared_data, model_tok):
+    _, tok = model_tok
+    with pytest.raises(FileNotFoundError, match="not available offline"):
+        load_task("mmhal", tok, model_path="unused", data_dir=str(shared_data / "mmhal_bench"), image_dir=None)
+
+
+def test_generation_task_through_the_module(tmp_path):
+    """Base vs steered generation judged per example; each example counted once."""
+    import lightning as L
+
+    from steering.data import SteeringDataModule
+    from steering.module import SteeringModule
+    from steering.tasks import GenExample
+    from tests.tiny_lm import TINY_QUESTIONS, save_tiny_lm
+
+    folder = save_tiny_lm(tmp_path / "m")
+    vec = tmp_path / "v.safetensors"
+    SteeringVector({1: torch.randn(16)}, {"hidden_size": 16, "num_layers": 3}).save(vec)
+    examples = [GenExample(f"q {q} a", good, contrast=bad) for q, good, bad in TINY_QUESTIONS[:5]]
+    dm = SteeringDataModule(model_path=str(folder), n_steer=1, n_dev=0, eval_batch_size=2)
+    dm.splits, dm.indices = {"steer": examples[:1], "dev": [], "test": examples}, {"steer": [0], "dev": [], "test": []}
+    module = SteeringModule(model_path=str(folder), vector_path=str(vec), alpha=4.0, max_new_tokens=4)
+    L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).test(module, datamodule=dm)
+    r = module.test_results
+    assert r["test/n_examples"] == 5
+    for cond in ("base", "steered"):
+        assert 0 <= r[f"test/{cond}/judge_score"] <= 6 and 0 <= r[f"test/{cond}/hallucination_rate"] <= 1
+    assert examples[0].to_pair().dispreferred.strip() == TINY_QUESTIONS[0][2]
+
+
+def test_toxigen_pairs_benign_vs_hateful_per_group(shared_data, model_tok):
+    _, tok = model_tok
+    ex = load_task("toxigen", tok, data_dir=str(shared_data / "toxigen"))
+    assert len(ex) > 100 and len({e.meta["group"] for e in ex}) >= 10
+    assert all(e.targets == {"nontoxic": ((0,), (1,))} and e.pair == (0, 1) for e in ex)
+    assert all(e.choices[0] != e.choices[1] for e in ex)
+    again = load_task("toxigen", tok, data_dir=str(shared_data / "toxigen"))
+    assert [e.choices for e in again] == [e.choices for e in ex]  # seeded
