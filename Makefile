@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install demo fit test test-slow test-gpu lint bench clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,12 +16,31 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Optional TextAttack extra beside transformers 5 (pinned, --no-deps, flair stub) + NLTK data in nltk_data/.
+install-adversarial: install
+	bash scripts/setup_textattack.sh $(VENV) nltk_data
+
 # A short real run: SST-2 subset, bundled MiniLM, IG prior, W&B offline (runs/wandb), cached priors in cache/.
 demo: install
 	$(OFFLINE) $(VENV)/bin/lightning fit --config experiments/demo_sst2.yaml
 
 fit: install
 	$(OFFLINE) $(VENV)/bin/lightning fit --config $(CONFIG)
+
+# The CAP reproduction grid (Banking77 + HWU64, 10 shots, seeds 0-2, baseline / IG / CAP / CAP Hybrid mean & max),
+# resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
+reproduce-cap: install
+	$(OFFLINE) $(PY) -m cap_lightning.reproduce --workers 2 $(ARGS)
+
+# GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 50 dev / 200 test), CPU.
+steer-smollm: install
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
+		--out runs/steer/smollm2_truthfulqa --methods grains caa random_k --layer-groups 10-13 14-17 18-21 --alphas 2 4 8
+
+# The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
+steer-llava: install
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_tiny_llava.yaml --out runs/steer/tiny_llava \
+		--tiny-llava runs/steer/tiny_llava/model --methods grains caa random_k --layer-groups 1-2 2 --alphas 2 4 8
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu and not multi_gpu" --durations=10
@@ -38,7 +57,9 @@ lint: install
 
 bench: install
 	$(OFFLINE) $(PY) -m benchmarks.cap_bench --out bench/out
+	$(OFFLINE) $(PY) -m benchmarks.prior_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_bench --out bench/out
+	$(OFFLINE) $(PY) -m benchmarks.steering_eval_bench --out bench/out
 
 clean:
 	rm -rf runs cache bench/out lightning_logs
