@@ -3,7 +3,7 @@
 Design decisions:
 - Same masks (``masks.py``), kernel and weighted-ridge solver (``ridge.py``) as CAP, so the two priors differ only
   in the black box: here the reference classifier's softmax probability of the gold class.
-- The reference is loaded like ``IGPrior``'s (``reference.prepare_reference``): a baseline ``.ckpt``, a trained HF
+- The reference is loaded like ``IGPrior``'s (``priors.ReferencePrior``): a baseline ``.ckpt``, a trained HF
   folder, or a CE-only copy fine-tuned on the same split.
 - All masked variants of a chunk of texts are classified in batches of ``batch_size``; deleted words are removed
   (``mask_token='delete'``) or replaced by a string such as the tokenizer's ``[MASK]``.
@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from cap_lightning.masks import MASK_STRATEGIES, apply_mask, sample_masks
-from cap_lightning.priors import AttributionPrior, normalise_word_scores
+from cap_lightning.priors import ReferencePrior, normalise_word_scores
 from cap_lightning.ridge import lime_kernel, weighted_ridge
 from cap_lightning.tokens import split_words
 
 
-class LIMEPrior(AttributionPrior):
+class LIMEPrior(ReferencePrior):
     """LIME prior from a reference classifier.
 
     Args:
@@ -76,32 +76,9 @@ class LIMEPrior(AttributionPrior):
             "seed": seed,
         }
         self.batch_size = batch_size
-        self.model = None
-        self.tokenizer = None
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
-
-    def prepare(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        num_labels: int,
-        device: torch.device,
-        label_names: Sequence[str] | None = None,
-    ) -> None:
-        from cap_lightning.reference import prepare_reference
-
-        c = self._config
-        if self.model is None:
-            self.model, self.tokenizer = prepare_reference(
-                c["model_path"], num_labels, texts, labels, device, c["fine_tune_epochs"], c["fine_tune_lr"],
-                c["max_length"], c["seed"],
-            )  # fmt: skip
-
-    def release(self) -> None:
-        self.model = None
-        self.tokenizer = None
 
     @torch.inference_mode()
     def gold_probs(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:

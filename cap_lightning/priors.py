@@ -95,7 +95,39 @@ class AttributionPrior(ABC):
         """One ``(len(text.split()),)`` float tensor in [0, 1] per text."""
 
 
-class IGPrior(AttributionPrior):
+class ReferencePrior(AttributionPrior):
+    """A prior computed on a reference classifier (IG, LIME): ``prepare`` loads it once — a ``.ckpt``, a trained HF
+    folder, or a CE-only copy fine-tuned on the training split (``reference.prepare_reference``) — and ``release``
+    frees it. Subclasses keep ``model_path``, ``fine_tune_epochs``, ``fine_tune_lr``, ``max_length`` and ``seed`` in
+    ``self._config``."""
+
+    _config: dict[str, Any]
+    model = None
+    tokenizer = None
+
+    def prepare(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        num_labels: int,
+        device: torch.device,
+        label_names: Sequence[str] | None = None,
+    ) -> None:
+        from cap_lightning.reference import prepare_reference
+
+        c = self._config
+        if self.model is None:
+            self.model, self.tokenizer = prepare_reference(
+                c["model_path"], num_labels, texts, labels, device, c["fine_tune_epochs"], c["fine_tune_lr"],
+                c["max_length"], c["seed"],
+            )  # fmt: skip
+
+    def release(self) -> None:
+        self.model = None
+        self.tokenizer = None
+
+
+class IGPrior(ReferencePrior):
     """Integrated-Gradients prior from a reference classifier (captum ``LayerIntegratedGradients``).
 
     Args:
@@ -142,8 +174,6 @@ class IGPrior(AttributionPrior):
             "seed": seed,
         }
         self.batch_size = batch_size
-        self.model = None
-        self.tokenizer = None
         self.convergence_deltas: list[float] = []
 
     def config(self) -> dict[str, Any]:
@@ -151,31 +181,13 @@ class IGPrior(AttributionPrior):
         cfg.pop("internal_batch_size")  # changes memory, not scores
         return cfg
 
-    def prepare(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        num_labels: int,
-        device: torch.device,
-        label_names: Sequence[str] | None = None,
-    ) -> None:
-        from cap_lightning.reference import prepare_reference
-
-        c = self._config
-        if self.model is None:
-            self.model, self.tokenizer = prepare_reference(
-                c["model_path"], num_labels, texts, labels, device, c["fine_tune_epochs"], c["fine_tune_lr"],
-                c["max_length"], c["seed"],
-            )  # fmt: skip
-            token = self.tokenizer.pad_token_id if c["baseline"] == "pad" else self.tokenizer.mask_token_id
-            if token is None:
-                raise ValueError(
-                    f"IGPrior baseline {c['baseline']!r}: the tokenizer of {c['model_path']!r} has no such token"
-                )
-
-    def release(self) -> None:
-        self.model = None
-        self.tokenizer = None
+    def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
+        super().prepare(texts, labels, num_labels, device, label_names)
+        c, tok = self._config, self.tokenizer
+        if (tok.pad_token_id if c["baseline"] == "pad" else tok.mask_token_id) is None:
+            raise ValueError(
+                f"IGPrior baseline {c['baseline']!r}: the tokenizer of {c['model_path']!r} has no such token"
+            )
 
     def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
         if self.model is None:
