@@ -46,7 +46,7 @@ from cap_lightning.adversarial.victim import (
     VictimInfo,
     check_label_count,
     inspect_victim,
-    load_victim,
+    load_and_check_victim,
     predict_logits,
     victim_hash,
 )
@@ -299,15 +299,7 @@ def generate_injection(
     state: dict = {}
 
     def prepare() -> None:
-        model, tokenizer = load_victim(info)
-        clean = [e.text for e in selection.examples]
-        pred = predict_logits(model, tokenizer, clean, max_length, batch_size).argmax(-1).tolist()
-        correct = [p == e.label for p, e in zip(pred, selection.examples)]
-        if not any(correct):
-            raise ValueError(
-                f"victim {victim} classifies none of the {len(clean)} selected {selection.split} examples correctly: "
-                "nothing to attack (is it trained on this dataset and label order?)"
-            )
+        model, tokenizer, pred, correct = load_and_check_victim(info, victim, selection, max_length, batch_size)
         pool = getattr(splits, pairs_split)
         pool_pred = predict_logits(model, tokenizer, [e.text for e in pool], max_length, batch_size).argmax(-1)
         cm = confusion_matrix([e.label for e in pool], pool_pred.tolist(), splits.num_labels)

@@ -44,7 +44,7 @@ from cap_lightning.adversarial.source import Selection
 from cap_lightning.adversarial.victim import (
     check_label_count,
     inspect_victim,
-    load_victim,
+    load_and_check_victim,
     predict_logits,
     victim_hash,
 )
@@ -185,15 +185,7 @@ def generate_textattack(
     state: dict = {}
 
     def prepare() -> None:
-        model, tokenizer = load_victim(info)
-        texts = [e.text for e in selection.examples]
-        pred = predict_logits(model, tokenizer, texts, max_length, batch_size).argmax(-1).tolist()
-        correct = [p == e.label for p, e in zip(pred, selection.examples)]
-        if not any(correct):
-            raise ValueError(
-                f"victim {victim} classifies none of the {len(texts)} selected {selection.split} examples correctly: "
-                "nothing to attack (is it trained on this dataset and label order?)"
-            )
+        model, tokenizer, pred, correct = load_and_check_victim(info, victim, selection, max_length, batch_size)
         textattack = import_textattack()
         from cap_lightning.adversarial.environment import no_nltk_downloads
 

@@ -123,3 +123,18 @@ def predict_logits(model, tokenizer, texts: Sequence[str], max_length: int = 64,
         ).to(device)
         out.append(model(**enc).logits.float().cpu())
     return torch.cat(out) if out else torch.empty(0, model.config.num_labels)
+
+
+def load_and_check_victim(info: VictimInfo, victim: str, selection, max_length: int, batch_size: int):
+    """Load the victim and classify the selected clean examples; refuse a selection it gets entirely wrong (nothing to
+    attack). Returns ``(model, tokenizer, predictions, correct)``."""
+    model, tokenizer = load_victim(info)
+    texts = [e.text for e in selection.examples]
+    pred = predict_logits(model, tokenizer, texts, max_length, batch_size).argmax(-1).tolist()
+    correct = [p == e.label for p, e in zip(pred, selection.examples)]
+    if not any(correct):
+        raise ValueError(
+            f"victim {victim} classifies none of the {len(texts)} selected {selection.split} examples correctly: "
+            "nothing to attack (is it trained on this dataset and label order?)"
+        )
+    return model, tokenizer, pred, correct
