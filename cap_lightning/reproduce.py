@@ -95,6 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-batches", type=int, default=5, help="validation batches (of 64) per epoch (0: all)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes, one (dataset, seed) chain each")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
+    p.add_argument(
+        "--adversarial-files", nargs="*", default=[], metavar="JSONL",
+        help="attacked splits (python -m cap_lightning.adversarial ...) named <dataset>-<recipe>-*.jsonl: every run "
+        "of that dataset is also scored on them (accuracy under attack, attack success rate)",
+    )  # fmt: skip
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.ckpt (default: baselines)")
     p.add_argument("--out", default="runs/reproduce_cap")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless a key is configured)")
@@ -208,10 +214,37 @@ def run_one(dataset: str, seed: int, method: str, args: argparse.Namespace) -> d
         "metrics": {k: float(v) for k, v in metrics.items()},
         "prior": {k: v for k, v in (prior_cb.last if prior_cb else {}).items() if k != "path"},
     }  # fmt: skip
-    if method != "baseline":  # only the baseline checkpoint is needed later (as the reference)
+    record["metrics"] |= robustness(module, datamodule.tokenizer, dataset, args)
+    if method != "baseline" and not args.keep_checkpoints:  # the baseline is needed later (as the reference)
         Path(checkpoint.best_model_path).unlink(missing_ok=True)
     _write_json(done, record)
     return record
+
+
+def robustness(module, tokenizer, dataset: str, args: argparse.Namespace) -> dict[str, float]:
+    """Accuracy under attack and attack success rate of the tested model on each attacked split of ``dataset``
+    (a transfer attack unless the split was generated against this very checkpoint)."""
+    import torch
+
+    from cap_lightning.adversarial.metrics import robustness_from_predictions
+    from cap_lightning.adversarial.victim import predict_logits
+    from cap_lightning.splits import read_adversarial_jsonl
+
+    out = {}
+    model = module.model.eval()
+    for path in args.adversarial_files:
+        name = Path(path).name
+        if not name.startswith(f"{dataset}-"):
+            continue
+        recipe = name.removeprefix(f"{dataset}-").split("-")[0]
+        rows = read_adversarial_jsonl(path)
+        with torch.no_grad():
+            clean = predict_logits(model, tokenizer, [r.original_text for r in rows], args.max_length).argmax(-1)
+            attacked = predict_logits(model, tokenizer, [r.text for r in rows], args.max_length).argmax(-1)
+        report = robustness_from_predictions([r.label for r in rows], clean.tolist(), attacked.tolist())
+        out[f"adv/{recipe}/attacked_acc"] = report.attacked_accuracy
+        out[f"adv/{recipe}/attack_success_rate"] = report.attack_success_rate
+    return out
 
 
 def _cell(values: list[float], scale: float = 100.0) -> str:
@@ -233,9 +266,15 @@ def summarise(records: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]
             "| Method | Seeds | " + " | ".join(name for _, name in COLUMNS) + " | Prior s | Fit s |",
             "|---|---|" + "---|" * (len(COLUMNS) + 2),
         ]  # fmt: skip
-        for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == dataset):
-            group = [r for r in records if r["dataset"] == dataset and r["method"] == method]
-            cells = [_cell([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in COLUMNS]
+        in_dataset = [r for r in records if r["dataset"] == dataset]
+        adv = {k for r in in_dataset for k in r["metrics"] if k.startswith("adv/")}
+        adv = sorted(adv, key=lambda k: (k.rsplit("/", 1)[0], k.endswith("success_rate")))  # acc, then rate
+        columns = [*COLUMNS, *((k, k.removeprefix("adv/").replace("attacked_acc", "acc under attack")) for k in adv)]
+        lines[-2] = "| Method | Seeds | " + " | ".join(name for _, name in columns) + " | Prior s | Fit s |"
+        lines[-1] = "|---|---|" + "---|" * (len(columns) + 2)
+        for method in dict.fromkeys(r["method"] for r in in_dataset):
+            group = [r for r in in_dataset if r["method"] == method]
+            cells = [_cell([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
             prior_s = [r["prior"].get("seconds", 0.0) for r in group if r["prior"]]
             costs = [_cell(prior_s, 1.0) if prior_s else "–", _cell([r["fit_seconds"] for r in group], 1.0)]
             seeds = ",".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"]))

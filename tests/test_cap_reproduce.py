@@ -35,3 +35,11 @@ def test_arguments_are_validated():
         "LIMEPrior",
         "IGPrior",
     ]
+
+
+def test_robustness_columns_appear_when_attacked_splits_were_scored():
+    records = _records()
+    for r in records:
+        r["metrics"] |= {"adv/deepwordbug/attacked_acc": 0.3, "adv/deepwordbug/attack_success_rate": 0.5}
+    text, _ = summarise(records)
+    assert "deepwordbug/acc under attack" in text and "| 30.00 ± 0.00 | 50.00 ± 0.00 |" in text
