@@ -32,14 +32,11 @@ def heatmap_html(words: Sequence[str], scores: Tensor, rgb: tuple[int, int, int]
 
 
 def spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman rank correlation of two 1-D tensors (nan when either is constant or shorter than 2)."""
-    if a.numel() < 2:
-        return float("nan")
-    ra = a.argsort().argsort().float()
-    rb = b.argsort().argsort().float()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = ra.norm() * rb.norm()
-    return float((ra @ rb) / denom) if denom > 0 else float("nan")
+    """Spearman rank correlation of two 1-D tensors (nan when either is constant or shorter than 2; ties averaged)."""
+    from cap_lightning.faithfulness import spearman_rows
+
+    mask = torch.ones(1, a.numel(), dtype=torch.bool)
+    return float(spearman_rows(a[None].float(), b[None].float(), mask, constant=float("nan"))[0])
 
 
 class AttributionTableCallback(L.Callback):

@@ -9,7 +9,7 @@ Design decisions:
   file is either complete or absent. A chunk file is trusted only if it parses and holds exactly the source indices
   it should (a truncated or foreign file is deleted and redone).
 - Generators may drop rows (the keyword-injection validity filter), so a chunk's expected indices are a superset
-  check: every row's ``index`` must belong to the chunk, and a sidecar ``chunk-XXXXX.done`` marker (written after the
+  check: every row's ``index`` must belong to the chunk, and a sidecar ``chunk-<start>.done`` marker (written after the
   chunk) records how many source positions were processed.
 - Rows are merged in chunk order into the final split file, itself written atomically.
 """
