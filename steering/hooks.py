@@ -28,6 +28,7 @@ Scope = Literal["all", "prompt", "generated"]
 SCOPES = ("all", "prompt", "generated")
 Normalize = Literal["per_token", "none", "legacy_seq_axis"]
 NORMALIZE = ("per_token", "none", "legacy_seq_axis")
+POSITION_WISE = ("per_token", "none")  # each token steered on its own: shared-prompt packing is exact
 
 
 @contextmanager

@@ -23,15 +23,17 @@ import torch
 from torch import nn
 
 from steering.fitting import K_METHODS, vector_from_deltas
-from steering.hooks import Normalize, steer
+from steering.hooks import POSITION_WISE, Normalize, steer
 from steering.tasks.base import MCExample, choice_metrics, score_examples
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
 
-def dev_metric(model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16) -> float:
+def dev_metric(
+    model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16, packed: bool = True
+) -> float:
     """Mean of ``target`` over ``examples`` (already restricted or not) under whatever hooks are active."""
-    scores = score_examples(model, tokenizer, examples, batch_size)
+    scores = score_examples(model, tokenizer, examples, batch_size, packed)
     return sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)
 
 
@@ -78,14 +80,15 @@ def sweep(
     dev = [ex.restricted(target) for ex in examples]
     _, deltas, _ = load_deltas(deltas_file)
     ks = list(ks) if ks and method in K_METHODS else sorted(deltas)[: None if method in K_METHODS else 1]
-    base = dev_metric(model, tokenizer, dev, target, batch_size)
+    packed = normalize in POSITION_WISE
+    base = dev_metric(model, tokenizer, dev, target, batch_size, packed)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
     for k in ks:
         for group in layer_groups:
             vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
             for alpha in alphas:
                 with steer(model, vec, alpha, normalize=normalize):
-                    value = dev_metric(model, tokenizer, dev, target, batch_size)
+                    value = dev_metric(model, tokenizer, dev, target, batch_size, packed)
                 rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
                              "target": target, "value": value})  # fmt: skip
     return rows

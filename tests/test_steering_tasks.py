@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering import SteeringVector
+from steering import SteeringVector, steer
 from steering.tasks import MCExample, choice_metrics, load_task, load_truthfulqa, prompt_side_effects, score_examples
-from tests.tiny_lm import tiny_llava_image, tiny_vlm
+from tests.tiny_lm import FAMILIES, tiny_llava_image, tiny_vlm
 
 
 def test_choice_metrics_invariants():
@@ -155,3 +155,38 @@ def test_toxigen_pairs_benign_vs_hateful_per_group(shared_data, model_tok):
     assert all(e.choices[0] != e.choices[1] for e in ex)
     again = load_task("toxigen", tok, data_dir=str(shared_data / "toxigen"))
     assert [e.choices for e in again] == [e.choices for e in ex]  # seeded
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("normalize", [None, "per_token", "none"])
+def test_packed_scoring_equals_padded_with_and_without_steering(family, normalize):
+    """Shared-prompt packing (block-causal mask, restarted positions) == one padded row per choice, base and steered."""
+    from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+    torch.manual_seed(0)
+    model, tok = tiny_causal_lm(family), tiny_lm_tokenizer()
+    ex = _examples(tok) + [MCExample("q is the sky blue a", (" yes", " no it is green", " red"),
+                                     {"mc1": ((0,), (1, 2))}, (0, 1))]  # fmt: skip
+    vec = SteeringVector({1: torch.randn(16), 2: torch.randn(16)}, {"hidden_size": 16, "num_layers": 3})
+    with steer(model, vec, 0.0 if normalize is None else 3.0, normalize=normalize or "per_token"):
+        padded = score_examples(model, tok, ex, batch_size=4, packed=False)
+        for bs in (1, 5, 100):  # a row holds one question, a few, or all of them
+            packed = score_examples(model, tok, ex, batch_size=bs, packed=True)
+            for a, b in zip(padded, packed):
+                torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+def test_pack_groups_layout():
+    from steering.packing import pack_groups, pack_rows
+
+    row = pack_groups([(torch.tensor([5, 6]), [torch.tensor([7]), torch.tensor([8, 9])]),
+                       (torch.tensor([4]), [torch.tensor([3, 2])])])  # fmt: skip
+    assert row.ids.tolist() == [5, 6, 7, 8, 9, 4, 3, 2]
+    assert row.positions.tolist() == [0, 1, 2, 2, 3, 0, 1, 2]
+    assert row.keep.tolist() == [1, 1, 3, 5, 6] and row.targets.tolist() == [7, 8, 9, 3, 2]
+    assert row.owner.tolist() == [0, 1, 1, 2, 2]
+    assert row.allowed[4].tolist() == [True, True, False, True, True, False, False, False]  # answer 2 sees its prompt
+    assert row.allowed[7].tolist() == [False] * 5 + [True] * 3  # the second question sees nothing of the first
+    assert [list(r) for r in pack_rows([3, 2, 2, 5], 4)] == [[0], [1, 2], [3]]
+    with pytest.raises(ValueError, match="at least one token"):
+        pack_groups([(torch.tensor([1]), [torch.tensor([], dtype=torch.long)])])

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from steering.batching import chunks, forward_padded, pad_batch
+from steering.packing import pack_groups, pack_rows, packed_logprobs
 from steering.pairs import ContrastivePair, embed_inputs
 from steering.scoring import encode_prompt_response, response_logprob_from_logits, score_responses
 
@@ -118,29 +119,40 @@ def _score_with_images(model, tokenizer, prompts, responses, images, extras, bat
 
 
 def score_examples(
-    model: nn.Module, tokenizer, examples: Sequence[MCExample], batch_size: int = 16
+    model: nn.Module, tokenizer, examples: Sequence[MCExample], batch_size: int = 16, packed: bool = True
 ) -> list[torch.Tensor]:
     """Log-likelihood of every choice of every example, batched across examples; one (n_choices,) tensor each.
 
-    Sequences are scored in order of length (then restored), so a batch pads little: on TruthfulQA the answers
-    range from 2 to 40 tokens, and unsorted batches spend much of their compute on padding.
+    ``packed`` (text only): each question's prompt is read once and its choices follow it in the same row
+    (``steering.packing``), up to ``batch_size`` answers per forward. Otherwise (and always with images) every
+    (prompt, choice) is its own padded row, ``batch_size`` rows per forward, in order of length (then restored)
+    so a batch pads little: on TruthfulQA the answers range from 2 to 40 tokens.
     """
-    prompts, responses, images, extras = [], [], [], []
-    for ex in examples:
-        for choice in ex.choices:
-            prompts.append(ex.prompt)
-            responses.append(choice)
-            images.append(ex.pixel_values)
-            extras.append(ex.image_kwargs)
-    if any(im is not None for im in images):
-        flat = _score_with_images(model, tokenizer, prompts, responses, images, extras, batch_size)
+    images = any(ex.pixel_values is not None for ex in examples)
+    if packed and not images:
+        groups = []
+        for ex in examples:
+            encoded = [encode_prompt_response(tokenizer, ex.prompt, c) for c in ex.choices]
+            groups.append((encoded[0][0], [y for _, y in encoded]))
+        flat = torch.cat([packed_logprobs(model, pack_groups([groups[i] for i in idx]))
+                          for idx in pack_rows([len(ex.choices) for ex in examples], batch_size)])  # fmt: skip
     else:
-        lengths = [len(tokenizer(p + r).input_ids) for p, r in zip(prompts, responses)]
-        order = sorted(range(len(prompts)), key=lengths.__getitem__)
-        scores = score_responses(model, tokenizer, [prompts[i] for i in order], [responses[i] for i in order],
-                                 batch_size=batch_size)  # fmt: skip
-        flat = torch.empty_like(scores)
-        flat[torch.tensor(order)] = scores
+        prompts, responses, pixels, extras = [], [], [], []
+        for ex in examples:
+            for choice in ex.choices:
+                prompts.append(ex.prompt)
+                responses.append(choice)
+                pixels.append(ex.pixel_values)
+                extras.append(ex.image_kwargs)
+        if images:
+            flat = _score_with_images(model, tokenizer, prompts, responses, pixels, extras, batch_size)
+        else:
+            lengths = [len(tokenizer(p + r).input_ids) for p, r in zip(prompts, responses)]
+            order = sorted(range(len(prompts)), key=lengths.__getitem__)
+            scores = score_responses(model, tokenizer, [prompts[i] for i in order], [responses[i] for i in order],
+                                     batch_size=batch_size)  # fmt: skip
+            flat = torch.empty_like(scores)
+            flat[torch.tensor(order)] = scores
     out, start = [], 0
     for ex in examples:
         out.append(flat[start : start + len(ex.choices)])
