@@ -107,7 +107,7 @@ class SteeringDataModule(L.LightningDataModule):
         hp = self.hparams
         tokenizer = load_tokenizer(hp.model_path)
         options = dict(hp.task_args or {})
-        if hp.task in ("truthfulqa", "pairs_file", "toxigen"):
+        if hp.task in ("truthfulqa", "pairs_file", "toxigen", "faitheval"):
             options.setdefault("chat_template", hp.chat_template)
         if hp.task in NEEDS_MODEL_PATH:
             options.setdefault("model_path", hp.model_path)

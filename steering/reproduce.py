@@ -77,7 +77,7 @@ def collect(folders: list[str]) -> list[dict[str, Any]]:
         for path in sorted(Path(folder).glob("*.chosen.test.json")):
             rec = json.loads(path.read_text())
             meta, m = rec["vector_metadata"], rec["metrics"]
-            if "test/base/mc1" in m or "test/base/preference" in m:
+            if any(k.startswith("test/base/") for k in m):
                 if not any(r["method"] == "base" for r in rows):
                     rows.insert(0, _row("base", m, "base"))
             method = meta.get("method", path.name.split(".")[0])
@@ -88,7 +88,11 @@ def collect(folders: list[str]) -> list[dict[str, Any]]:
 
 
 def write_results(rows: list[dict[str, Any]], out: Path) -> tuple[Path, Path]:
-    metrics = [c for c in ("mc1", "mc2", "binary", "preference", "nontoxic", "kl", "ppl") if any(c in r for r in rows)]
+    metrics = [
+        c
+        for c in ("mc1", "mc2", "accuracy", "binary", "preference", "nontoxic", "kl", "ppl")
+        if any(c in r for r in rows)
+    ]
     return write_tables(rows, out / "results", ["method", *metrics, "layers", "alpha", "k", "dev", "n_test"])
 
 

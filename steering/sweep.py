@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from steering.fitting import K_METHODS, vector_from_deltas
 from steering.hooks import POSITION_WISE, Normalize, steer
@@ -83,14 +84,15 @@ def sweep(
     packed = normalize in POSITION_WISE
     base = dev_metric(model, tokenizer, dev, target, batch_size, packed)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
-    for k in ks:
-        for group in layer_groups:
-            vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
-            for alpha in alphas:
-                with steer(model, vec, alpha, normalize=normalize):
-                    value = dev_metric(model, tokenizer, dev, target, batch_size, packed)
-                rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
-                             "target": target, "value": value})  # fmt: skip
+    vectors: dict[tuple[int, tuple[int, ...]], SteeringVector] = {}
+    grid = [(k, group, alpha) for k in ks for group in layer_groups for alpha in alphas]
+    for k, group, alpha in tqdm(grid, desc=f"sweep {method} on dev ({len(dev)} examples)", leave=False):
+        if (k, tuple(group)) not in vectors:  # one vector per (k, layers); α only scales it
+            vectors[k, tuple(group)] = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
+        with steer(model, vectors[k, tuple(group)], alpha, normalize=normalize):
+            value = dev_metric(model, tokenizer, dev, target, batch_size, packed)
+        rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
+                     "target": target, "value": value})  # fmt: skip
     return rows
 
 

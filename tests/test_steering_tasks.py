@@ -190,3 +190,48 @@ def test_pack_groups_layout():
     assert [list(r) for r in pack_rows([3, 2, 2, 5], 4)] == [[0], [1, 2], [3]]
     with pytest.raises(ValueError, match="at least one token"):
         pack_groups([(torch.tensor([1]), [torch.tensor([], dtype=torch.long)])])
+
+
+def _faitheval_rows():
+    return [
+        {"id": "a", "question": "what is the sky", "context": "the sky is green", "answerKey": "B",
+         "choices": {"label": ["A", "B", "C"], "text": ["blue", "green", "red"]}},
+        {"id": "b", "question": "is fire hot", "context": "fire is cold", "answerKey": 0, "choices": ["cold", "hot"]},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_faitheval_local_file_hub_and_list_choices(tmp_path, model_tok, chat):
+    import json
+
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    tok = model_tok[1]
+    if chat:
+        tok = tiny_lm_tokenizer()
+        tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %} a"
+    path = tmp_path / "faitheval.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _faitheval_rows()))
+    ex = load_task("faitheval", tok, path=str(path), chat_template=chat)
+    assert [e.choices[e.targets["accuracy"][0][0]].strip() for e in ex] == ["green", "cold"]
+    assert ex[0].targets["accuracy"][1] == (0, 2) and ex[1].pair == (0, 1)
+    assert all("Context:" in e.prompt and e.targets["binary"][0] == e.targets["accuracy"][0] for e in ex)
+    scores = score_examples(model_tok[0], tok, ex)  # scored like any MC task
+    assert [s.shape[0] for s in scores] == [3, 2]
+
+
+def test_faitheval_bad_rows_named(tmp_path, model_tok):
+    import json
+
+    tok = model_tok[1]
+    rows = _faitheval_rows()
+    for bad, match in [({"context": None}, "missing fields \\['context'\\]"), ({"answerKey": "Z"}, "answerKey 'Z'"),
+                       ({"answerKey": 7, "choices": ["x", "y"]}, "outside the 2 choices")]:  # fmt: skip
+        row = {k: v for k, v in {**rows[0], **bad}.items() if v is not None}
+        path = tmp_path / "f.jsonl"
+        path.write_text(json.dumps(row))
+        with pytest.raises(ValueError, match=match):
+            load_task("faitheval", tok, path=str(path))
+    with pytest.raises(ValueError, match="suffix '.txt'"):
+        (tmp_path / "f.txt").write_text("")
+        load_task("faitheval", tok, path=str(tmp_path / "f.txt"))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from steering.tasks.base import MCExample, choice_metrics, format_answer, format_prompt, score_examples
+from steering.tasks.faitheval import load_faitheval
 from steering.tasks.generation import GenExample, generate_answers, judge_scores, load_judge, reference_overlap_judge
 from steering.tasks.mmhal import load_mmhal
 from steering.tasks.pairs_file import load_pairs_file
@@ -21,6 +22,7 @@ TASKS = {
     "synthetic_vlm": load_synthetic_vlm,
     "spa_vl": load_spa_vl,
     "toxigen": load_toxigen,
+    "faitheval": load_faitheval,
     "mmhal": load_mmhal,
 }
 NEEDS_MODEL_PATH = ("spa_vl", "mmhal")  # image preprocessing uses the model's processor
@@ -43,6 +45,7 @@ __all__ = [
     "format_prompt",
     "generate_answers",
     "judge_scores",
+    "load_faitheval",
     "load_judge",
     "load_mmhal",
     "load_spa_vl",
