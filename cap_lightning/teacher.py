@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+# the bool → model mask conversion is shared with the MC scorer
+from steering.packing import model_attention_mask
+
 _SENTINEL = "\x00CAPTEXT\x00"
 
 
@@ -147,15 +150,9 @@ class TeacherScorer:
             allowed[start : start + n, context + start : context + start + n] = torch.ones(n, n).tril().bool()
             pos[start : start + n] = torch.arange(context, context + n)
             start += n
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":  # additive float mask
-            mask = torch.zeros(allowed.shape, dtype=self.model.dtype).masked_fill(
-                ~allowed, torch.finfo(self.model.dtype).min
-            )
-        else:
-            mask = allowed
         out = self.model(
             input_ids=ids,
-            attention_mask=mask[None, None].to(self.device),  # (1, 1, Q, context + Q)
+            attention_mask=model_attention_mask(allowed, self.model)[None, None].to(self.device),  # (1, 1, Q, C + Q)
             position_ids=pos[None].to(self.device),
             past_key_values=cache,
             use_cache=True,
