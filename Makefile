@@ -35,7 +35,8 @@ reproduce-cap: install
 # GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 50 dev / 200 test), CPU.
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
-		--out runs/steer/smollm2_truthfulqa --methods grains caa random_k --layer-groups 10-13 14-17 18-21 --alphas 2 4 8
+		--out runs/steer/smollm2_truthfulqa --methods grains caa random_k --layer-groups 8-11 12-15 16-19 20-23 \
+		--alphas 2 4 8 16 --target mc2
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install
