@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-# the bool → model mask conversion is shared with the MC scorer
-from steering.packing import model_attention_mask
+# packing helpers shared with the steering MC scorer
+from steering.packing import model_attention_mask, pack_rows
 
 _SENTINEL = "\x00CAPTEXT\x00"
 
@@ -178,18 +178,6 @@ class TeacherScorer:
         self.calls += len(rows)
         return out.logits
 
-    def _chunks(self, lengths: Sequence[int]) -> list[range]:
-        """Consecutive index ranges of at most ``batch_size`` rows and ``max_tokens`` packed tokens."""
-        out, start, total = [], 0, 0
-        for i, n in enumerate(lengths):
-            if i > start and (i - start >= self.batch_size or total + n > self.max_tokens):
-                out.append(range(start, i))
-                start, total = i, 0
-            total += n
-        if len(lengths):
-            out.append(range(start, len(lengths)))
-        return out
-
     @torch.inference_mode()
     def score(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:
         """``log p(label_i | prompt(text_i))`` for each pair, float64 ``(N,)``."""
@@ -198,7 +186,7 @@ class TeacherScorer:
         rows = [self.text_ids(t) + self.label_ids[y] for t, y in zip(texts, labels)]
         n_label = [len(self.label_ids[y]) for y in labels]
         out = torch.empty(len(rows), dtype=torch.float64)
-        for chunk in self._chunks([len(r) for r in rows]):
+        for chunk in pack_rows([len(r) for r in rows], self.max_tokens, self.batch_size):
             if self.use_prefix_cache:
                 blocks = [rows[i][:-1] for i in chunk]  # the last token predicts nothing we need
                 keep, start = [], 0

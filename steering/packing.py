@@ -11,7 +11,7 @@ question becomes a *group* ``prompt ⊕ choice_1 ⊕ … ⊕ choice_c`` and seve
 - no KV cache is used, so the steering hooks see one ordinary forward (``scope`` behaves as in the padded path),
   and the hooks act per token, so packing does not change what is steered.
 
-Rows are filled greedily, whole questions at a time, up to ``max_sequences`` answers per forward.
+Rows are filled greedily, whole questions at a time, up to a number of answers per forward.
 """
 
 from __future__ import annotations
@@ -84,14 +84,14 @@ def model_attention_mask(allowed: torch.Tensor, model: nn.Module) -> torch.Tenso
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def pack_rows(sizes: Sequence[int], max_sequences: int) -> list[range]:
-    """Consecutive ranges of groups (``sizes[i]`` answers each), at most ``max_sequences`` answers per range
-    unless one group alone has more."""
-    if max_sequences < 1:
-        raise ValueError(f"batch size {max_sequences} must be >= 1")
+def pack_rows(sizes: Sequence[int], max_total: int, max_items: int | None = None) -> list[range]:
+    """Consecutive ranges of items (``sizes[i]`` each, e.g. answers or tokens) holding at most ``max_total`` in sum
+    and ``max_items`` items, unless one item alone is bigger."""
+    if max_total < 1 or (max_items is not None and max_items < 1):
+        raise ValueError(f"batch limits must be >= 1, got max_total={max_total}, max_items={max_items}")
     out, start, total = [], 0, 0
     for i, n in enumerate(sizes):
-        if i > start and total + n > max_sequences:
+        if i > start and (total + n > max_total or (max_items is not None and i - start >= max_items)):
             out.append(range(start, i))
             start, total = i, 0
         total += n

@@ -188,6 +188,7 @@ def test_pack_groups_layout():
     assert row.allowed[4].tolist() == [True, True, False, True, True, False, False, False]  # answer 2 sees its prompt
     assert row.allowed[7].tolist() == [False] * 5 + [True] * 3  # the second question sees nothing of the first
     assert [list(r) for r in pack_rows([3, 2, 2, 5], 4)] == [[0], [1, 2], [3]]
+    assert [list(r) for r in pack_rows([1, 1, 1, 9], 10, max_items=2)] == [[0, 1], [2, 3]]
     with pytest.raises(ValueError, match="at least one token"):
         pack_groups([(torch.tensor([1]), [torch.tensor([], dtype=torch.long)])])
 
