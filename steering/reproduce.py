@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--alphas", nargs="+", type=float, default=[2.0, 4.0, 8.0])
     p.add_argument("--ks", nargs="+", type=int, default=None, help="k values to sweep (must have been extracted)")
     p.add_argument("--target", default=None, help="dev target used for selection (default: binary, else the first)")
+    p.add_argument("--max-kl", type=float, default=None,
+                   help="select only among settings whose dev KL(base ‖ steered) is at most this")  # fmt: skip
     p.add_argument("--no-base", action="store_true", help="do not score the unsteered model (another run did)")
     p.add_argument("--tiny-llava", default=None, help="build the tiny random LLaVA in this folder first")
     a, overrides = p.parse_known_args(argv)  # the rest goes to every `lightning` call, e.g. --data.init_args.n_test=50
@@ -145,12 +147,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.time()
         rows = sweep(model, tok, deltas_path(vec_path), method, dev, groups, a.alphas, a.ks, a.target,
                      hp.aggregate, hp.mode, hp.unit_norm, hp.normalize, hp.score_batch_size)  # fmt: skip
-        best = select_best(rows)
+        best = select_best(rows, a.max_kl)
         print(f"[{method}] sweep {time.time() - t0:.0f} s; chosen k={best['k']} layers={best['layers']} "
-              f"alpha={best['alpha']} dev {a.target}={best['value']:.3f} (base {rows[0]['value']:.3f})")  # fmt: skip
+              f"alpha={best['alpha']} dev {a.target}={best['value']:.3f} (base {rows[0]['value']:.3f}), dev KL "
+              f"{best['kl'] if best.get('kl') is None else round(best['kl'], 4)}")  # fmt: skip
         sweep_rows += rows if not sweep_rows else rows[1:]
         images.append(plot_sweep(rows, out / f"sweep_{method}.png", f"{method}: dev {a.target} vs α"))
-        meta = {"chosen_on": "dev", "dev_value": best["value"], "alpha": best["alpha"]}
+        meta = {"chosen_on": "dev", "dev_value": best["value"], "dev_kl": best.get("kl"), "alpha": best["alpha"]}
         chosen = group_vector(deltas_path(vec_path), method, best["k"], best["layers"], hp.aggregate, hp.mode,
                               hp.unit_norm, meta)  # fmt: skip
         chosen_path = out / f"{method}.chosen.safetensors"
@@ -169,10 +172,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "dev": best["value"]})  # fmt: skip
         write_results(results, out)  # after every method, so an interrupted run still leaves a table
     res_md, res_csv = write_results(results, out)
-    sw_md, sw_csv = write_tables(sweep_rows, out / "sweep", ["method", "k", "layers", "alpha", "target", "value"])
+    sw_md, sw_csv = write_tables(sweep_rows, out / "sweep", ["method", "k", "layers", "alpha", "target", "value", "kl"])
     summary = {"config": a.config, "splits": {k: v for k, v in (split or {}).items() if k != "rows"},
                "methods": a.methods, "layer_groups": a.layer_groups, "alphas": a.alphas, "ks": a.ks,
-               "target": a.target, "seconds": round(time.time() - start, 1),
+               "target": a.target, "max_kl": a.max_kl, "seconds": round(time.time() - start, 1),
                "tiny_llava": bool(a.tiny_llava)}  # fmt: skip
     atomic_write(
         out / "summary.json", lambda tmp: tmp.write_text(json.dumps({**summary, "results": results}, indent=2))

@@ -8,6 +8,9 @@ Design decisions:
 - Selection maximises the dev value of one target (default ``binary``, scored on each example's two binary choices
   only: the cheapest signal on the same scale as the test metric); ties go to the smaller |α|, then the earlier
   group. The test split is never touched here.
+- Every steered row also records ``kl``: KL(base ‖ steered) of the next-token distribution on the dev prompts (text
+  tasks; one extra prompt-only forward per setting), so a side-effect budget (``select_best(max_kl=...)``) can keep
+  the selection from trading fluency for the target: on SmolLM2 the task metric alone keeps rising with α.
 - ``plot_sweep`` draws metric vs α, one line per layer group (best k), as a PNG; ``write_tables`` writes Markdown and
   CSV with the same rows. matplotlib is optional (``pip install 'cap-lightning[plot]'``).
 """
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 from steering.fitting import K_METHODS, vector_from_deltas
 from steering.hooks import POSITION_WISE, Normalize, steer
 from steering.tasks.base import MCExample, choice_metrics, score_examples
+from steering.tasks.side_effects import prompt_side_effects
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
@@ -85,22 +89,38 @@ def sweep(
     base = dev_metric(model, tokenizer, dev, target, batch_size, packed)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
     vectors: dict[tuple[int, tuple[int, ...]], SteeringVector] = {}
+    text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
     grid = [(k, group, alpha) for k in ks for group in layer_groups for alpha in alphas]
     for k, group, alpha in tqdm(grid, desc=f"sweep {method} on dev ({len(dev)} examples)", leave=False):
         if (k, tuple(group)) not in vectors:  # one vector per (k, layers); α only scales it
             vectors[k, tuple(group)] = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
-        with steer(model, vectors[k, tuple(group)], alpha, normalize=normalize):
+        vec = vectors[k, tuple(group)]
+        with steer(model, vec, alpha, normalize=normalize):
             value = dev_metric(model, tokenizer, dev, target, batch_size, packed)
+        kl = None
+        if text_only:
+            kl = float(
+                prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0].mean()
+            )
         rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
-                     "target": target, "value": value})  # fmt: skip
+                     "target": target, "value": value, "kl": kl})  # fmt: skip
     return rows
 
 
-def select_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The steered row with the highest dev value (ties: smaller |α|, then grid order)."""
+def select_best(rows: Sequence[dict[str, Any]], max_kl: float | None = None) -> dict[str, Any]:
+    """The steered row with the highest dev value (ties: smaller |α|, then grid order); with ``max_kl``, only among
+    rows whose dev ``kl`` is at most that."""
     steered = [r for r in rows if r["method"] != "base"]
     if not steered:
         raise ValueError("no steered rows to select from")
+    if max_kl is not None:
+        kls = [r.get("kl") for r in steered]
+        if any(v is None for v in kls):
+            raise ValueError("max_kl needs the dev KL of every setting; it is measured on text tasks only")
+        within = [r for r in steered if r["kl"] <= max_kl]
+        if not within:
+            raise ValueError(f"no setting keeps the dev KL <= max_kl {max_kl}; the smallest is {min(kls):.4f}")
+        steered = within
     return max(enumerate(steered), key=lambda t: (t[1]["value"], -abs(t[1]["alpha"]), -t[0]))[1]
 
 

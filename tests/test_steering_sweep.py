@@ -50,6 +50,12 @@ def test_sweep_grid_selection_plot_and_tables(model_tok, tmp_path):
     assert all(0 <= r["value"] <= 1 for r in rows)
     best = select_best(rows)
     assert best["value"] == max(r["value"] for r in rows[1:])
+    assert all(r["kl"] >= 0 for r in rows[1:]) and rows[1]["kl"] < rows[2]["kl"]  # α 1 then 4 on one group
+    budget = sorted(r["kl"] for r in rows[1:])[1]
+    capped = select_best(rows, max_kl=budget)
+    assert capped["kl"] <= budget and capped["value"] == max(r["value"] for r in rows[1:] if r["kl"] <= budget)
+    with pytest.raises(ValueError, match="no setting keeps the dev KL <= max_kl"):
+        select_best(rows, max_kl=-1.0)
     vec = group_vector(path, "grains", best["k"], best["layers"])
     assert vec.layers == best["layers"]
     png = plot_sweep(rows, tmp_path / "sweep.png", "t")
