@@ -32,7 +32,7 @@ fit: install
 reproduce-cap: install
 	$(OFFLINE) $(PY) -m cap_lightning.reproduce --workers 2 $(ARGS)
 
-# GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 50 dev / 200 test), CPU.
+# GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 100 dev / 667 test), CPU.
 # Selection: best dev MC2 among the settings whose dev KL(base || steered) <= 0.1 nats (MC2 alone keeps rising with α
 # while perplexity explodes: measured 40.7 -> 240 at α 32).
 steer-smollm: install
