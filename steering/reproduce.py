@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"alpha={best['alpha']} dev {a.target}={best['value']:.3f} (base {rows[0]['value']:.3f}), dev KL "
               f"{best['kl'] if best.get('kl') is None else round(best['kl'], 4)}")  # fmt: skip
         sweep_rows += rows if not sweep_rows else rows[1:]
-        images.append(plot_sweep(rows, out / f"sweep_{method}.png", f"{method}: dev {a.target} vs α"))
+        images.append(plot_sweep(rows, out / f"sweep_{method}.png", f"{method}: dev {a.target} vs α", a.max_kl))
         meta = {"chosen_on": "dev", "dev_value": best["value"], "dev_kl": best.get("kl"), "alpha": best["alpha"]}
         chosen = group_vector(deltas_path(vec_path), method, best["k"], best["layers"], hp.aggregate, hp.mode,
                               hp.unit_norm, meta)  # fmt: skip

@@ -124,8 +124,9 @@ def select_best(rows: Sequence[dict[str, Any]], max_kl: float | None = None) -> 
     return max(enumerate(steered), key=lambda t: (t[1]["value"], -abs(t[1]["alpha"]), -t[0]))[1]
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """PNG of dev value vs α, one line per layer group (best k per group); the base value as a dashed line."""
+def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", max_kl: float | None = None) -> Path:
+    """PNG of dev value vs α, one line per layer group (best k per group), the base value dashed; when the rows
+    carry ``kl``, a second panel shows dev KL(base ‖ steered) vs α with the ``max_kl`` budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,9 +134,11 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
     base = [r["value"] for r in rows if r["method"] == "base"]
     steered = [r for r in rows if r["method"] != "base"]
+    with_kl = bool(steered) and all(r.get("kl") is not None for r in steered)
+    fig, axes = plt.subplots(1, 2 if with_kl else 1, figsize=(11 if with_kl else 6, 4), squeeze=False)
+    ax, ax_kl = axes[0][0], axes[0][-1]
     for group in dict.fromkeys(tuple(r["layers"]) for r in steered):
         by_k: dict[int, list[dict]] = {}
         for r in steered:
@@ -143,16 +146,28 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
                 by_k.setdefault(r["k"], []).append(r)
         k, best = max(by_k.items(), key=lambda kv: max(r["value"] for r in kv[1]))
         best = sorted(best, key=lambda r: r["alpha"])
-        xs = [0.0, *[r["alpha"] for r in best]] if base else [r["alpha"] for r in best]
+        alphas = [r["alpha"] for r in best]
+        xs = [0.0, *alphas] if base else alphas
         ys = [base[0], *[r["value"] for r in best]] if base else [r["value"] for r in best]
         name = f"layer {group[0]}" if len(group) == 1 else f"layers {group[0]}–{group[-1]}"
-        ax.plot(xs, ys, marker="o", label=f"{name} (k={k})")
+        (line,) = ax.plot(xs, ys, marker="o", label=f"{name} (k={k})")
+        if with_kl:
+            ax_kl.plot([0.0, *alphas], [0.0, *[r["kl"] for r in best]], marker="o", color=line.get_color())
     if base:
         ax.axhline(base[0], color="grey", linestyle="--", label="base")
     ax.set_xlabel("α")
     ax.set_ylabel(f"dev {rows[0]['target']}")
     ax.set_title(title)
     ax.legend(fontsize=7)
+    if with_kl:
+        if max_kl is not None:
+            ax_kl.axhline(max_kl, color="grey", linestyle="--", label=f"budget {max_kl:g}")
+            ax_kl.legend(fontsize=7)
+        if max(r["kl"] for r in steered) > 1:  # large α: KL spans orders of magnitude
+            ax_kl.set_yscale("symlog", linthresh=0.01)
+        ax_kl.set_xlabel("α")
+        ax_kl.set_ylabel("dev KL(base ‖ steered), nats")
+        ax_kl.set_title("side effect on the dev prompts")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

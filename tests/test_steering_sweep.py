@@ -58,7 +58,7 @@ def test_sweep_grid_selection_plot_and_tables(model_tok, tmp_path):
         select_best(rows, max_kl=-1.0)
     vec = group_vector(path, "grains", best["k"], best["layers"])
     assert vec.layers == best["layers"]
-    png = plot_sweep(rows, tmp_path / "sweep.png", "t")
+    png = plot_sweep(rows, tmp_path / "sweep.png", "t", max_kl=budget)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md, csv_path = write_tables(rows, tmp_path / "sweep")
     assert md.read_text().count("\n") == len(rows) + 2 and csv_path.read_text().count("\n") == len(rows) + 1
