@@ -165,6 +165,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
             ax_kl.legend(fontsize=7)
         if max(r["kl"] for r in steered) > 1:  # large α: KL spans orders of magnitude
             ax_kl.set_yscale("symlog", linthresh=0.01)
+        ax_kl.set_ylim(bottom=0)
         ax_kl.set_xlabel("α")
         ax_kl.set_ylabel("dev KL(base ‖ steered), nats")
         ax_kl.set_title("side effect on the dev prompts")
