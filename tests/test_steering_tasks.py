@@ -43,6 +43,21 @@ def test_truthfulqa_mc_and_binary_2025(shared_data, model_tok):
         load_truthfulqa(tok, str(shared_data), "mc", chat_template=True)
 
 
+def test_truthfulqa_with_a_chat_template_scores_the_same_choices(shared_data, model_tok):
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    model, plain = model_tok
+    tok = tiny_lm_tokenizer()
+    tok.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} {% endfor %}[assistant]"
+    chat = load_truthfulqa(tok, str(shared_data / "truthfulqa"), "mc", chat_template=True)[:4]
+    base = load_truthfulqa(plain, str(shared_data / "truthfulqa"), "mc")[:4]
+    for c, b in zip(chat, base):
+        assert c.prompt.startswith("[user] " + b.prompt[3:-3]) and c.prompt.endswith("[assistant]")
+        assert [x.strip() for x in c.choices] == [x.strip() for x in b.choices] and c.targets == b.targets
+        assert not any(x.startswith(" ") for x in c.choices)  # answers follow the assistant header directly
+    assert [s.shape[0] for s in score_examples(model, tok, chat)] == [len(c.choices) for c in chat]
+
+
 def test_truthfulqa_missing_keys_named(tmp_path, model_tok):
     _, tok = model_tok
     (tmp_path / "TruthfulQA" / "data").mkdir(parents=True)
