@@ -29,6 +29,13 @@ SCOPES = ("all", "prompt", "generated")
 Normalize = Literal["per_token", "none", "legacy_seq_axis"]
 NORMALIZE = ("per_token", "none", "legacy_seq_axis")
 POSITION_WISE = ("per_token", "none")  # each token steered on its own: shared-prompt packing is exact
+_WHOLE_SEQUENCE = "_steering_whole_sequence"  # model attribute: count of active steers that are not position-wise
+
+
+def steers_whole_sequences(model: nn.Module) -> bool:
+    """True while a ``steer`` block is active on ``model`` whose effect on a token depends on its position or on
+    the other tokens (``scope`` other than ``all``, ``legacy_seq_axis``): packing sequences would change it."""
+    return getattr(model, _WHOLE_SEQUENCE, 0) > 0
 
 
 @contextmanager
@@ -147,7 +154,10 @@ def steer(
     modules = find_decoder_layers(model, path)
     positions = _Positions(prompt_length)
     handles = []
+    whole_sequence = scope != "all" or norm not in POSITION_WISE
     try:
+        if whole_sequence:
+            setattr(model, _WHOLE_SEQUENCE, getattr(model, _WHOLE_SEQUENCE, 0) + 1)
         if scope != "all":
             decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
             handles.append(decoder.register_forward_pre_hook(positions.pre_hook, with_kwargs=True))
@@ -156,5 +166,7 @@ def steer(
             handles.append(modules[layer].register_forward_hook(hook))
         yield
     finally:
+        if whole_sequence:
+            setattr(model, _WHOLE_SEQUENCE, getattr(model, _WHOLE_SEQUENCE) - 1)
         for h in handles:
             h.remove()

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from steering.extract import GrainsConfig
 from steering.fitting import METHODS, check_method, example_deltas, vector_from_deltas
-from steering.hooks import NORMALIZE, POSITION_WISE, steer
+from steering.hooks import NORMALIZE, steer
 from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
 from steering.metrics import IndexedMean
 from steering.tasks import (
@@ -258,11 +258,11 @@ class SteeringModule(L.LightningModule):
         if isinstance(examples[0], GenExample):
             return self._generation_step(examples, index)
         model, tok, bs = self.hf_model, self.tokenizer, hp.score_batch_size
-        layers, packed = hp.steer_layers, hp.normalize in POSITION_WISE
+        layers = hp.steer_layers
         with steer(model, self.vector, hp.alpha, layers=layers, normalize=hp.normalize):
-            conditions = [("steered", score_examples(model, tok, examples, bs, packed))]
+            conditions = [("steered", score_examples(model, tok, examples, bs))]
         if hp.eval_base:
-            conditions.insert(0, ("base", score_examples(model, tok, examples, bs, packed)))
+            conditions.insert(0, ("base", score_examples(model, tok, examples, bs)))
         for cond, scores in conditions:
             per = [choice_metrics(ex, s) for ex, s in zip(examples, scores)]
             for name in per[0]:

@@ -27,18 +27,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from steering.fitting import K_METHODS, vector_from_deltas
-from steering.hooks import POSITION_WISE, Normalize, steer
+from steering.hooks import Normalize, steer
 from steering.tasks.base import MCExample, choice_metrics, score_examples
 from steering.tasks.side_effects import prompt_side_effects
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
 
-def dev_metric(
-    model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16, packed: bool = True
-) -> float:
+def dev_metric(model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16) -> float:
     """Mean of ``target`` over ``examples`` (already restricted or not) under whatever hooks are active."""
-    scores = score_examples(model, tokenizer, examples, batch_size, packed)
+    scores = score_examples(model, tokenizer, examples, batch_size)
     return sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)
 
 
@@ -85,8 +83,7 @@ def sweep(
     dev = [ex.restricted(target) for ex in examples]
     _, deltas, _ = load_deltas(deltas_file)
     ks = list(ks) if ks and method in K_METHODS else sorted(deltas)[: None if method in K_METHODS else 1]
-    packed = normalize in POSITION_WISE
-    base = dev_metric(model, tokenizer, dev, target, batch_size, packed)
+    base = dev_metric(model, tokenizer, dev, target, batch_size)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
     vectors: dict[tuple[int, tuple[int, ...]], SteeringVector] = {}
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
@@ -96,7 +93,7 @@ def sweep(
             vectors[k, tuple(group)] = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
         vec = vectors[k, tuple(group)]
         with steer(model, vec, alpha, normalize=normalize):
-            value = dev_metric(model, tokenizer, dev, target, batch_size, packed)
+            value = dev_metric(model, tokenizer, dev, target, batch_size)
         kl = None
         if text_only:
             kl = float(

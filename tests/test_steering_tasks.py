@@ -251,3 +251,22 @@ def test_faitheval_bad_rows_named(tmp_path, model_tok):
     with pytest.raises(ValueError, match="suffix '.txt'"):
         (tmp_path / "f.txt").write_text("")
         load_task("faitheval", tok, path=str(tmp_path / "f.txt"))
+
+
+@pytest.mark.parametrize("kwargs", [{"normalize": "legacy_seq_axis"}, {"scope": "prompt", "prompt_length": 3}])
+def test_sequence_dependent_steering_is_never_packed(model_tok, kwargs):
+    """Under a steer whose effect depends on position or on the whole row, packed scoring falls back to padded rows."""
+    from steering.hooks import steers_whole_sequences
+
+    model, tok = model_tok
+    ex = _examples(tok)
+    vec = SteeringVector({1: torch.randn(16), 2: torch.randn(16)}, {"hidden_size": 16, "num_layers": 3})
+    with steer(model, vec, 3.0, **kwargs):
+        assert steers_whole_sequences(model)
+        padded = score_examples(model, tok, ex, batch_size=4, packed=False)
+        packed = score_examples(model, tok, ex, batch_size=4, packed=True)
+    assert not steers_whole_sequences(model)
+    for a, b in zip(padded, packed):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    with steer(model, vec, 3.0):
+        assert not steers_whole_sequences(model)
