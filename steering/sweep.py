@@ -85,22 +85,21 @@ def sweep(
     ks = list(ks) if ks and method in K_METHODS else sorted(deltas)[: None if method in K_METHODS else 1]
     base = dev_metric(model, tokenizer, dev, target, batch_size)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
-    vectors: dict[tuple[int, tuple[int, ...]], SteeringVector] = {}
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
-    grid = [(k, group, alpha) for k in ks for group in layer_groups for alpha in alphas]
-    for k, group, alpha in tqdm(grid, desc=f"sweep {method} on dev ({len(dev)} examples)", leave=False):
-        if (k, tuple(group)) not in vectors:  # one vector per (k, layers); α only scales it
-            vectors[k, tuple(group)] = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
-        vec = vectors[k, tuple(group)]
-        with steer(model, vec, alpha, normalize=normalize):
-            value = dev_metric(model, tokenizer, dev, target, batch_size)
-        kl = None
-        if text_only:
-            kl = float(
-                prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0].mean()
-            )
-        rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha),
-                     "target": target, "value": value, "kl": kl})  # fmt: skip
+    bar = tqdm(total=len(ks) * len(layer_groups) * len(alphas), desc=f"sweep {method} on dev ({len(dev)})", leave=False)
+    for k in ks:
+        for group in layer_groups:
+            vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
+            for alpha in alphas:
+                with steer(model, vec, alpha, normalize=normalize):
+                    value = dev_metric(model, tokenizer, dev, target, batch_size)
+                kl = None
+                if text_only:
+                    kl = prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0]
+                rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha), "target": target,
+                             "value": value, "kl": None if kl is None else float(kl.mean())})  # fmt: skip
+                bar.update()
+    bar.close()
     return rows
 
 
