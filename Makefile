@@ -55,8 +55,8 @@ test-gpu: install
 	$(PY) -m pytest -m "gpu or multi_gpu" --durations=10
 
 lint: install
-	$(VENV)/bin/ruff format --check cap_lightning steering tests benchmarks
-	$(VENV)/bin/ruff check cap_lightning steering tests benchmarks
+	$(VENV)/bin/ruff format --check lmcore cap_lightning steering tests benchmarks
+	$(VENV)/bin/ruff check lmcore cap_lightning steering tests benchmarks
 
 bench: install
 	$(OFFLINE) $(PY) -m benchmarks.cap_bench --out bench/out

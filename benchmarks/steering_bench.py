@@ -69,7 +69,7 @@ def load_pairs(n: int) -> list[ContrastivePair]:
 
 def load_model(name: str):
     try:
-        from cap_lightning.models import load_causal_lm, load_tokenizer
+        from lmcore.models import load_causal_lm, load_tokenizer
 
         return load_causal_lm(name), load_tokenizer(name), name
     except (ModuleNotFoundError, ValueError, OSError) as e:

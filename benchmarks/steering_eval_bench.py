@@ -4,7 +4,7 @@
 
 Measures ``steering.tasks.score_examples`` (every choice of every TruthfulQA question, sum log-likelihood) three ways,
 as examples/s and sequences/s after one warm-up call each: one (prompt, answer) sequence per forward (batch size 1),
-``--batch-size`` padded rows per forward, and shared-prompt packing (``steering.packing``: each prompt read once,
+``--batch-size`` padded rows per forward, and shared-prompt packing (``lmcore.packing``: each prompt read once,
 ``--batch-size`` answers per forward, the default path); checks all give the same scores (max |Δ|).
 Generation: greedy ``generate`` with the KV cache, ``--new-tokens`` tokens, unsteered vs
 under ``steer`` on 4 layers (unit vectors, α = 4), tokens/s. Uses SmolLM2-135M when its weights are available,

@@ -1,6 +1,6 @@
 """cap-lightning: explanation-guided training of small LM classifiers with attribution priors (arXiv 2512.14719).
 
-Public names are imported lazily, so ``import cap_lightning.models`` (used by ``steering``) stays light.
+Public names are imported lazily, so ``import lmcore.models`` (used by ``steering``) stays light.
 """
 
 from __future__ import annotations

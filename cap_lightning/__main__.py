@@ -1,6 +1,6 @@
 """``python -m cap_lightning fit --config experiments/sst2_ig.yaml`` (same as the ``lightning`` command)."""
 
-from cap_lightning.cli import main
+from lmcore.cli import main
 
 if __name__ == "__main__":
     main()

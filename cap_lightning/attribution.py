@@ -17,41 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
+from lmcore.quadrature import Quadrature, quadrature_points
+
 Method = Literal["ig", "grad_x_input", "expected_gradients"]
 Baseline = Literal["pad", "zero", "mask"]
-Quadrature = Literal["middle", "trapezoid", "gausslegendre"]
 METHODS: tuple[str, ...] = ("ig", "grad_x_input", "expected_gradients")
 BASELINES: tuple[str, ...] = ("pad", "zero", "mask")
-QUADRATURES: tuple[str, ...] = ("middle", "trapezoid", "gausslegendre")
 
 ForwardFn = Callable[[Tensor], Tensor]  # inputs_embeds (B', T, d) -> logits (B', C)
-
-
-def quadrature_points(steps: int, kind: Quadrature = "middle") -> tuple[Tensor, Tensor]:
-    """Points α ∈ [0, 1] and weights (summing to 1) for ∫₀¹ g(α) dα with ``steps`` evaluations."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if kind == "middle":
-        alphas = (np.arange(steps) + 0.5) / steps
-        weights = np.full(steps, 1.0 / steps)
-    elif kind == "trapezoid":
-        if steps == 1:
-            return torch.ones(1), torch.ones(1)
-        alphas = np.linspace(0.0, 1.0, steps)
-        weights = np.full(steps, 1.0 / (steps - 1))
-        weights[[0, -1]] *= 0.5
-    elif kind == "gausslegendre":
-        x, w = np.polynomial.legendre.leggauss(steps)
-        alphas, weights = 0.5 * (x + 1.0), 0.5 * w
-    else:
-        raise ValueError(f"quadrature {kind!r} is not one of {QUADRATURES}")
-    return torch.tensor(alphas, dtype=torch.float32), torch.tensor(weights, dtype=torch.float32)
 
 
 def embedding_baseline(
@@ -117,7 +95,7 @@ def integrated_gradients(
     the double backward holds one chunk's graph at a time (memory / chunks, at the cost of recomputing each
     chunk's forward and first backward). Completeness: ``scores.sum(-1) ≈ F(embeds) − F(baseline)``.
     """
-    alphas, weights = quadrature_points(steps, quadrature)
+    alphas, weights = (t.float() for t in quadrature_points(steps, quadrature))
     alphas, weights = alphas.to(embeds), weights.to(embeds)
     if chunk_size is None or chunk_size >= steps:
         return _ig_part(forward, embeds, baseline, labels, alphas, weights, create_graph)

@@ -102,7 +102,7 @@ class ClassAwarePrior(AttributionPrior):
             raise ValueError(f"kernel_width and ridge_lambda must be > 0, got {kernel_width}, {ridge_lambda}")
         if not mask_token.strip():
             raise ValueError("mask_token must be 'delete' or a non-blank replacement string")
-        from cap_lightning.models import resolve_model_path
+        from lmcore.models import resolve_model_path
 
         resolve_model_path(teacher_path)  # a clear error for a bad path now
         self._config = {
@@ -159,8 +159,8 @@ class ClassAwarePrior(AttributionPrior):
 
     def build_scorer(self, device: torch.device, use_prefix_cache: bool = True):
         """Load the teacher and validate the label names against its tokenizer."""
-        from cap_lightning.models import load_causal_lm, load_tokenizer
         from cap_lightning.teacher import TeacherScorer, build_prompt_parts
+        from lmcore.models import load_causal_lm, load_tokenizer
 
         c = self._config
         tokenizer = load_tokenizer(c["teacher_path"])

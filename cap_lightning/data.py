@@ -24,9 +24,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from cap_lightning.datasets import DATASETS, LabelledSplits, load_splits
-from cap_lightning.models import load_tokenizer
 from cap_lightning.splits import TextExample, data_fingerprint, few_shot, read_adversarial_jsonl
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
+from lmcore.models import load_tokenizer
 
 Split = Literal["full", "few_shot", "adversarial"]
 SPLITS: tuple[str, ...] = ("full", "few_shot", "adversarial")

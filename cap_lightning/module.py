@@ -21,7 +21,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from cap_lightning.attribution import BASELINES, METHODS, QUADRATURES, self_attribution
+from cap_lightning.attribution import BASELINES, METHODS, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
     classifier_embeds,
@@ -31,7 +31,9 @@ from cap_lightning.faithfulness import (
     topk_iou,
 )
 from cap_lightning.losses import ALIGNMENT_LOSSES, alignment_loss
-from cap_lightning.models import load_classifier, resolve_model_path
+from cap_lightning.naming import run_labels
+from lmcore.models import load_classifier, resolve_model_path
+from lmcore.quadrature import QUADRATURES
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -60,6 +62,8 @@ class CapModule(L.LightningModule):
         faithfulness_steps: IG steps of that rationale.
         faithfulness_max_batches: test (and training, for agreement) batches scored for faithfulness; None: all.
     """
+
+    run_labels = staticmethod(run_labels)  # the launcher names W&B runs with it (lmcore.cli)
 
     def __init__(
         self,
@@ -132,7 +136,7 @@ class CapModule(L.LightningModule):
             raise ValueError("num_labels is unknown: run through a Trainer with a CapDataModule, or set num_labels")
         self.model = load_classifier(self.hparams.model_path, self.hparams.num_labels).train()  # HF loads in eval
         if self._baseline_token_id is None and self.hparams.ig_baseline != "zero":  # e.g. after load_from_checkpoint
-            from cap_lightning.models import load_tokenizer
+            from lmcore.models import load_tokenizer
 
             tokenizer = load_tokenizer(self.hparams.model_path)
             token = tokenizer.pad_token_id if self.hparams.ig_baseline == "pad" else tokenizer.mask_token_id

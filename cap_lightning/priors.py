@@ -36,7 +36,7 @@ def normalise_word_scores(scores: Tensor) -> Tensor:
 def _file_digest(path: str) -> str | None:
     """sha256 of a local weight file, or of a folder's weights, config and tokenizer files; short names are
     resolved to their bundled folder first. None for hub ids (their revision is the user's to pin)."""
-    from cap_lightning.models import BUNDLED_MODELS, resolve_model_path
+    from lmcore.models import BUNDLED_MODELS, resolve_model_path
 
     p = Path(resolve_model_path(path) if path in BUNDLED_MODELS else path)
     if p.is_file():

@@ -28,7 +28,7 @@ def load_reference(model_path: str, num_labels: int):
         if module.hparams.num_labels != num_labels:
             raise ValueError(f"{model_path} has {module.hparams.num_labels} labels, the data has {num_labels}")
         return module.model
-    from cap_lightning.models import load_classifier
+    from lmcore.models import load_classifier
 
     return load_classifier(model_path, num_labels)
 
@@ -49,7 +49,7 @@ def prepare_reference(
     A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned. The last reference is
     kept, so several priors on the same reference and split (IG and LIME in a CAP Hybrid) load and fine-tune it once.
     """
-    from cap_lightning.models import load_tokenizer, resolve_model_path
+    from lmcore.models import load_tokenizer, resolve_model_path
 
     path = str(model_path)
     key = hashlib.sha256(

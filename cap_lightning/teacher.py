@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-# packing helpers shared with the steering MC scorer
-from steering.packing import model_attention_mask, pack_rows
+from lmcore.packing import block_causal_mask, model_attention_mask, pack_rows
+from lmcore.padding import forward_padded, pad_batch
 
 _SENTINEL = "\x00CAPTEXT\x00"
 
@@ -139,17 +139,10 @@ class TeacherScorer:
         """Run ``blocks`` packed into one sequence after ``context`` cached tokens: each block sees the context
         and its own earlier tokens only (block-causal 4-D mask, positions restarting at ``context``). Returns the
         logits ``(len(keep), V)`` at the packed positions ``keep``."""
-        q = sum(len(b) for b in blocks)
         ids = torch.tensor([t for b in blocks for t in b], device=self.device)[None]  # (1, Q)
-        allowed = torch.zeros(q, context + q, dtype=torch.bool)
-        allowed[:, :context] = True
-        pos = torch.empty(q, dtype=torch.long)
-        start = 0
-        for b in blocks:
-            n = len(b)
-            allowed[start : start + n, context + start : context + start + n] = torch.ones(n, n).tril().bool()
-            pos[start : start + n] = torch.arange(context, context + n)
-            start += n
+        starts = [sum(len(x) for x in blocks[:i]) for i in range(len(blocks))]
+        allowed = block_causal_mask([(s, len(b), s, 0) for s, b in zip(starts, blocks)], context)  # (Q, C + Q)
+        pos = torch.cat([torch.arange(context, context + len(b)) for b in blocks])
         out = self.model(
             input_ids=ids,
             attention_mask=model_attention_mask(allowed, self.model)[None, None].to(self.device),  # (1, 1, Q, C + Q)
@@ -163,20 +156,10 @@ class TeacherScorer:
 
     def _padded_forward(self, rows: list[list[int]], keep: int) -> Tensor:
         """The naive reference: full prompts, left-padded, one row each; logits of the last ``keep`` positions."""
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for b, r in enumerate(rows):
-            ids[b, width - len(r) :], mask[b, width - len(r) :] = torch.tensor(r), 1
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask.to(self.device),
-            position_ids=pos.to(self.device),
-            logits_to_keep=keep,
-        )
+        batch = pad_batch([torch.tensor(r) for r in rows], side="left", pad_value=self.pad_id)
+        logits = forward_padded(self.model, batch, logits_to_keep=keep)
         self.calls += len(rows)
-        return out.logits
+        return logits
 
     @torch.inference_mode()
     def score(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:

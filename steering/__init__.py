@@ -12,6 +12,7 @@ Canonical defaults follow grains.md §6.5; the released code's numerics are reac
 options (``objective="legacy_off_by_one"``, ``normalize="legacy_seq_axis"``, ``mask="pad_id"``).
 """
 
+from lmcore.padding import PaddedBatch, pad_batch
 from steering.activations import states_at
 from steering.attribution import (
     ContrastiveAttribution,
@@ -21,7 +22,6 @@ from steering.attribution import (
     ig_quadrature,
 )
 from steering.baselines import fit_all_tokens_vector, fit_caa_vector, fit_pca_vector, fit_random_k_vector
-from steering.batching import PaddedBatch, pad_batch
 from steering.extract import Extraction, GrainsConfig, extract_deltas, fit_steering_vector, provenance
 from steering.gguf_export import export_gguf, load_gguf
 from steering.hooks import capture_layer_outputs, steer, steered_hidden

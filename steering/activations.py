@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
+from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 from steering.hooks import capture_layer_outputs
 
 

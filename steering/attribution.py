@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
+from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 from steering.scoring import Objective, check_objective, response_logprob_from_logits
 
 IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]

@@ -16,8 +16,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from lmcore.padding import PaddingSide
 from steering.activations import states_at
-from steering.batching import PaddingSide
 from steering.extract import GrainsConfig, fit_steering_vector, provenance
 from steering.layers import resolve_layers
 from steering.pairs import ContrastivePair, embed_inputs, encode_pair

@@ -102,7 +102,7 @@ class SteeringDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        from cap_lightning.models import load_tokenizer
+        from lmcore.models import load_tokenizer
 
         hp = self.hparams
         tokenizer = load_tokenizer(hp.model_path)

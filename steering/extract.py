@@ -26,9 +26,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lmcore.padding import PaddingSide, check_padding_side, chunks
 from steering.activations import states_at
 from steering.attribution import IG_METHODS, ContrastiveAttribution, EmbeddedTriple, IGMethod, contrastive_ig_embeds
-from steering.batching import PaddingSide, check_padding_side, chunks
 from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
 from steering.masking import (
     MaskMethod,

@@ -1,7 +1,7 @@
 """Load the model to steer (causal LM or VLM) and read its shape from its config alone, before any weights.
 
 Design decisions:
-- ``model_path`` goes through ``cap_lightning.models.resolve_model_path`` (short names such as ``smollm2-135m``,
+- ``model_path`` goes through ``lmcore.models.resolve_model_path`` (short names such as ``smollm2-135m``,
   local folders, hub ids); the GGUF → safetensors cache is reused, not copied.
 - A config with a ``vision_config`` loads with ``AutoModelForImageTextToText`` (LLaVA, LLaVA-NeXT, Qwen2.5-VL);
   anything else with ``load_causal_lm``. ``config_shape`` gives (hidden size, decoder layers) of the language
@@ -20,7 +20,7 @@ def config_shape(model_path: str) -> tuple[int, int]:
     """(hidden size, number of decoder layers) of the (language) model at ``model_path``, from its config."""
     from transformers import AutoConfig
 
-    from cap_lightning.models import resolve_model_path
+    from lmcore.models import resolve_model_path
 
     config = AutoConfig.from_pretrained(resolve_model_path(model_path))
     text = getattr(config, "text_config", None) or config
@@ -43,7 +43,7 @@ def load_model_and_tokenizer(model_path: str, dtype: str = "float32", device_map
     """An eval-mode, gradient-free model and its tokenizer."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from cap_lightning.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from lmcore.models import load_causal_lm, load_tokenizer, resolve_model_path
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from lmcore.cli import launch_command
 from steering.extract import GrainsConfig
 from steering.fitting import METHODS, check_method, example_deltas, vector_from_deltas
 from steering.hooks import NORMALIZE, steer
@@ -48,14 +48,25 @@ from steering.tasks.generation import HALLUCINATION_BELOW
 from steering.vectors import AGGREGATES, MODES, SteeringVector
 from steering.writer import SteeringVectorWriter, atomic_write, deltas_path, save_deltas, splits_path
 
-CONFIG_ENV = "CAP_LIGHTNING_CONFIG"  # set by cap_lightning.cli to the --config path, for the "run predict" hint
-
 
 def _predict_hint() -> str:
-    return f"lightning predict --config {os.environ.get(CONFIG_ENV) or '<your config>.yaml'}"
+    return launch_command("predict")
 
 
 class SteeringModule(L.LightningModule):
+    @staticmethod
+    def run_labels(config: dict[str, Any]) -> dict[str, Any]:
+        """W&B run labels (the launcher's hook): ``<task>-<method>-k<k>-a<alpha>-s<seed>``, group ``steer/<task>``."""
+        data = (config.get("data") or {}).get("init_args") or {}
+        model = (config.get("model") or {}).get("init_args") or {}
+        task = data.get("task", "task")
+        method = model.get("method", "grains")
+        k = model.get("top_k", 10)
+        k = k[0] if isinstance(k, list) and k else k
+        seed = data.get("seed", config.get("seed_everything"))
+        name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
+        return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
+
     def __init__(
         self,
         model_path: str = "smollm2-135m",

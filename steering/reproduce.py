@@ -4,7 +4,7 @@
         --methods grains caa random_k --layer-groups 10-13 14-17 18-21 --alphas 2 4 8 [--data.init_args.n_test=50 ...]
 
 Design decisions:
-- Every stage is the ``lightning`` command run in-process (``cap_lightning.cli.run_cli``): the same configs, the
+- Every stage is the ``lightning`` command run in-process (``lmcore.cli.run_cli``): the same configs, the
   same code path and files as ``lightning predict`` / ``lightning test`` by hand. Only the sweep runs here directly,
   on the model the GrAInS predict run loaded, from the saved deltas (no second extraction).
 - Baselines (CAA, PCA, random-k) run through the same config with ``--model.init_args.method`` overridden, the same
@@ -40,7 +40,7 @@ def _groups(specs: list[str]) -> list[list[int]]:
 
 
 def _cli(args: list[str]):
-    from cap_lightning.cli import run_cli
+    from lmcore.cli import run_cli
 
     return run_cli(args)
 

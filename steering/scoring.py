@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from steering.batching import PaddingSide, chunks, forward_padded, pad_batch
+from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 
 Objective = Literal["sum", "mean", "last_token", "legacy_off_by_one"]
 OBJECTIVES = ("sum", "mean", "last_token", "legacy_off_by_one")

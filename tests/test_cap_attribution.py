@@ -4,7 +4,6 @@ import torch
 from cap_lightning.attribution import (
     classifier_forward,
     embedding_baseline,
-    quadrature_points,
     self_attribution,
 )
 from cap_lightning.losses import alignment_loss
@@ -23,20 +22,6 @@ def _setup(num_labels=3, scale=4.0):
     enc, wi = batch_word_index(tok, TEXTS, 16)
     labels = torch.tensor([0, 2, 1])
     return model, tok, enc, wi, labels
-
-
-@pytest.mark.parametrize("kind", ["middle", "trapezoid", "gausslegendre"])
-def test_quadrature_weights_sum_to_one(kind):
-    alphas, weights = quadrature_points(7, kind)
-    assert alphas.min() >= 0 and alphas.max() <= 1
-    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
-
-
-def test_quadrature_rejects_bad_input():
-    with pytest.raises(ValueError, match="steps must be >= 1"):
-        quadrature_points(0)
-    with pytest.raises(ValueError, match="quadrature 'simpson'"):
-        quadrature_points(4, "simpson")
 
 
 def test_ig_completeness_on_tiny_model():

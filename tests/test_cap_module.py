@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from cap_lightning.callbacks import PriorCacheCallback
-from cap_lightning.models import load_classifier
 from cap_lightning.module import CapModule
+from lmcore.models import load_classifier
 from tests.helpers import CountingPrior, tiny_datamodule
 
 

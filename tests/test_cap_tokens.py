@@ -1,7 +1,7 @@
 import torch
 
-from cap_lightning.models import load_tokenizer
 from cap_lightning.tokens import batch_word_index, token_word_index, tokens_to_words, word_spans, words_to_tokens
+from lmcore.models import load_tokenizer
 from tests.tiny import tiny_tokenizer
 
 

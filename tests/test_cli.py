@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cap_lightning.cli import run_cli, run_labels
+from lmcore.cli import run_cli, run_labels
 from tests.helpers import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_run_labels_name_and_group_runs():
         "seed_everything": 3,
         "trainer": {"callbacks": [{"class_path": "cap_lightning.PriorCacheCallback",
                                    "init_args": {"prior": {"class_path": "cap_lightning.IGPrior"}}}]},
-        "model": {"init_args": {"prior_weight": 0.5}},
+        "model": {"class_path": "cap_lightning.CapModule", "init_args": {"prior_weight": 0.5}},
         "data": {"init_args": {"dataset": "banking77", "split": "few_shot", "shots_per_class": 10, "seed": 1}},
     }  # fmt: skip
     labels = run_labels(config)
@@ -108,6 +108,18 @@ def test_run_labels_name_and_group_runs():
     assert run_labels(config)["name"] == "banking77-ig-mse1-expected_gradients-fs10-s1"
     config["model"]["init_args"]["prior_weight"] = 0.0
     assert run_labels(config)["name"] == "banking77-baseline-fs10-s1"
+
+
+def test_run_labels_come_from_the_model_class_hook():
+    steer = {"model": {"class_path": "steering.SteeringModule", "init_args": {"method": "caa", "alpha": 8.0}},
+             "data": {"init_args": {"task": "truthfulqa", "seed": 2}}}  # fmt: skip
+    labels = run_labels(steer)
+    assert labels["name"].startswith("truthfulqa-caa-") and labels["name"].endswith("-a8-s2")
+    assert labels["group"] == "steer/truthfulqa"
+    plain = run_labels(
+        {"seed_everything": 4, "model": {"class_path": "lightning.pytorch.demos.boring_classes.BoringModel"}}
+    )
+    assert plain == {"name": "BoringModel-s4", "group": "BoringModel", "tags": ["BoringModel"]}
 
 
 def test_ddp_two_cpu_processes_fit_with_priors(tmp_path, tiny_model_dir):

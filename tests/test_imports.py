@@ -17,5 +17,5 @@ def test_cap_lightning_never_imports_steering():
 
 
 def test_cap_lightning_models_is_light():
-    loaded = _loaded_after("import cap_lightning.models")
+    loaded = _loaded_after("import lmcore.models")
     assert not {"lightning", "transformers", "torch"} & loaded

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from lmcore.cli import _launch as launch_state
 from steering import SteeringVector
 from steering.data import SteeringDataModule, split_indices
 from steering.metrics import IndexedMean
@@ -121,7 +122,7 @@ def test_baselines_through_the_same_module(tiny_dir, pairs_file, tmp_path, metho
 
 
 def test_test_before_predict_names_the_command(tiny_dir, pairs_file, tmp_path, monkeypatch):
-    monkeypatch.setenv("CAP_LIGHTNING_CONFIG", "experiments/x.yaml")
+    monkeypatch.setitem(launch_state, "config", "experiments/x.yaml")
     module = _module(tiny_dir, tmp_path / "missing.safetensors")
     with pytest.raises(FileNotFoundError, match=r"run predict first: lightning predict --config experiments/x\.yaml"):
         _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
@@ -188,7 +189,7 @@ def _lightning(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
     """5 steering and 5 test examples on 2 ranks (3 + 2; the test sampler pads one duplicate)."""
-    from cap_lightning.cli import run_cli
+    from lmcore.cli import run_cli
 
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"
     run_cli(["predict", "--config", str(_config(tmp_path, tiny_dir, pairs_file, one))])

@@ -15,8 +15,8 @@ REPO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "steer_smoll
 
 @pytest.mark.slow
 def test_smollm2_truthfulqa_predict_then_test(shared_data, tmp_path, monkeypatch):
-    from cap_lightning.cli import run_cli
-    from cap_lightning.models import resolve_model_path
+    from lmcore.cli import run_cli
+    from lmcore.models import resolve_model_path
 
     try:
         resolve_model_path("smollm2-135m")

@@ -34,7 +34,7 @@ def _unit(vec: SteeringVector) -> SteeringVector:
 
 @pytest.mark.slow
 def test_smollm2_truthfulqa_margin_moves_with_alpha(shared_data):
-    from cap_lightning.models import load_causal_lm, load_tokenizer
+    from lmcore.models import load_causal_lm, load_tokenizer
 
     try:
         model, tok = load_causal_lm("smollm2-135m"), load_tokenizer("smollm2-135m")

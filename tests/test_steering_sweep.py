@@ -91,7 +91,7 @@ def test_there_are_steering_experiments():
 @pytest.mark.parametrize("path", STEER_YAMLS, ids=lambda p: p.name)
 @pytest.mark.parametrize("subcommand", ["predict", "test"])
 def test_every_steering_experiment_type_checks(path, subcommand, capsys):
-    from cap_lightning.cli import run_cli
+    from lmcore.cli import run_cli
 
     with pytest.raises(SystemExit) as exit_:
         run_cli([subcommand, "--config", str(path), "--print_config"])

@@ -192,7 +192,7 @@ def test_packed_scoring_equals_padded_with_and_without_steering(family, normaliz
 
 
 def test_pack_groups_layout():
-    from steering.packing import pack_groups, pack_rows
+    from lmcore.packing import pack_groups, pack_rows
 
     row = pack_groups([(torch.tensor([5, 6]), [torch.tensor([7]), torch.tensor([8, 9])]),
                        (torch.tensor([4]), [torch.tensor([3, 2])])])  # fmt: skip

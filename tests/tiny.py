@@ -2,7 +2,7 @@
 
 ``tiny_tokenizer`` is a real ``PreTrainedTokenizerFast`` (WordLevel + whitespace pre-tokenizer, BERT-style
 ``[CLS] … [SEP]`` template) so padding, attention masks, ``offset_mapping`` and ``word_ids`` behave as with a hub
-tokenizer. ``save_tiny_classifier`` writes a folder that ``cap_lightning.models`` loads like any HF model folder.
+tokenizer. ``save_tiny_classifier`` writes a folder that ``lmcore.models`` loads like any HF model folder.
 """
 
 from __future__ import annotations

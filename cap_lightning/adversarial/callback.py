@@ -80,7 +80,7 @@ class RobustnessCallback(L.Callback):
         datamodule = trainer.datamodule
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is None:
-            from cap_lightning.models import load_tokenizer
+            from lmcore.models import load_tokenizer
 
             tokenizer = load_tokenizer(pl_module.hparams.model_path)
         max_length = self.max_length or (getattr(datamodule, "hparams", {}) or {}).get("max_length", 64)

@@ -244,7 +244,7 @@ def generate_rewrites(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
 
 
 def _generator_identity(generator: str) -> dict:
-    from cap_lightning.models import resolve_model_path
+    from lmcore.models import resolve_model_path
 
     resolved = resolve_model_path(generator)
     if Path(resolved).is_dir():
@@ -307,7 +307,7 @@ def generate_injection(
         train = splits.train
         texts, labels = [e.text for e in train], [e.label for e in train]
         keywords = class_keywords(texts, labels, splits.num_labels, 50, config.min_lift)
-        from cap_lightning.models import load_causal_lm, load_tokenizer
+        from lmcore.models import load_causal_lm, load_tokenizer
 
         state.update(
             victim=(model, tokenizer), correct=correct, pairs=pairs, keywords=keywords,

@@ -99,7 +99,7 @@ def victim_hash(info: VictimInfo) -> str:
 
 def load_victim(info: VictimInfo):
     """Load ``(model, tokenizer)`` in eval mode on CPU."""
-    from cap_lightning.models import load_tokenizer
+    from lmcore.models import load_tokenizer
 
     if info.kind == "ckpt":
         from cap_lightning.module import CapModule

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from steering.batching import chunks, forward_padded, pad_batch
+from lmcore.packing import pack_groups, pack_rows, packed_logprobs
+from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import steers_whole_sequences
-from steering.packing import pack_groups, pack_rows, packed_logprobs
 from steering.pairs import ContrastivePair, embed_inputs
 from steering.scoring import encode_prompt_response, response_logprob_from_logits, score_responses
 
@@ -125,7 +125,7 @@ def score_examples(
     """Log-likelihood of every choice of every example, batched across examples; one (n_choices,) tensor each.
 
     ``packed`` (text only, and not under a ``steer`` whose effect depends on position or on the whole sequence):
-    each question's prompt is read once and its choices follow it in the same row (``steering.packing``), up to
+    each question's prompt is read once and its choices follow it in the same row (``lmcore.packing``), up to
     ``batch_size`` answers per forward. Otherwise (always with images) every
     (prompt, choice) is its own padded row, ``batch_size`` rows per forward, in order of length (then restored)
     so a batch pads little: on TruthfulQA the answers range from 2 to 40 tokens.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from steering.batching import chunks, forward_padded, pad_batch
+from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import Normalize, steer
 from steering.vectors import SteeringVector
 

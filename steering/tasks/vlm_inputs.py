@@ -14,7 +14,7 @@ from typing import Any
 def load_processor(model_path: str):
     from transformers import AutoProcessor
 
-    from cap_lightning.models import resolve_model_path
+    from lmcore.models import resolve_model_path
 
     return AutoProcessor.from_pretrained(resolve_model_path(model_path))
 

@@ -69,11 +69,25 @@ def pack_groups(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -
             targets.append(answer)
             owner.append(torch.full((m,), seq))
             start, seq = start + m, seq + 1
-    allowed = torch.zeros(start, start, dtype=torch.bool)
-    for s, n, ps, p in blocks:
-        allowed[s : s + n, s : s + n] = torch.ones(n, n, dtype=torch.bool).tril()
-        allowed[s : s + n, ps : ps + p] = True
+    allowed = block_causal_mask(blocks)
     return PackedRow(torch.cat(ids), allowed, torch.cat(pos), torch.cat(keep), torch.cat(targets), torch.cat(owner))
+
+
+def block_causal_mask(blocks: Sequence[tuple[int, int, int, int]], context: int = 0) -> torch.Tensor:
+    """Which packed position may attend to which: (Q, context + Q) bool.
+
+    Every query sees the first ``context`` keys (a shared prefix held in a KV cache). A block
+    ``(start, length, sees_start, sees_length)`` covers packed positions ``start … start + length − 1``; it is causal
+    within itself and also sees packed positions ``sees_start … sees_start + sees_length − 1`` (its prompt).
+    Blocks must tile ``0 … Q − 1``.
+    """
+    q = sum(n for _, n, _, _ in blocks)
+    allowed = torch.zeros(q, context + q, dtype=torch.bool)
+    allowed[:, :context] = True
+    for s, n, ps, p in blocks:
+        allowed[s : s + n, context + s : context + s + n] = torch.ones(n, n, dtype=torch.bool).tril()
+        allowed[s : s + n, context + ps : context + ps + p] = True
+    return allowed
 
 
 def model_attention_mask(allowed: torch.Tensor, model: nn.Module) -> torch.Tensor:

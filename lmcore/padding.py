@@ -75,14 +75,17 @@ def pad_batch(
     return PaddedBatch(values, attn, position_ids, offsets, lengths)
 
 
-def forward_padded(model: nn.Module, batch: PaddedBatch) -> torch.Tensor:
-    """Logits (B, T, V) for a padded batch of token ids (B, T) or of embeddings (B, T, d)."""
+def forward_padded(model: nn.Module, batch: PaddedBatch, logits_to_keep: int | torch.Tensor = 0) -> torch.Tensor:
+    """Logits (B, T, V) for a padded batch of token ids (B, T) or of embeddings (B, T, d); with ``logits_to_keep``
+    (an int n > 0: the last n positions; a tensor: those positions) only those (B, n, V)."""
+    device = next(model.parameters()).device
     key = "input_ids" if batch.values.dim() == 2 else "inputs_embeds"
     out = model(
-        **{key: batch.values},
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
+        **{key: batch.values.to(device)},
+        attention_mask=batch.attention_mask.to(device),
+        position_ids=batch.position_ids.to(device),
         use_cache=False,
+        **({"logits_to_keep": logits_to_keep} if not isinstance(logits_to_keep, int) or logits_to_keep else {}),
     )
     return out.logits
 

@@ -12,24 +12,29 @@ Design decisions:
   and reports test accuracy in the same W&B run; the metrics, labels and resolved config go to
   ``<run folder>/test_metrics.json`` for ``python -m cap_lightning.report``.
 - Imports no model code at import time: ``--help`` and ``--print_config`` stay fast.
-- Steering configs (``model.class_path: steering.SteeringModule``) run as ``lightning predict`` (extract and write
-  the vector) then ``lightning test`` (evaluate it); their runs are named ``<task>-<method>-k<k>-a<alpha>-s<seed>``
-  and grouped ``steer/<task>``. The ``--config`` path is exported as ``CAP_LIGHTNING_CONFIG`` so a module can name
-  the exact command to run first ("run predict first: lightning predict --config X.yaml"). ``cap_lightning`` still
-  imports nothing from ``steering``: the module class is chosen by the YAML.
+- Run naming belongs to the packages: a LightningModule may define ``run_labels(config) -> {"name", "group",
+  "tags"}`` (a staticmethod reading the resolved config); the launcher calls it on the class named by
+  ``model.class_path`` and knows nothing else about ``cap_lightning`` or ``steering``.
+- Every run writes into its own folder (``run_dir``): ``<save_dir>/<project>/<run id>/`` with a logger (the folder
+  Lightning puts checkpoints in), ``runs/<run name>/<timestamp>/`` without one (``trainer.default_root_dir``
+  defaults to ``runs``). ``config.yaml``, ``test_metrics.json``, ``checkpoints/`` and callbacks' files go there.
+- The ``--config`` path is kept (``launch_command``) so a module can name the exact command to run first.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 import netrc
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from lmcore.io import atomic_write_json
 
 
 def _wandb_key_configured() -> bool:
@@ -41,59 +46,59 @@ def _wandb_key_configured() -> bool:
         return False
 
 
-def _short(class_path: str | None) -> str:
-    name = (class_path or "none").rsplit(".", 1)[-1]
-    return name.removesuffix("Prior").lower() or "none"
-
-
-def _steering_labels(config: Any, data: dict, model: dict) -> dict[str, Any]:
-    task = data.get("task", "task")
-    method = model.get("method", "grains")
-    k = model.get("top_k", 10)
-    k = k[0] if isinstance(k, list) and k else k
-    seed = data.get("seed", config.get("seed_everything"))
-    name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
-    return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
+def _model_class(config: Any) -> type | None:
+    class_path = str((config.get("model") or {}).get("class_path") or "")
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        return None
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 def run_labels(config: Any) -> dict[str, Any]:
-    """Name, group and tags of a run from its resolved config (dataset, prior, setting, seed)."""
-    data = (config.get("data") or {}).get("init_args") or {}
-    model = (config.get("model") or {}).get("init_args") or {}
-    if str((config.get("model") or {}).get("class_path", "")).startswith("steering."):
-        return _steering_labels(config, data, model)
-    prior = "none"
-    for cb in config.get("trainer", {}).get("callbacks") or []:
-        if str(cb.get("class_path", "")).endswith("PriorCacheCallback"):
-            prior = _short(cb.get("init_args", {}).get("prior", {}).get("class_path"))
-    weight = float(model.get("prior_weight", 0.0) or 0.0)
-    if weight == 0.0:
-        prior = "baseline"
-    else:  # a λ / loss / attribution sweep must not collapse into one group
-        prior += f"-{model.get('prior_loss', 'kl')}{weight:g}"
-        attribution = model.get("attribution", "ig")
-        prior += "" if attribution == "ig" else f"-{attribution}"
-    dataset = data.get("dataset", "data")
-    split = data.get("split", "full")
-    setting = f"fs{data.get('shots_per_class')}" if split == "few_shot" else split
-    seed = data.get("seed", config.get("seed_everything"))
-    return {
-        "name": f"{dataset}-{prior}-{setting}-s{seed}",
-        "group": f"{dataset}/{setting}",
-        "tags": [str(dataset), prior, str(setting)],
-    }
+    """Name, group and tags of a run from its resolved config: the model class's ``run_labels`` hook, else the
+    class name and seed."""
+    cls = _model_class(config)
+    hook = getattr(cls, "run_labels", None)
+    if callable(hook):
+        return hook(config)
+    name = cls.__name__ if cls is not None else "run"
+    seed = config.get("seed_everything")
+    return {"name": f"{name}-s{seed}", "group": name, "tags": [name]}
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The folder of this run: the parent of its checkpoint folder, else the trainer's log dir."""
+    """The folder of this run, where Lightning puts its ``checkpoints/``: the parent of an explicit checkpoint
+    ``dirpath``, else ``<save_dir>/<name>/<version>`` of the first logger, else ``trainer.default_root_dir``.
+    A collective under DDP (rank 0's folder is broadcast): every rank must call it."""
     dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
     if dirpath:
-        return Path(dirpath).parent
-    return Path(trainer.log_dir or trainer.default_root_dir)
+        folder = Path(dirpath).parent
+    elif trainer.loggers and trainer.loggers[0].save_dir is not None:
+        logger = trainer.loggers[0]
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        folder = Path(logger.save_dir) / str(logger.name) / version
+    else:
+        folder = Path(trainer.default_root_dir)
+    return Path(trainer.strategy.broadcast(str(folder)))
 
 
 class _SaveAndLogConfig(SaveConfigCallback):
     """Save ``config.yaml`` in the run folder and put the resolved config into the logger's hyperparameters."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        folder = run_dir(trainer)
+        if trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+                             multifile=self.multifile)  # fmt: skip
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.logger is not None:
@@ -101,8 +106,19 @@ class _SaveAndLogConfig(SaveConfigCallback):
             trainer.logger.log_hyperparams({"config": config})
 
 
-class CapCLI(LightningCLI):
+RUNS = "runs"
+_RUN_STAMP = "LMCORE_RUN_STAMP"
+_launch: dict[str, str | None] = {"config": None}
+
+
+def launch_command(subcommand: str = "predict") -> str:
+    """``lightning <subcommand> --config <the --config this process was launched with>`` (for "run X first")."""
+    return f"lightning {subcommand} --config {_launch['config'] or '<your config>.yaml'}"
+
+
+class LauncherCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults({"trainer.default_root_dir": RUNS})
         parser.link_arguments("model.init_args.model_path", "data.init_args.model_path")
         parser.add_argument(
             "--test_after_fit",
@@ -126,16 +142,18 @@ class CapCLI(LightningCLI):
                 "best_checkpoint": best,
                 "config": self._parser(self.subcommand).dump(config, skip_none=False, format="json"),
             }
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / ".test_metrics.json.tmp"
-            tmp.write_text(json.dumps(record, indent=2))
-            tmp.replace(folder / "test_metrics.json")
+            atomic_write_json(folder / "test_metrics.json", record)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.get("trainer", {}).get("logger")
         loggers = logger if isinstance(logger, list) else [logger]
         labels = run_labels(config.as_dict() if hasattr(config, "as_dict") else config)
+        trainer_cfg = config.get("trainer", {})
+        if all(e is False for e in loggers) and trainer_cfg.get("default_root_dir") in (None, RUNS):
+            # no logger: a folder per run (a DDP child inherits the parent's through the environment)
+            stamp = os.environ.setdefault(_RUN_STAMP, time.strftime("%Y%m%d-%H%M%S"))
+            trainer_cfg["default_root_dir"] = str(Path(RUNS) / labels["name"] / stamp)
         for entry in loggers:
             if hasattr(entry, "get") and str(entry.get("class_path", "")).endswith("WandbLogger"):
                 init = entry.init_args
@@ -155,14 +173,13 @@ def _config_arg(args: list[str]) -> str | None:
     return found
 
 
-def run_cli(args: list[str] | None = None) -> CapCLI:
+def run_cli(args: list[str] | None = None) -> LauncherCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``) and return it (for tests and notebooks)."""
     if "WANDB_MODE" not in os.environ and not _wandb_key_configured():
         os.environ["WANDB_MODE"] = "offline"
     config = _config_arg(list(args) if args is not None else sys.argv[1:])
-    if config is not None:
-        os.environ["CAP_LIGHTNING_CONFIG"] = config  # read by steering.SteeringModule's "run predict first" error
-    return CapCLI(
+    _launch["config"] = config
+    return LauncherCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
