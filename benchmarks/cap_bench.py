@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from cap_lightning.attribution import self_attribution
 from cap_lightning.datasets import load_splits
 from cap_lightning.losses import alignment_loss
-from lmcore.models import load_classifier, load_tokenizer
 from cap_lightning.prior_cache import load_priors, save_priors
 from cap_lightning.priors import IGPrior
 from cap_lightning.tokens import split_words, token_word_index, word_spans
+from lmcore.models import load_classifier, load_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -4,7 +4,7 @@
 
 Pass counts come from instrumenting the model (a forward hook on decoder layer 0 counts sequence rows; a tensor
 hook on its output counts rows that received a backward), not from assumptions. The released procedure
-(grains.md §2.2–§2.4, §2.10) is re-implemented here as a timing reference only: per example and per ``top`` in
+(docs/grains.md §2.2–§2.4, §2.10) is re-implemented here as a timing reference only: per example and per ``top`` in
 (pos, neg) it runs captum IG (20 Gauss–Legendre steps, zero baseline) over the joined embeddings of s⁺ and s⁻ with the
 off-by-one score, 8 log-prob forwards with autograd on, and 4 ``output_hidden_states`` forwards. Uses SmolLM2-135M
 when its weights are available, a tiny random Llama otherwise (the report says which).
@@ -79,7 +79,7 @@ def load_model(name: str):
         return tiny_causal_lm("llama"), tiny_lm_tokenizer(), label
 
 
-# ---- the released procedure, re-implemented faithfully for timing (grains.md §2.2-§2.4, §2.10) ----
+# ---- the released procedure, re-implemented faithfully for timing (docs/grains.md §2.2-§2.4, §2.10) ----
 
 
 def _legacy_logprob(model, embeds: torch.Tensor, last_id: int) -> torch.Tensor:

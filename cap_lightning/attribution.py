@@ -1,6 +1,6 @@
 """Differentiable self-attribution over the word embeddings: IG, gradient×input, Expected Gradients.
 
-Design decisions (cap.md §1.4, §6):
+Design decisions (docs/cap.md §1.4, §6):
 - Attributions are taken w.r.t. the word-embedding output (``inputs_embeds``); position and type embeddings stay
   as the model adds them. The target is the gold-class logit.
 - The baseline replaces *content* tokens only (``pad`` | ``zero`` | ``mask`` embedding); special tokens are kept,

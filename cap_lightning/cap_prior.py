@@ -1,5 +1,5 @@
 """``ClassAwarePrior``: the paper's CAP — a frozen LLM teacher that sees the whole label space scores masked
-variants of each text; a LIME-kernel weighted ridge over the masks gives per-word importances (cap.md §1.2, §7).
+variants of each text; a LIME-kernel weighted ridge over the masks gives per-word importances (docs/cap.md §1.2, §7).
 
 Design decisions:
 - Prompt: instruction + enumerated label names (``_`` → space) + the (masked) text + answer marker; the target is

@@ -1,6 +1,6 @@
 """Faithfulness (ERASER comprehensiveness / sufficiency, hard and soft) and attribution–prior agreement metrics.
 
-Definitions (cap.md §3.4, §6 "Evaluation"):
+Definitions (docs/cap.md §3.4, §6 "Evaluation"):
 - ``comp@k = p(ŷ|x) − p(ŷ|x∖r_k)`` and ``suff@k = p(ŷ|x) − p(ŷ|r_k)``, where ``ŷ`` is the model's prediction on the
   full input and ``r_k`` the top-k% content tokens by the given scores (the model's own IG of ``ŷ`` at test time).
   Higher comp and lower suff are better. ``*_aopc`` is the mean over the bins (ERASER bins 1/5/10/20/50%).

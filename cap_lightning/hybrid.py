@@ -1,4 +1,4 @@
-"""``HybridPrior``: fuse several word-level priors, e.g. CAP Hybrid = CAP + LIME + IG (cap.md §1.3, §7).
+"""``HybridPrior``: fuse several word-level priors, e.g. CAP Hybrid = CAP + LIME + IG (docs/cap.md §1.3, §7).
 
 Design decisions:
 - Each source is normalised per example first (``norm``): ``max`` = relu / max (canonical), ``sum`` = relu / sum,

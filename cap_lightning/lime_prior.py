@@ -1,4 +1,4 @@
-"""``LIMEPrior``: word-level LIME on a reference SLM, w.r.t. the gold class (cap.md §1.3, §7).
+"""``LIMEPrior``: word-level LIME on a reference SLM, w.r.t. the gold class (docs/cap.md §1.3, §7).
 
 Design decisions:
 - Same masks (``masks.py``), kernel and weighted-ridge solver (``ridge.py``) as CAP, so the two priors differ only
@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from cap_lightning.classifier import predict_logits
 from cap_lightning.masks import MASK_STRATEGIES, apply_mask, sample_masks
 from cap_lightning.priors import ReferencePrior, normalise_word_scores
 from cap_lightning.ridge import lime_kernel, weighted_ridge
@@ -28,7 +29,7 @@ class LIMEPrior(ReferencePrior):
 
     Args:
         model_path: the reference: a ``CapModule`` ``.ckpt``, a trained HF folder, a short name or a hub id.
-        n_samples: masks per text (LIME's default is 5000; cap.md canonical 500).
+        n_samples: masks per text (LIME's default is 5000; docs/cap.md canonical 500).
         mask_strategy: ``lime`` (canonical) | ``loo`` | ``loo+lime``.
         kernel_width: LIME kernel width.
         ridge_lambda: ridge penalty.
@@ -83,19 +84,9 @@ class LIMEPrior(ReferencePrior):
     @torch.inference_mode()
     def gold_probs(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:
         """The reference's softmax probability of each gold label, float64 ``(N,)``."""
-        device = next(self.model.parameters()).device
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                list(texts[i : i + self.batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self._config["max_length"],
-                return_tensors="pt",
-            ).to(device)
-            probs = self.model(**enc).logits.double().softmax(-1).cpu()
-            out.append(probs.gather(-1, torch.tensor(list(labels[i : i + self.batch_size]))[:, None])[:, 0])
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+        logits = predict_logits(self.model, self.tokenizer, texts, self._config["max_length"], self.batch_size)
+        probs = logits.double().softmax(-1)  # (N, C)
+        return probs.gather(-1, torch.tensor([int(y) for y in labels], dtype=torch.long)[:, None])[:, 0]
 
     def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
         if self.model is None:

@@ -1,4 +1,4 @@
-"""Alignment losses between a model's token attributions and a prior (cap.md §2).
+"""Alignment losses between a model's token attributions and a prior (docs/cap.md §2).
 
 All losses take ``(B, T)`` attributions ``a``, ``(B, T)`` priors ``p`` in [0, 1] and a ``(B, T)`` bool ``mask`` of
 the tokens that count (content tokens that carry a prior). Rows with no such token are left out of the batch mean;
@@ -10,7 +10,7 @@ a batch with none gives a zero that is still connected to the graph.
   attributions cannot produce 1/ε gradients.
 - ``cosine``: 1 − cos(a, p).
 - ``rank``: hinge on pairs (i, j) with p_i > p_j: mean max(0, δ − (z_i − z_j)), z = a / std(a), δ = ``margin``.
-  (cap.md writes the hinge on softmax probabilities; standardised scores keep δ meaningful at any length.)
+  (docs/cap.md writes the hinge on softmax probabilities; standardised scores keep δ meaningful at any length.)
 """
 
 from __future__ import annotations

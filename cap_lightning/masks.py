@@ -1,4 +1,4 @@
-"""Word-deletion masks for perturbation priors (CAP and LIME; cap.md §1.2 step 1, §7).
+"""Word-deletion masks for perturbation priors (CAP and LIME; docs/cap.md §1.2 step 1, §7).
 
 Design decisions:
 - A mask row is a bool vector over the whitespace words of one text: ``True`` = word kept. Row 0 is always the

@@ -39,7 +39,7 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class CapModule(L.LightningModule):
-    """Attribution-prior training of a small LM classifier (cap.md §2).
+    """Attribution-prior training of a small LM classifier (docs/cap.md §2).
 
     Args:
         model_path: short name (``minilm``), local HF folder or hub id (paper: ``roberta-base``).

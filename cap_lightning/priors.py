@@ -8,7 +8,7 @@ Design decisions:
   local weight files, so a retrained reference checkpoint gives a new cache entry.
 - ``IGPrior`` runs captum's ``LayerIntegratedGradients`` on the word-embedding layer of a reference classifier,
   w.r.t. the gold class, with a pad (or mask) baseline at content positions; subword scores are summed per word,
-  then ``relu`` and max-normalised (cap.md §7).
+  then ``relu`` and max-normalised (docs/cap.md §7).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -34,25 +33,12 @@ def normalise_word_scores(scores: Tensor) -> Tensor:
 
 
 def _file_digest(path: str) -> str | None:
-    """sha256 of a local weight file, or of a folder's weights, config and tokenizer files; short names are
-    resolved to their bundled folder first. None for hub ids (their revision is the user's to pin)."""
+    """Content hash of a local weight file or folder (short names resolved to their bundled folder first); None for
+    hub ids (their revision is the user's to pin)."""
+    from cap_lightning.classifier import weights_sha256
     from lmcore.models import BUNDLED_MODELS, resolve_model_path
 
-    p = Path(resolve_model_path(path) if path in BUNDLED_MODELS else path)
-    if p.is_file():
-        files = [p]
-    elif p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix in {".safetensors", ".bin", ".json", ".txt", ".model"})
-    else:
-        files = []
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return weights_sha256(resolve_model_path(path) if path in BUNDLED_MODELS else path)
 
 
 class AttributionPrior(ABC):
@@ -139,7 +125,7 @@ class IGPrior(ReferencePrior):
         batch_size: texts per IG call.
         max_length: tokens per text; words past it get 0.
         fine_tune_epochs: if > 0, first fine-tune the reference with CE on the training split for this many epochs
-            (the cap.md reference SLM in one command; use 0 with a trained checkpoint).
+            (the docs/cap.md reference SLM in one command; use 0 with a trained checkpoint).
         fine_tune_lr: learning rate of that fine-tune.
         seed: seeds that fine-tune.
     """

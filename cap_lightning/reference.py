@@ -1,6 +1,6 @@
 """A CE-only reference classifier, fine-tuned on the training split, for SLM-based priors (IG, LIME).
 
-cap.md §1.3: the IG and LIME priors come from a reference SLM of the student's architecture, fine-tuned with
+docs/cap.md §1.3: the IG and LIME priors come from a reference SLM of the student's architecture, fine-tuned with
 cross-entropy only on the same training split (the same few-shot subset in few-shot runs). This is the plain loop
 that produces it when no checkpoint is given; it is deterministic for a seed.
 """
@@ -16,21 +16,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from cap_lightning.classifier import inspect_classifier, load_trained_classifier
+
 
 def load_reference(model_path: str, num_labels: int):
-    """Load a classifier from a ``CapModule`` checkpoint (``.ckpt``), an HF folder, a short name or a hub id."""
+    """``(model, tokenizer)`` from a ``CapModule`` checkpoint (``.ckpt``, read weights-only), an HF folder, a short
+    name or a hub id (a classifier head is added when the folder has none)."""
+    from lmcore.models import load_classifier, load_tokenizer
+
     if str(model_path).endswith(".ckpt"):
-        if not Path(model_path).is_file():
-            raise FileNotFoundError(f"reference checkpoint {model_path!r} does not exist; train the baseline first")
-        from cap_lightning.module import CapModule
-
-        module = CapModule.load_from_checkpoint(model_path, map_location="cpu")
-        if module.hparams.num_labels != num_labels:
-            raise ValueError(f"{model_path} has {module.hparams.num_labels} labels, the data has {num_labels}")
-        return module.model
-    from lmcore.models import load_classifier
-
-    return load_classifier(model_path, num_labels)
+        info = inspect_classifier(model_path, role="reference")
+        if info.num_labels != num_labels:
+            raise ValueError(f"{model_path} has {info.num_labels} labels, the data has {num_labels}")
+        model, tokenizer = load_trained_classifier(info)
+        return model, tokenizer
+    return load_classifier(model_path, num_labels), load_tokenizer(model_path)
 
 
 def prepare_reference(
@@ -49,7 +49,7 @@ def prepare_reference(
     A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned. The last reference is
     kept, so several priors on the same reference and split (IG and LIME in a CAP Hybrid) load and fine-tune it once.
     """
-    from lmcore.models import load_tokenizer, resolve_model_path
+    from lmcore.models import resolve_model_path
 
     path = str(model_path)
     key = hashlib.sha256(
@@ -61,11 +61,8 @@ def prepare_reference(
     if not path.endswith(".ckpt"):
         require_trained_head(resolve_model_path(path), fine_tune_epochs)
     torch.manual_seed(seed)  # the reference's fresh head (if any) and its fine-tune follow `seed`
-    model = load_reference(path, num_labels).to(device).eval()
-    tok_source = path
-    if path.endswith(".ckpt"):
-        tok_source = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["model_path"]
-    tokenizer = load_tokenizer(tok_source)
+    model, tokenizer = load_reference(path, num_labels)
+    model = model.to(device).eval()
     if fine_tune_epochs > 0:
         fine_tune(model, tokenizer, texts, labels, fine_tune_epochs, fine_tune_lr, max_length=max_length, seed=seed)
     _LAST_REFERENCE[:] = [key, model, tokenizer]

@@ -1,7 +1,7 @@
 """The CAP reproduction grid: ``python -m cap_lightning.reproduce`` (``make reproduce-cap``).
 
 For every dataset × seed it trains the CE-only baseline, then uses that checkpoint as the reference SLM of the IG
-and LIME priors (cap.md §1.3: CE-only, same split) and the frozen teacher for CAP, and trains one student per prior
+and LIME priors (docs/cap.md §1.3: CE-only, same split) and the frozen teacher for CAP, and trains one student per prior
 method. Each run is tested on the full test split; the table reports accuracy, macro-F1, comprehensiveness and
 sufficiency (AOPC over the ERASER bins) and the agreement between the student's IG and its prior, mean ± std over
 seeds, plus the cost of every stage.
@@ -227,7 +227,7 @@ def robustness(module, tokenizer, dataset: str, args: argparse.Namespace) -> dic
     import torch
 
     from cap_lightning.adversarial.metrics import robustness_from_predictions
-    from cap_lightning.adversarial.victim import predict_logits
+    from cap_lightning.classifier import predict_logits
     from cap_lightning.splits import read_adversarial_jsonl
 
     out = {}

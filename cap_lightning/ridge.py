@@ -1,4 +1,5 @@
-"""The LIME surrogate: text kernel weights and a weighted ridge regression solved by Cholesky (cap.md §1.2, step 3–4).
+"""The LIME surrogate: text kernel weights and a weighted ridge regression solved by Cholesky
+(docs/cap.md §1.2, step 3–4).
 
 Design decisions:
 - Kernel: ``d = 100 · cosine_distance(z, 1)``, ``π = sqrt(exp(−d² / width²))`` (the lime text convention; an

@@ -5,7 +5,7 @@ Design decisions:
 - Subwords are assigned to words through the fast tokenizer's ``offset_mapping``, so the same code serves WordPiece
   (BERT, MiniLM) and byte-level BPE (RoBERTa, GPT-2), whose ``word_ids()`` disagree on what a word is.
 - Special and padding tokens get word index -1 and are excluded from every attribution loss.
-- A word's prior is broadcast to all of its subwords (cap.md §1.2, canonical); model attributions are summed back
+- A word's prior is broadcast to all of its subwords (docs/cap.md §1.2, canonical); model attributions are summed back
   from subwords to words.
 """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the optional adversarial extra (TextAttack 0.3.11) into an existing venv beside transformers 5, and the
-# NLTK data it needs into a project-local folder. Idempotent; every version is pinned. (environment.md §6)
+# NLTK data it needs into a project-local folder. Idempotent; every version is pinned. (docs/environment.md §6)
 #
 #   scripts/setup_textattack.sh [VENV=.venv] [NLTK_DIR=nltk_data]
 #

@@ -8,7 +8,7 @@
 The Lightning layer (``SteeringModule``, ``SteeringDataModule``, ``SteeringVectorWriter``; ``lightning predict`` then
 ``lightning test``) is imported lazily, so ``import steering`` does not load Lightning.
 
-Canonical defaults follow grains.md §6.5; the released code's numerics are reachable only through labelled legacy
+Canonical defaults follow docs/grains.md §6.5; the released code's numerics are reachable only through labelled legacy
 options (``objective="legacy_off_by_one"``, ``normalize="legacy_seq_axis"``, ``mask="pad_id"``).
 """
 

@@ -1,6 +1,6 @@
 """Hidden states at one position per row, read by hooks at the steering hook point (decoder-layer outputs).
 
-Design decision (vs the released code, grains.md §2.4, defect #10): states are captured by forward hooks on the
+Design decision (vs the released code, docs/grains.md §2.4, defect #10): states are captured by forward hooks on the
 same modules ``steer`` hooks, never from ``output_hidden_states[l + 1]`` (whose last entry is post-final-norm).
 Rows are padded together (left or right, positions from the padding mask) and run in chunks without gradients.
 """

@@ -1,6 +1,6 @@
 """Contrastive Integrated Gradients over input embeddings: per-token signed scores for F = log p(y⁺|x) − log p(y⁻|x).
 
-Design decisions (vs the released code, grains.md §2.2 and §2.11):
+Design decisions (vs the released code, docs/grains.md §2.2 and §2.11):
 - F uses the correct response log-likelihood (``steering.scoring``); ``legacy_off_by_one`` only on request.
 - The IG path interpolates the *input* embeddings x (zero baseline) shared by both sequences, so one score per input
   token covers both terms of F; the released code attributed s⁺ and s⁻ separately over all their tokens.

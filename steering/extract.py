@@ -1,6 +1,6 @@
 """End-to-end GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas → ``SteeringVector``.
 
-Design decisions (vs the released code, grains.md §2.10–§2.12):
+Design decisions (vs the released code, docs/grains.md §2.10–§2.12):
 - IG runs once per example and serves both masks (P = top-k positive, Q = top-k negative); the release ran the
   whole pipeline twice. Examples are processed in batches (``batch_size``), IG rows in ``internal_batch_size`` chunks.
 - Deltas δ⁺ = h(x) − h(x∖P), δ⁻ = h(x) − h(x∖Q) are read at the last *input* token (default; 3 short no-grad
@@ -48,7 +48,7 @@ Selection = Literal["attribution", "random", "all"]
 
 @dataclass(frozen=True)
 class GrainsConfig:
-    """Extraction settings; defaults are grains.md §6.5 (canonical).
+    """Extraction settings; defaults are docs/grains.md §6.5 (canonical).
 
     Attributes:
         top_k: k for text tokens (P and Q each). top_k_image: k for image tokens (VLMs).
@@ -266,7 +266,7 @@ def fit_steering_vector(
     mode: Mode = "both",
     batch_size: int = 4,
 ) -> SteeringVector:
-    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, grains.md §6.5)."""
+    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, docs/grains.md §6.5)."""
     config = config or GrainsConfig()
     result = extract_deltas(model, tokenizer, pairs, layers, config, batch_size)
     errors = result.completeness_errors

@@ -1,7 +1,7 @@
 """Forward hooks on decoder layers: capture their outputs, or steer them with a ``SteeringVector``.
 
 **``steer`` mutates ``model``'s behaviour while active** (forward hooks; weights untouched, hooks removed in
-``finally`` even when the body raises). Design decisions (vs the released code, grains.md §2.6 and §2.11 #10, #12):
+``finally`` even when the body raises). Design decisions (vs the released code, docs/grains.md §2.6 and §2.11 #10, #12):
 - Per-token norm preservation h' = (h + αv)·‖h‖/‖h + αv‖ over d (``dim=-1``), computed in fp32; no hidden ×10.
   ``normalize="legacy_seq_axis"`` reproduces the release (norm over the sequence axis, 10·α·v) for comparison only.
 - Capture and steering use the same hook point (the decoder-layer output), so vectors are estimated in the space

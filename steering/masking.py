@@ -1,6 +1,6 @@
 """Select the top-k attributed input tokens (P: most positive, Q: most negative) and mask them out of the input.
 
-Design decisions (vs the released code, grains.md §2.3 and §2.12):
+Design decisions (vs the released code, docs/grains.md §2.3 and §2.12):
 - Default masking replaces the token's (merged) embedding with the IG baseline (zero), so the masked input lies on
   the attribution path; the release replaced ids with ``pad_token_id`` (= EOS for Llama-3) and kept attention.
   ``pad_id`` / ``unk_id`` / ``mask_id`` / ``mean`` replace the embedding with that token's / the mean embedding;

@@ -1,6 +1,6 @@
 """``SteeringModule``: GrAInS and baselines as ``lightning predict`` (extraction) then ``lightning test`` (evaluation).
 
-Design decisions (design.md §6 "predict-then-test"):
+Design decisions (docs/design.md §6 "predict-then-test"):
 - ``predict`` extracts per-example deltas on every rank (IG needs gradients w.r.t. the inputs: the step re-enables
   grad inside ``inference_mode(False)``, so ``trainer.inference_mode`` need not be touched); the module's own
   ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index and

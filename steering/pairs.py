@@ -1,6 +1,6 @@
 """Contrastive triples (x, y⁺, y⁻), their tokenisation, (merged) input embeddings and provenance hashes.
 
-Design decisions (vs the released code, grains.md §2.4 and §2.11 #9):
+Design decisions (vs the released code, docs/grains.md §2.4 and §2.11 #9):
 - Prompt and response are tokenised separately and joined as ids, so the response boundary is exact.
 - VLM inputs are embedded **with** ``pixel_values``: the merged embeddings (image features scattered into the
   image-token slots) are captured where the VLM hands them to its language model, so image tokens carry image

@@ -2,7 +2,7 @@
 
 Design decisions:
 - Response token ``t`` is scored with the logits at position ``t - 1`` (teacher forcing). The released code scored
-  the *last* token with the logits at the *last* position (the probability of emitting it again, grains.md §2.2,
+  the *last* token with the logits at the *last* position (the probability of emitting it again, docs/grains.md §2.2,
   defect #8); that is available only as the labelled ``objective="legacy_off_by_one"``.
 - ``sum`` (default, the sequence log-likelihood), ``mean`` (length-normalised) and ``last_token`` (the response's
   final token only) are the canonical objectives. log-softmax runs in fp32 on the response positions only.

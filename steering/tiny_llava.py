@@ -1,4 +1,4 @@
-"""A tiny random LLaVA built in code (environment.md §4 sizes) and saved as an HF folder, for ``make steer-llava``.
+"""A tiny random LLaVA built in code (docs/environment.md §4 sizes) and saved as an HF folder, for ``make steer-llava``.
 
 Design decision: LLaVA-1.6 weights are not available offline, so the LLaVA pipeline (image-fed attribution, deltas,
 steering, chosen-vs-rejected scoring) is run end to end on random weights; every report made with it says so. The

@@ -1,6 +1,6 @@
 """Steering vectors: aggregation of per-layer activation deltas, and the saved ``SteeringVector`` artefact.
 
-Design decisions (vs the released code, grains.md §2.5 and §2.11 #11):
+Design decisions (vs the released code, docs/grains.md §2.5 and §2.11 #11):
 - ``pca`` is the first principal component of the centred deltas, unit norm, **oriented** so ⟨PC1, mean δ⟩ > 0; the
   release used sklearn's arbitrary sign, so ``mode=both`` could cancel or invert. ``pca_uncentred`` (PCA on the
   paired differences, repeng style) and ``mean`` are the alternatives.

@@ -1,6 +1,6 @@
 """``SteeringVectorWriter``: gathers per-example deltas from every rank and writes the ``SteeringVector`` once.
 
-Design decisions (design.md "rank-safe writing"):
+Design decisions (docs/design.md "rank-safe writing"):
 - Each predict step returns ``{"index": (B,), "layers": [...], "deltas": {k: (pos, neg)}}``; the writer keeps them
   per rank, then ``all_gather_object`` collects them on every rank. Rows are de-duplicated by dataset index and
   sorted by it, so N examples give exactly N deltas and the same vector on any number of ranks; a count other than

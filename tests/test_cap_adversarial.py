@@ -22,10 +22,8 @@ from cap_lightning.adversarial.source import Selection, select_examples
 from cap_lightning.adversarial.victim import (
     check_label_count,
     inspect_victim,
-    load_victim,
-    predict_logits,
-    victim_hash,
 )
+from cap_lightning.classifier import load_trained_classifier, predict_logits, weights_sha256
 from cap_lightning.datasets import LabelledSplits, load_splits
 from cap_lightning.splits import AdversarialExample, TextExample, read_adversarial_jsonl, write_adversarial_jsonl
 from tests.helpers import FIXTURES, tiny_datamodule
@@ -206,10 +204,10 @@ def test_a_victim_checkpoint_is_described_from_metadata(tiny_model_dir, tmp_path
     assert (info.kind, info.num_labels, info.tokenizer_path) == ("ckpt", 2, str(tiny_model_dir))
     with pytest.raises(ValueError, match="has 2 labels but"):
         check_label_count(info, 3, "the data")
-    model, tok = load_victim(info)
+    model, tok = load_trained_classifier(info)
     texts = ["very good and fun", "hate the film"]
     assert torch.equal(predict_logits(model, tok, texts), predict_logits(module.model.eval(), tok, texts))
-    assert victim_hash(info) == victim_hash(inspect_victim(str(tmp_path / "v.ckpt")))
+    assert weights_sha256(info.path) == weights_sha256(inspect_victim(str(tmp_path / "v.ckpt")).path)
 
 
 # ------------------------------------------------------------------------------------------- keyword injection
@@ -284,7 +282,7 @@ def test_keyword_injection_end_to_end_is_filtered_versioned_and_resumable(tiny_m
     assert manifest["n_kept"] == len(rows) and manifest["rejected"].get("unchanged", 0) >= 1
     assert manifest["n_kept"] + sum(manifest["rejected"].values()) == len(selection.indices)
     # statuses agree with the victim's own predictions
-    model, tok = load_victim(inspect_victim(str(tiny_model_dir)))
+    model, tok = load_trained_classifier(inspect_victim(str(tiny_model_dir)))
     clean = predict_logits(model, tok, [r.original_text for r in rows]).argmax(-1).tolist()
     attacked = predict_logits(model, tok, [r.text for r in rows]).argmax(-1).tolist()
     assert (
@@ -305,7 +303,7 @@ def test_real_generation_with_a_tiny_causal_lm():
 
 def test_injection_refuses_a_victim_that_is_never_right(tiny_model_dir, tmp_path):
     splits = _tiny_splits()
-    model, tok = load_victim(inspect_victim(str(tiny_model_dir)))
+    model, tok = load_trained_classifier(inspect_victim(str(tiny_model_dir)))
     texts = [e.text for e in splits.train]
     pred = predict_logits(model, tok, texts).argmax(-1).tolist()
     wrong = Selection("train", tuple(range(len(texts))), tuple(TextExample(t, 1 - p) for t, p in zip(texts, pred)))

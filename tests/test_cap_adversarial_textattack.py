@@ -22,7 +22,8 @@ from cap_lightning.adversarial.environment import import_textattack  # noqa: E40
 from cap_lightning.adversarial.recipes import RecipeUnavailableError  # noqa: E402
 from cap_lightning.adversarial.source import Selection, select_examples  # noqa: E402
 from cap_lightning.adversarial.textattack_gen import generate_textattack  # noqa: E402
-from cap_lightning.adversarial.victim import inspect_victim, load_victim, predict_logits  # noqa: E402
+from cap_lightning.adversarial.victim import inspect_victim  # noqa: E402
+from cap_lightning.classifier import load_trained_classifier, predict_logits  # noqa: E402
 from cap_lightning.datasets import LabelledSplits, load_splits  # noqa: E402
 from cap_lightning.splits import TextExample, read_adversarial_jsonl  # noqa: E402
 from tests.helpers import FIXTURES  # noqa: E402
@@ -41,7 +42,7 @@ def splits():
 
 
 def _victim_preds(model_dir, texts):
-    model, tok = load_victim(inspect_victim(str(model_dir)))
+    model, tok = load_trained_classifier(inspect_victim(str(model_dir)))
     return predict_logits(model, tok, texts).argmax(-1).tolist()
 
 

@@ -1,4 +1,4 @@
-"""Adversarial splits and robustness metrics (issue 6; cap.md §3.3, §6 Evaluation).
+"""Adversarial splits and robustness metrics (issue 6; docs/cap.md §3.3, §6 Evaluation).
 
 - ``textattack_gen``: TextAttack recipes (offline: DeepWordBug, PWWS, Pruthi, InputReduction) against a victim,
   written as a resumable, content-keyed attacked split (jsonl);

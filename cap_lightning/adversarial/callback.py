@@ -26,9 +26,8 @@ import torch
 
 from cap_lightning.adversarial.metrics import robustness_from_predictions, robustness_from_statuses
 from cap_lightning.adversarial.results import run_folder, save_robustness
+from cap_lightning.classifier import predict_logits
 from cap_lightning.splits import read_adversarial_jsonl
-
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class RobustnessCallback(L.Callback):
@@ -84,17 +83,7 @@ class RobustnessCallback(L.Callback):
 
             tokenizer = load_tokenizer(pl_module.hparams.model_path)
         max_length = self.max_length or (getattr(datamodule, "hparams", {}) or {}).get("max_length", 64)
-        preds: list[int] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = tokenizer(
-                texts[i : i + self.batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(pl_module.device)
-            preds.extend(pl_module({k: enc[k] for k in _MODEL_INPUTS if k in enc}).argmax(-1).tolist())
-        return preds
+        return predict_logits(pl_module.model, tokenizer, texts, max_length, self.batch_size).argmax(-1).tolist()
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = read_adversarial_jsonl(self._file(trainer))

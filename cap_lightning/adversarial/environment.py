@@ -1,7 +1,7 @@
 """Import TextAttack offline: project-local NLTK data, no downloads, clear errors when the extra is missing.
 
 Design decisions:
-- TextAttack is an optional extra (``scripts/setup_textattack.sh``, environment.md §6). Nothing in
+- TextAttack is an optional extra (``scripts/setup_textattack.sh``, docs/environment.md §6). Nothing in
   ``cap_lightning`` imports it at module level; :func:`import_textattack` is the one door, used lazily.
 - NLTK data lives in a project-local folder: ``$CAP_NLTK_DATA`` if set, else ``<repo>/nltk_data``. It is prepended
   to ``NLTK_DATA`` and ``nltk.data.path`` before ``nltk`` reads anything, so no user or system set-up is needed.

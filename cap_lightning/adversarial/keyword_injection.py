@@ -1,4 +1,4 @@
-"""LLM keyword injection (the paper's adversarial protocol, cap.md §3.3): rewrite an utterance of class y so it
+"""LLM keyword injection (the paper's adversarial protocol, docs/cap.md §3.3): rewrite an utterance of class y so it
 mentions keywords typical of a confusable class y′ while keeping intent y, then keep only valid rewrites.
 
 Steps:
@@ -42,14 +42,8 @@ from cap_lightning.adversarial.chunks import ChunkStore, atomic_write_text, entr
 from cap_lightning.adversarial.metrics import robustness_from_statuses
 from cap_lightning.adversarial.source import Selection
 from cap_lightning.adversarial.textattack_gen import GenerationResult
-from cap_lightning.adversarial.victim import (
-    VictimInfo,
-    check_label_count,
-    inspect_victim,
-    load_and_check_victim,
-    predict_logits,
-    victim_hash,
-)
+from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
+from cap_lightning.classifier import predict_logits, weights_sha256
 from cap_lightning.datasets import LabelledSplits
 from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
 
@@ -248,7 +242,7 @@ def _generator_identity(generator: str) -> dict:
 
     resolved = resolve_model_path(generator)
     if Path(resolved).is_dir():
-        return {"generator": generator, "sha256": victim_hash(VictimInfo(resolved, "hf", 0, resolved))}
+        return {"generator": generator, "sha256": weights_sha256(resolved)}
     return {"generator": generator, "sha256": None}
 
 
@@ -283,7 +277,7 @@ def generate_injection(
         "prompt_sha256": PROMPT_SHA256,
         "config": asdict(config),
         "llm": _generator_identity(config.generator),
-        "victim_sha256": victim_hash(info),
+        "victim_sha256": weights_sha256(info.path),
         "data_fingerprint": selection.fingerprint(),
         "pairs_split": pairs_split,
         "pairs_fingerprint": data_fingerprint(getattr(splits, pairs_split)),

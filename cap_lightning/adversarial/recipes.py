@@ -1,4 +1,4 @@
-"""TextAttack recipe names, what each needs, and which run offline here (environment.md §6.3).
+"""TextAttack recipe names, what each needs, and which run offline here (docs/environment.md §6.3).
 
 Design decisions:
 - A recipe is known by a short lowercase name (``deepwordbug``, ``pwws``, ...) mapped to its TextAttack class.

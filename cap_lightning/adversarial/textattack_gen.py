@@ -41,13 +41,8 @@ from cap_lightning.adversarial.environment import import_textattack, require_nlt
 from cap_lightning.adversarial.metrics import RobustnessReport, robustness_from_statuses
 from cap_lightning.adversarial.recipes import RecipeSpec, canonical_recipe, check_recipe
 from cap_lightning.adversarial.source import Selection
-from cap_lightning.adversarial.victim import (
-    check_label_count,
-    inspect_victim,
-    load_and_check_victim,
-    predict_logits,
-    victim_hash,
-)
+from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
+from cap_lightning.classifier import predict_logits, weights_sha256
 from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
 
 FORMAT_VERSION = 2  # bump when the rows a description produces change
@@ -170,7 +165,7 @@ def generate_textattack(
         "recipe": canonical_recipe(recipe),
         "recipe_class": spec.class_name,
         "query_budget": query_budget,
-        "victim_sha256": victim_hash(info),
+        "victim_sha256": weights_sha256(info.path),
         "data_fingerprint": selection.fingerprint(),
         "split": selection.split,
         "n": len(selection.indices),

@@ -6,8 +6,8 @@ Design decisions:
   ``.parquet`` export of it (no copy is available offline here). Rows need ``question``, ``context``, ``choices``
   (``{"label": [...], "text": [...]}`` as on the hub, or a list of strings) and ``answerKey`` (a label, or an index
   into a list); anything else is a ``ValueError`` naming the file, the row and the missing or bad field.
-- Prompt (INFERRED "faitheval-mc" template, grains.md §3): ``Context: …`` then the question, and each option text is
-  scored as the answer (sum log-likelihood, cloze style, no option letters), as for TruthfulQA.
+- Prompt (INFERRED "faitheval-mc" template, docs/grains.md §3): ``Context: …`` then the question, and each option
+  text is scored as the answer (sum log-likelihood, cloze style, no option letters), as for TruthfulQA.
 - Targets: ``accuracy`` = the context-supported answer scores above every other option; ``binary`` = it beats one
   other option drawn with a per-question seeded generator, which is also the steering pair.
 """

@@ -1,6 +1,6 @@
 """SPA-VL preference accuracy: log p(chosen | image, question) > log p(rejected | image, question).
 
-Design decisions: the released GrAInS code's VLM metric (grains.md §2.7) — the paper's win rate needs a judge and
+Design decisions: the released GrAInS code's VLM metric (docs/grains.md §2.7) — the paper's win rate needs a judge and
 fixed references, which are not recovered. Loaded from the hub (``sqrti/SPA-VL``, config ``validation``; not
 available offline) or a local JSONL with ``image`` (a path) ``question``, ``chosen``, ``rejected``. Images go through
 the model's processor (``model_path``), so image tokens carry image content. The steering pair is (chosen, rejected).
