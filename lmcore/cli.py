@@ -27,7 +27,7 @@ import importlib
 import netrc
 import os
 import sys
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lmcore.io import atomic_write_json
+from lmcore.runs import run_dir
 
 
 def _wandb_key_configured() -> bool:
@@ -69,20 +70,19 @@ def run_labels(config: Any) -> dict[str, Any]:
     return {"name": f"{name}-s{seed}", "group": name, "tags": [name]}
 
 
-def run_dir(trainer: L.Trainer) -> Path:
-    """The folder of this run, where Lightning puts its ``checkpoints/``: the parent of an explicit checkpoint
-    ``dirpath``, else ``<save_dir>/<name>/<version>`` of the first logger, else ``trainer.default_root_dir``.
-    A collective under DDP (rank 0's folder is broadcast): every rank must call it."""
-    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
-    if dirpath:
-        folder = Path(dirpath).parent
-    elif trainer.loggers and trainer.loggers[0].save_dir is not None:
-        logger = trainer.loggers[0]
-        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-        folder = Path(logger.save_dir) / str(logger.name) / version
-    else:
-        folder = Path(trainer.default_root_dir)
-    return Path(trainer.strategy.broadcast(str(folder)))
+def run_summary(trainer: L.Trainer, folder: Path) -> str:
+    """Where this run's files are: its folder and what is in it, and the W&B run (with the sync command offline)."""
+    lines = [f"[run] folder: {folder}"]
+    for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+        lines.append(f"[run]   {item.name}{'/' if item.is_dir() else ''}")
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            run = logger.experiment
+            where = Path(run.dir).parent
+            offline = getattr(getattr(run, "settings", None), "mode", None) == "offline" or "offline-run" in str(where)
+            note = f"offline; upload: wandb sync {where}" if offline else run.url
+            lines.append(f"[run] W&B run {run.name!r}: {where} ({note})")
+    return "\n".join(lines)
 
 
 class _SaveAndLogConfig(SaveConfigCallback):
@@ -143,6 +143,8 @@ class LauncherCLI(LightningCLI):
                 "config": self._parser(self.subcommand).dump(config, skip_none=False, format="json"),
             }
             atomic_write_json(folder / "test_metrics.json", record)
+        if trainer.is_global_zero:
+            print(run_summary(trainer, folder), flush=True)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -152,7 +154,9 @@ class LauncherCLI(LightningCLI):
         trainer_cfg = config.get("trainer", {})
         if all(e is False for e in loggers) and trainer_cfg.get("default_root_dir") in (None, RUNS):
             # no logger: a folder per run (a DDP child inherits the parent's through the environment)
-            stamp = os.environ.setdefault(_RUN_STAMP, time.strftime("%Y%m%d-%H%M%S"))
+            stamp = os.environ.get(_RUN_STAMP) if os.environ.get("LOCAL_RANK", "0") != "0" else None
+            if stamp is None:
+                stamp = os.environ[_RUN_STAMP] = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             trainer_cfg["default_root_dir"] = str(Path(RUNS) / labels["name"] / stamp)
         for entry in loggers:
             if hasattr(entry, "get") and str(entry.get("class_path", "")).endswith("WandbLogger"):

@@ -83,15 +83,35 @@ def test_cli_fit_end_to_end_with_ig_prior(tmp_path, tiny_model_dir, monkeypatch)
     assert {"test/acc", "test/macro_f1"} <= set(metrics)  # fit ended with a test of the best checkpoint
     assert cli.trainer.logger.experiment.name == "custom-ig-kl0.5-full-s0"
     assert list((tmp_path / "cache").glob("*/priors.safetensors"))
-    assert list((tmp_path / "run").rglob("config.yaml"))
-    html = list((tmp_path / "run").rglob("attributions.html"))
-    assert html and "<span" in html[0].read_text()
+    (config,) = list((tmp_path / "run").rglob("config.yaml"))
+    (html,) = list((tmp_path / "run").rglob("attributions.html"))
+    assert "<span" in html.read_text() and "nan" not in html.read_text()
     (record,) = list((tmp_path / "run").rglob("test_metrics.json"))
+    folder = record.parent  # one folder per run: runs/<project>/<id>/, holding everything the run wrote
+    assert folder != tmp_path / "run" and config.parent == html.parent == folder
+    assert (folder / "checkpoints").is_dir() and folder.parent.name == "cap-test"
     from cap_lightning.report import collect, table
 
     groups = collect([str(tmp_path / "run")])
     assert list(groups) == ["custom-ig-kl0.5-full"]
     assert "| custom-ig-kl0.5-full | 0 |" in table(groups)
+
+
+def test_without_a_logger_each_run_gets_its_own_folder_under_runs(tmp_path, tiny_model_dir, monkeypatch):
+    config = yaml.safe_load(tiny_config(tmp_path, tiny_model_dir, logger=False).read_text())
+    del config["trainer"]["default_root_dir"]
+    config["trainer"]["callbacks"] = config["trainer"]["callbacks"][1:]  # no prior: a baseline run
+    config["model"]["init_args"]["prior_weight"] = 0.0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("LMCORE_RUN_STAMP", raising=False)
+    run_cli(["fit", "--config", str(tmp_path / "c.yaml")])
+    assert sorted(os.listdir(work)) == ["runs"]  # nothing lands in the current folder itself
+    (record,) = list((work / "runs").rglob("test_metrics.json"))
+    assert {"config.yaml", "checkpoints"} <= set(os.listdir(record.parent))
+    assert record.parent.parent.name == "custom-baseline-full-s0"
 
 
 def test_run_labels_name_and_group_runs():
