@@ -7,6 +7,9 @@ sufficiency (AOPC over the ERASER bins) and the agreement between the student's 
 seeds, plus the cost of every stage.
 
 Design decisions:
+- One experiment surface: every run is ``lightning fit --config <run>/config.yaml``, run in-process
+  (``lmcore.cli.run_cli``), and that config is the grid's (``cap_lightning.experiments.compose``) with this
+  command's overrides merged in; it stays in the run folder, so any row of the table can be re-run by hand.
 - Runs are resumable: each writes ``<out>/<dataset>/<method>/s<seed>/metrics.json`` atomically, and a finished run
   is skipped. Priors are cached per split (``PriorCacheCallback``) and per example (teacher scores are shared by
   all seeds; IG/LIME scores of one reference are shared by the IG, hybrid-mean and hybrid-max runs).
@@ -20,6 +23,8 @@ Design decisions:
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import statistics
@@ -27,25 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cap_lightning.experiments import DATASETS
+from lmcore.io import atomic_write, atomic_write_text
+
 METHODS = ("baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max")
 DEFAULT_METHODS = ("baseline", "ig", "cap", "hybrid_mean")  # + hybrid_max, lime with --methods
-
-# (instruction, text marker, answer marker) of the CAP teacher prompt per dataset
-PROMPTS: dict[str, tuple[str, str, str]] = {
-    "banking77": (
-        "Classify the banking customer query into exactly one of the following intents.",
-        "Query:",
-        "Intent:",
-    ),
-    "hwu64": (
-        "Classify the request to a home assistant into exactly one of the following intents.",
-        "Request:",
-        "Intent:",
-    ),
-    "clinc150": ("Classify the user utterance into exactly one of the following intents.", "Utterance:", "Intent:"),
-    "sst2": ("Classify the sentiment of the movie review as one of the following labels.", "Review:", "Sentiment:"),
-    "emotion": ("Classify the emotion of the text into exactly one of the following labels.", "Text:", "Emotion:"),
-}
 
 COLUMNS = (
     ("test/acc", "Acc"),
@@ -62,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(PROMPTS))
+    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(DATASETS))
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
@@ -112,112 +103,116 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+# reproduction method -> the grid's prior name
+GRID_PRIOR = {"baseline": "baseline", "ig": "ig", "lime": "lime", "cap": "cap", "hybrid_mean": "cap_hybrid_mean",
+              "hybrid_max": "cap_hybrid_max"}  # fmt: skip
 
 
-def build_prior(method: str, reference_ckpt: str, dataset: str, args: argparse.Namespace):
-    """The prior of one method; IG and LIME read the baseline checkpoint, CAP the teacher."""
-    from cap_lightning.cap_prior import ClassAwarePrior
-    from cap_lightning.hybrid import HybridPrior
-    from cap_lightning.lime_prior import LIMEPrior
-    from cap_lightning.priors import IGPrior
-
+def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``PriorCacheCallback.prior`` config of one method; IG and LIME read the baseline checkpoint, CAP the
+    teacher (its prompt comes from the dataset spec). Every method runs as a ``HybridPrior`` so IG/LIME scores of
+    one reference are read from one per-example store (a one-source fusion is the source itself)."""
+    if method == "baseline":
+        return None
     cache = Path(args.cache_dir)
-    instruction, text_prefix, answer_prefix = PROMPTS[dataset]
-
-    def ig():
-        return IGPrior(reference_ckpt, steps=args.ig_prior_steps, max_length=args.max_length)
-
-    def lime():
-        return LIMEPrior(reference_ckpt, n_samples=args.lime_samples, max_length=args.max_length)
-
-    def cap():
-        return ClassAwarePrior(
-            args.teacher, instruction, text_prefix, answer_prefix, n_samples=args.cap_samples, target=args.cap_target,
-            teacher_dtype=args.teacher_dtype, example_cache_dir=str(cache / "cap_examples"),
-        )  # fmt: skip
-
-    store = str(cache / "prior_examples")
+    ig = {
+        "class_path": "cap_lightning.IGPrior",
+        "init_args": {"model_path": reference_ckpt, "steps": args.ig_prior_steps, "max_length": args.max_length},
+    }
+    lime = {
+        "class_path": "cap_lightning.LIMEPrior",
+        "init_args": {"model_path": reference_ckpt, "n_samples": args.lime_samples, "max_length": args.max_length},
+    }
+    cap = {
+        "class_path": "cap_lightning.ClassAwarePrior",
+        "init_args": {
+            "teacher_path": args.teacher,
+            "n_samples": args.cap_samples,
+            "target": args.cap_target,
+            "teacher_dtype": args.teacher_dtype,
+            "example_cache_dir": str(cache / "cap_examples"),
+        },
+    }
     sources = {"ig": [ig], "lime": [lime], "cap": [cap], "hybrid_mean": [cap, lime, ig], "hybrid_max": [cap, lime, ig]}
-    agg = "max" if method == "hybrid_max" else "mean"
-    return HybridPrior([make() for make in sources[method]], agg=agg, example_cache_dir=store)
+    return {"class_path": "cap_lightning.HybridPrior",
+            "init_args": {"sources": sources[method], "agg": "max" if method == "hybrid_max" else "mean",
+                          "example_cache_dir": str(cache / "prior_examples")}}  # fmt: skip
+
+
+def run_config(dataset: str, seed: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``lightning fit`` config of one (dataset, seed, method): the grid cell with this command's overrides."""
+    from cap_lightning.experiments import compose
+
+    folder = Path(args.out) / dataset / method / f"s{seed}"
+    reference = Path(args.out) / dataset / "baseline" / f"s{seed}" / "checkpoints" / "best.ckpt"
+    data_dir = Path(args.data_root) / dataset
+    setting = "fs10" if args.split == "few_shot" else "full"
+    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"dirpath": str(folder / "checkpoints"), "filename": "best", "monitor": "val/acc",
+                                "mode": "max", "save_weights_only": True, "enable_version_counter": False}}  # fmt: skip
+    callbacks: list[dict[str, Any]] = [checkpoint]
+    block = prior_block(method, str(reference), args)
+    if block is not None:
+        prior_cb = {"class_path": "cap_lightning.PriorCacheCallback",
+                    "init_args": {"prior": block, "cache_dir": str(Path(args.cache_dir) / "priors")}}  # fmt: skip
+        callbacks.insert(0, prior_cb)
+    logger: Any = False
+    if args.wandb:
+        logger = {
+            "class_path": "lightning.pytorch.loggers.WandbLogger",
+            "init_args": {"project": "cap-lightning", "save_dir": str(folder), "group": f"reproduce/{dataset}"},
+        }
+    overrides = {
+        "seed_everything": seed,
+        "trainer": {"max_epochs": args.epochs, "devices": 1, "logger": logger, "callbacks": callbacks,
+                    "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(folder),
+                    "limit_val_batches": args.val_batches or 1.0},
+        "model": {"init_args": {
+            "model_path": args.student, "prior_weight": 0.0 if method == "baseline" else args.prior_weight,
+            "prior_loss": args.prior_loss, "attribution": args.attribution, "ig_steps": args.ig_steps,
+            "prior_warmup_steps": args.prior_warmup_steps, "lr": args.lr, "faithfulness_steps": args.faithfulness_steps,
+            "faithfulness_max_batches": args.faithfulness_max_batches}},
+        "data": {"init_args": {
+            "data_dir": str(data_dir) if data_dir.is_dir() else None, "seed": seed, "batch_size": args.batch_size,
+            "eval_batch_size": 64, "max_length": args.max_length,
+            **({"shots_per_class": args.shots} if args.split == "few_shot" else {})}},
+    }  # fmt: skip
+    return compose(dataset, GRID_PRIOR[method], setting, overrides)
 
 
 def run_one(dataset: str, seed: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Train and test one (dataset, seed, method); returns (and stores) its metrics. Skips finished runs."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    """Train and test one (dataset, seed, method) with ``lightning fit``; returns (and stores) its metrics. Skips
+    finished runs."""
+    import yaml
 
-    from cap_lightning.callbacks import PriorCacheCallback
-    from cap_lightning.data import CapDataModule
-    from cap_lightning.module import CapModule
+    from lmcore.cli import run_cli
+    from lmcore.io import atomic_write_json, atomic_write_text
 
-    run_dir = Path(args.out) / dataset / method / f"s{seed}"
-    done = run_dir / "metrics.json"
+    folder = Path(args.out) / dataset / method / f"s{seed}"
+    done = folder / "metrics.json"
     if done.is_file():
         return json.loads(done.read_text())
-    reference = Path(args.out) / dataset / "baseline" / f"s{seed}" / "best.ckpt"
-    L.seed_everything(seed, verbose=False)
-    data_dir = Path(args.data_root) / dataset
-    datamodule = CapDataModule(
-        dataset=dataset, data_dir=str(data_dir) if data_dir.is_dir() else None, model_path=args.student,
-        split=args.split, shots_per_class=args.shots, seed=seed, batch_size=args.batch_size, eval_batch_size=64,
-        max_length=args.max_length,
-    )  # fmt: skip
-    prior_weight = 0.0 if method == "baseline" else args.prior_weight
-    module = CapModule(
-        args.student, prior_weight=prior_weight, prior_loss=args.prior_loss, attribution=args.attribution,
-        ig_steps=args.ig_steps, prior_warmup_steps=args.prior_warmup_steps, lr=args.lr,
-        faithfulness_steps=args.faithfulness_steps, faithfulness_max_batches=args.faithfulness_max_batches,
-    )  # fmt: skip
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir,
-        filename="best",
-        monitor="val/acc",
-        mode="max",
-        save_weights_only=True,
-        enable_version_counter=False,
-    )
-    callbacks: list = [checkpoint]
-    prior_cb = None
-    if method != "baseline":
-        prior_cb = PriorCacheCallback(
-            build_prior(method, str(reference), dataset, args), cache_dir=str(Path(args.cache_dir) / "priors")
-        )
-        callbacks.insert(0, prior_cb)
-    logger = False
-    if args.wandb:
-        from lightning.pytorch.loggers import WandbLogger
-
-        name = f"{dataset}-{method}-{args.split}{args.shots if args.split == 'few_shot' else ''}-s{seed}"
-        logger = WandbLogger(project="cap-lightning", save_dir=str(run_dir), name=name, group=f"reproduce/{dataset}")
-    trainer = L.Trainer(
-        max_epochs=args.epochs, accelerator="auto", devices=1, gradient_clip_val=1.0, logger=logger,
-        callbacks=callbacks, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10,
-        default_root_dir=str(run_dir),
-    )  # fmt: skip
+    config = atomic_write_text(folder / "run.yaml", yaml.safe_dump(run_config(dataset, seed, method, args)))
     start = time.perf_counter()
-    trainer.fit(module, datamodule)
-    fit_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    metrics = trainer.test(module, datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)[0]
+    cli = run_cli(["fit", "--config", str(config)])
+    seconds = time.perf_counter() - start
+    trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
+    tested = json.loads((folder / "test_metrics.json").read_text())
+    prior_cb = next((c for c in trainer.callbacks if type(c).__name__ == "PriorCacheCallback"), None)
     record = {
         "dataset": dataset, "method": method, "seed": seed, "split": args.split, "shots": args.shots,
         "student": args.student, "teacher": args.teacher if method in ("cap", "hybrid_mean", "hybrid_max") else None,
         "attribution": args.attribution, "max_length": args.max_length, "epochs": args.epochs,
-        "fit_seconds": fit_seconds, "test_seconds": time.perf_counter() - start,
+        "fit_seconds": seconds, "command": f"lightning fit --config {config}",
         "train_examples": len(datamodule.splits.train), "test_examples": len(datamodule.splits.test),
-        "metrics": {k: float(v) for k, v in metrics.items()},
+        "metrics": {k: float(v) for k, v in tested["metrics"].items()},
         "prior": {k: v for k, v in (prior_cb.last if prior_cb else {}).items() if k != "path"},
     }  # fmt: skip
     record["metrics"] |= robustness(module, datamodule.tokenizer, dataset, args)
-    if method != "baseline" and not args.keep_checkpoints:  # the baseline is needed later (as the reference)
-        Path(checkpoint.best_model_path).unlink(missing_ok=True)
-    _write_json(done, record)
+    best = Path(tested.get("best_checkpoint") or "")
+    if method != "baseline" and not args.keep_checkpoints and best.is_file():  # baselines are the references
+        best.unlink()
+    atomic_write_json(done, record, indent=1, sort_keys=True)
     return record
 
 
@@ -314,10 +309,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(title)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -367,16 +359,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.faithfulness_max_batches} test batches of 64 with {args.faithfulness_steps}-step IG rationales. "
         f"All figures in %.\n"
     )
-    (out / "results.md").write_text(header + "\n" + text)
-    import csv
-
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(
-            fh,
-            fieldnames=sorted({k for r in rows for k in r}, key=lambda k: (k not in ("dataset", "method", "seed"), k)),
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_text(out / "results.md", header + "\n" + text)
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("dataset", "method", "seed"), k))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
     plot(records, out / "results.png")
     print(header + "\n" + text)
     print(
