@@ -15,19 +15,20 @@ Design decisions (docs/cap.md §1.4, §6):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
+from lmcore.choices import check_choice
 from lmcore.quadrature import Quadrature, quadrature_points
 
 Method = Literal["ig", "grad_x_input", "expected_gradients"]
 Baseline = Literal["pad", "zero", "mask"]
-METHODS: tuple[str, ...] = ("ig", "grad_x_input", "expected_gradients")
-BASELINES: tuple[str, ...] = ("pad", "zero", "mask")
+METHODS: tuple[str, ...] = get_args(Method)
+BASELINES: tuple[str, ...] = get_args(Baseline)
 
 ForwardFn = Callable[[Tensor], Tensor]  # inputs_embeds (B', T, d) -> logits (B', C)
 
@@ -44,8 +45,7 @@ def embedding_baseline(
         embedding: the model's word-embedding table.
         token_id: id of the pad or mask token for ``pad`` / ``mask``.
     """
-    if kind not in BASELINES:
-        raise ValueError(f"baseline {kind!r} is not one of {BASELINES}")
+    check_choice("baseline", kind, Baseline)
     if kind == "zero":
         fill = torch.zeros_like(embeds[0, 0])
     else:
@@ -185,8 +185,7 @@ def self_attribution(
     chunk_size: int | None = None,
 ) -> Tensor:
     """The classifier's own attribution of the gold logit per token (B, T), zero off content tokens."""
-    if method not in METHODS:
-        raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
+    check_choice("attribution method", method, Method)
     embedding = model.get_input_embeddings()
     with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
         embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table

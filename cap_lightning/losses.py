@@ -15,13 +15,15 @@ a batch with none gives a zero that is still connected to the graph.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+from lmcore.choices import check_choice
+
 AlignmentLoss = Literal["kl", "mse", "cosine", "rank"]
-ALIGNMENT_LOSSES: tuple[str, ...] = ("kl", "mse", "cosine", "rank")
+ALIGNMENT_LOSSES: tuple[str, ...] = get_args(AlignmentLoss)
 _EPS = 1e-6
 _REL_FLOOR = 1e-2  # scales are floored at 1% of the row's largest |a|: near-ties must not give 1/ε gradients
 _ABS_FLOOR = 1e-4  # and at this absolute value for all-zero rows
@@ -77,6 +79,5 @@ def rank_alignment(a: Tensor, p: Tensor, mask: Tensor, margin: float = 1.0) -> T
 def alignment_loss(kind: AlignmentLoss, a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
     """Dispatch to the named alignment loss; see the module docstring for the definitions."""
     losses = {"kl": kl_alignment, "mse": mse_alignment, "cosine": cosine_alignment, "rank": rank_alignment}
-    if kind not in losses:
-        raise ValueError(f"alignment loss {kind!r} is not one of {ALIGNMENT_LOSSES}")
+    check_choice("alignment loss", kind, AlignmentLoss)
     return losses[kind](a.float(), p.float().to(a.device), mask.to(a.device))

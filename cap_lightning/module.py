@@ -12,8 +12,6 @@ Design decisions:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -21,7 +19,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from cap_lightning.attribution import BASELINES, METHODS, self_attribution
+from cap_lightning.attribution import Baseline, Method, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
     classifier_embeds,
@@ -30,10 +28,11 @@ from cap_lightning.faithfulness import (
     spearman_rows,
     topk_iou,
 )
-from cap_lightning.losses import ALIGNMENT_LOSSES, alignment_loss
+from cap_lightning.losses import AlignmentLoss, alignment_loss
 from cap_lightning.naming import run_labels
+from lmcore.choices import check_choice
 from lmcore.models import load_classifier, resolve_model_path
-from lmcore.quadrature import QUADRATURES
+from lmcore.quadrature import Quadrature
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -70,11 +69,11 @@ class CapModule(L.LightningModule):
         model_path: str = "minilm",
         num_labels: int | None = None,
         prior_weight: float = 0.5,
-        prior_loss: Literal["kl", "mse", "cosine", "rank"] = "kl",
-        attribution: Literal["ig", "grad_x_input", "expected_gradients"] = "ig",
+        prior_loss: AlignmentLoss = "kl",
+        attribution: Method = "ig",
         ig_steps: int = 8,
-        ig_baseline: Literal["pad", "zero", "mask"] = "pad",
-        quadrature: Literal["middle", "trapezoid", "gausslegendre"] = "middle",
+        ig_baseline: Baseline = "pad",
+        quadrature: Quadrature = "middle",
         ig_chunk_size: int | None = None,
         prior_warmup_steps: int = 0,
         lr: float = 2e-5,
@@ -86,11 +85,13 @@ class CapModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        choices = {"prior_loss": (prior_loss, ALIGNMENT_LOSSES), "attribution": (attribution, METHODS)}
-        choices |= {"ig_baseline": (ig_baseline, BASELINES), "quadrature": (quadrature, QUADRATURES)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        for name, value, alias in (
+            ("prior_loss", prior_loss, AlignmentLoss),
+            ("attribution", attribution, Method),
+            ("ig_baseline", ig_baseline, Baseline),
+            ("quadrature", quadrature, Quadrature),
+        ):
+            check_choice(name, value, alias)  # fmt: skip
         if prior_weight < 0:
             raise ValueError(f"prior_weight must be >= 0, got {prior_weight}")
         if ig_steps < 1:

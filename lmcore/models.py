@@ -20,7 +20,9 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
+Dtype = Literal["float32", "bfloat16", "float16"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -161,13 +163,13 @@ def load_classifier(model_path: str, num_labels: int):
         hf_logging.set_verbosity(verbosity)
 
 
-def load_causal_lm(model_path: str, dtype: str = "float32", **kwargs):
-    """Load ``AutoModelForCausalLM`` in ``dtype`` (``float32`` | ``bfloat16`` | ``float16``) in eval mode."""
+def load_causal_lm(model_path: str, dtype: Dtype = "float32", **kwargs):
+    """Load ``AutoModelForCausalLM`` in ``dtype`` in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    allowed = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in allowed:
-        raise ValueError(f"dtype {dtype!r} is not one of {sorted(allowed)}")
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_path), dtype=allowed[dtype], **kwargs)
+    from lmcore.choices import check_choice
+
+    check_choice("dtype", dtype, Dtype)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_path), dtype=getattr(torch, dtype), **kwargs)
     return model.eval()

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice
+
 PaddingSide = Literal["left", "right"]
-PADDING_SIDES = ("left", "right")
+PADDING_SIDES: tuple[str, ...] = get_args(PaddingSide)
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,7 @@ class PaddedBatch:
 
 
 def check_padding_side(side: str) -> None:
-    if side not in PADDING_SIDES:
-        raise ValueError(f"padding_side {side!r} is not one of {PADDING_SIDES}")
+    check_choice("padding_side", side, PaddingSide)
 
 
 def pad_batch(
