@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from cap_lightning.cap_prior import ClassAwarePrior
 from cap_lightning.datasets import load_splits
-from cap_lightning.lime_prior import LIMEPrior
-from cap_lightning.masks import apply_mask, sample_masks
-from cap_lightning.priors import IGPrior
+from cap_lightning.priors.base import IGPrior
+from cap_lightning.priors.cap import ClassAwarePrior
+from cap_lightning.priors.lime import LIMEPrior
+from cap_lightning.priors.masks import apply_mask, sample_masks
 from cap_lightning.reproduce import PROMPTS
 from cap_lightning.tokens import split_words
 

@@ -121,10 +121,10 @@ def _write_json(path: Path, data: Any) -> None:
 
 def build_prior(method: str, reference_ckpt: str, dataset: str, args: argparse.Namespace):
     """The prior of one method; IG and LIME read the baseline checkpoint, CAP the teacher."""
-    from cap_lightning.cap_prior import ClassAwarePrior
-    from cap_lightning.hybrid import HybridPrior
-    from cap_lightning.lime_prior import LIMEPrior
-    from cap_lightning.priors import IGPrior
+    from cap_lightning.priors.base import IGPrior
+    from cap_lightning.priors.cap import ClassAwarePrior
+    from cap_lightning.priors.hybrid import HybridPrior
+    from cap_lightning.priors.lime import LIMEPrior
 
     cache = Path(args.cache_dir)
     instruction, text_prefix, answer_prefix = PROMPTS[dataset]
@@ -152,9 +152,9 @@ def run_one(dataset: str, seed: int, method: str, args: argparse.Namespace) -> d
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from cap_lightning.callbacks import PriorCacheCallback
     from cap_lightning.data import CapDataModule
     from cap_lightning.module import CapModule
+    from cap_lightning.priors.callback import PriorCacheCallback
 
     run_dir = Path(args.out) / dataset / method / f"s{seed}"
     done = run_dir / "metrics.json"

@@ -27,8 +27,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from tqdm.auto import tqdm
 
 from cap_lightning import __version__
-from cap_lightning.prior_cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
-from cap_lightning.priors import AttributionPrior
+from cap_lightning.priors.base import AttributionPrior
+from cap_lightning.priors.cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
 from cap_lightning.tokens import split_words
 
 DIAGNOSTICS = "diagnostics.json"

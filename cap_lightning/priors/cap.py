@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cap_lightning.example_cache import ExampleStore, example_key
-from cap_lightning.masks import MASK_STRATEGIES, apply_mask, sample_masks
-from cap_lightning.priors import AttributionPrior, normalise_word_scores
-from cap_lightning.ridge import lime_kernel, weighted_ridge
+from cap_lightning.priors.base import AttributionPrior, normalise_word_scores
+from cap_lightning.priors.masks import MASK_STRATEGIES, apply_mask, sample_masks
+from cap_lightning.priors.ridge import lime_kernel, weighted_ridge
+from cap_lightning.priors.store import ExampleStore, example_key
 from cap_lightning.tokens import split_words
 
 TARGETS = ("gold_prob", "gold_logprob", "label_softmax", "contrastive_k")
@@ -159,7 +159,7 @@ class ClassAwarePrior(AttributionPrior):
 
     def build_scorer(self, device: torch.device, use_prefix_cache: bool = True):
         """Load the teacher and validate the label names against its tokenizer."""
-        from cap_lightning.teacher import TeacherScorer, build_prompt_parts
+        from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts
         from lmcore.models import load_causal_lm, load_tokenizer
 
         c = self._config

@@ -25,8 +25,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from cap_lightning.example_cache import ExampleStore, example_key
-from cap_lightning.priors import AttributionPrior
+from cap_lightning.priors.base import AttributionPrior
+from cap_lightning.priors.store import ExampleStore, example_key
 from cap_lightning.tokens import split_words
 
 AGGREGATIONS = ("mean", "max", "weighted", "rank_mean")

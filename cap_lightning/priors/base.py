@@ -99,7 +99,7 @@ class ReferencePrior(AttributionPrior):
         device: torch.device,
         label_names: Sequence[str] | None = None,
     ) -> None:
-        from cap_lightning.reference import prepare_reference
+        from cap_lightning.priors.reference import prepare_reference
 
         c = self._config
         if self.model is None:

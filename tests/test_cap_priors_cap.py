@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from cap_lightning.cap_prior import ClassAwarePrior
-from cap_lightning.hybrid import HybridPrior, fuse_padded, fuse_priors
-from cap_lightning.lime_prior import LIMEPrior
-from cap_lightning.teacher import TeacherScorer, build_prompt_parts
+from cap_lightning.priors.cap import ClassAwarePrior
+from cap_lightning.priors.hybrid import HybridPrior, fuse_padded, fuse_priors
+from cap_lightning.priors.lime import LIMEPrior
+from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts
 from tests.tiny_lm import save_tiny_lm, tiny_causal_lm, tiny_lm_tokenizer
 
 LABELS = ["yes", "no", "true_false"]  # the last one spans two teacher tokens
@@ -194,13 +194,13 @@ def test_lime_prior_and_hybrid_prior(tiny_model_dir, teacher_dir, tmp_path):
 
 
 def test_hybrid_sources_on_the_same_reference_fine_tune_it_once(tiny_model_dir, monkeypatch):
-    import cap_lightning.reference as reference
+    import cap_lightning.priors.reference as reference
 
     calls = []
     monkeypatch.setattr(reference, "fine_tune", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(reference, "_LAST_REFERENCE", [])
     texts, labels = ["great fun", "bad film"], [1, 0]
-    from cap_lightning.priors import IGPrior
+    from cap_lightning.priors.base import IGPrior
 
     hybrid = HybridPrior([LIMEPrior(str(tiny_model_dir), n_samples=8, fine_tune_epochs=1),
                           IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1)],

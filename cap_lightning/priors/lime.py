@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from cap_lightning.classifier import predict_logits
-from cap_lightning.masks import MASK_STRATEGIES, apply_mask, sample_masks
-from cap_lightning.priors import ReferencePrior, normalise_word_scores
-from cap_lightning.ridge import lime_kernel, weighted_ridge
+from cap_lightning.priors.base import ReferencePrior, normalise_word_scores
+from cap_lightning.priors.masks import MASK_STRATEGIES, apply_mask, sample_masks
+from cap_lightning.priors.ridge import lime_kernel, weighted_ridge
 from cap_lightning.tokens import split_words
 
 
