@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "AttributionPrior": "cap_lightning.priors.base",
-    "IGPrior": "cap_lightning.priors.base",
+    "IGPrior": "cap_lightning.priors.ig",
     "ClassAwarePrior": "cap_lightning.priors.cap",
     "LIMEPrior": "cap_lightning.priors.lime",
     "HybridPrior": "cap_lightning.priors.hybrid",

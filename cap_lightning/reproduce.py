@@ -121,9 +121,9 @@ def _write_json(path: Path, data: Any) -> None:
 
 def build_prior(method: str, reference_ckpt: str, dataset: str, args: argparse.Namespace):
     """The prior of one method; IG and LIME read the baseline checkpoint, CAP the teacher."""
-    from cap_lightning.priors.base import IGPrior
     from cap_lightning.priors.cap import ClassAwarePrior
     from cap_lightning.priors.hybrid import HybridPrior
+    from cap_lightning.priors.ig import IGPrior
     from cap_lightning.priors.lime import LIMEPrior
 
     cache = Path(args.cache_dir)

@@ -15,7 +15,7 @@ from typing import Any
 _EXPORTS = {
     "AttributionPrior": "cap_lightning.priors.base",
     "normalise_word_scores": "cap_lightning.priors.base",
-    "IGPrior": "cap_lightning.priors.base",
+    "IGPrior": "cap_lightning.priors.ig",
     "LIMEPrior": "cap_lightning.priors.lime",
     "ClassAwarePrior": "cap_lightning.priors.cap",
     "HybridPrior": "cap_lightning.priors.hybrid",

@@ -1,28 +1,32 @@
-"""Attribution priors: one word-level score vector in [0, 1] per training text.
+"""The prior interface: one word-level score vector in [0, 1] per training text, w.r.t. the gold label
+(docs/cap.md §1, §7).
 
 Design decisions:
-- ``AttributionPrior`` is the interface every prior source implements (IG here; CAP, LIME and the hybrid plug in
-  the same way). ``__call__(texts, labels)`` returns one ``(n_words,)`` tensor per text, where words are
-  ``text.split()``; ``prepare`` loads (and, if asked, fine-tunes) whatever model the prior needs, once.
-- ``config()`` lists everything that changes the scores; ``cache_key()`` hashes it together with the content of
-  local weight files, so a retrained reference checkpoint gives a new cache entry.
-- ``IGPrior`` runs captum's ``LayerIntegratedGradients`` on the word-embedding layer of a reference classifier,
-  w.r.t. the gold class, with a pad (or mask) baseline at content positions; subword scores are summed per word,
-  then ``relu`` and max-normalised (docs/cap.md §7).
+- ``AttributionPrior`` is the interface every prior source implements (IG, LIME, CAP and the hybrid).
+  ``__call__(texts, labels)`` returns one ``(n_words,)`` tensor per text, where words are ``text.split()``;
+  ``prepare`` loads (and, if asked, fine-tunes) whatever model the prior needs, once.
+- The ``__init__`` signature is the config: every init argument is kept unchanged as the attribute of the same name
+  (as scikit-learn's ``get_params`` reads them), and ``config()`` reads them back, less ``runtime_args`` (batch sizes,
+  cache folders: speed, memory or storage, not scores). A prior among the arguments (the hybrid's sources) enters
+  by its ``cache_key()``. State that ``prepare`` builds lives under other names.
+- ``cache_key()`` hashes the class, ``config()`` and the content of local weight files (``model_path``,
+  ``teacher_path``), so a retrained reference checkpoint gives a new cache entry. The built-in priors hash the
+  import path they had before the ``priors/`` package (``cache_name``), so existing caches stay valid.
+- Data-dependent defaults (CAP's teacher prompt from the data module) come through ``set_data_defaults`` before
+  ``cache_key()`` is read, so they feed the key like any explicit setting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-
-from cap_lightning.tokens import batch_word_index, split_words, tokens_to_words
 
 
 def normalise_word_scores(scores: Tensor) -> Tensor:
@@ -41,20 +45,49 @@ def _file_digest(path: str) -> str | None:
     return weights_sha256(resolve_model_path(path) if path in BUNDLED_MODELS else path)
 
 
+def _config_value(value: Any) -> Any:
+    """A prior enters a config by its cache key, a list of priors by theirs; anything else as it is."""
+    if isinstance(value, AttributionPrior):
+        return value.cache_key()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, AttributionPrior) for v in value):
+        return [v.cache_key() for v in value]
+    return value
+
+
 class AttributionPrior(ABC):
     """A source of word-level attribution priors in [0, 1], w.r.t. the gold label."""
 
+    #: init arguments that change speed, memory or storage, not the scores: left out of ``config()``
+    runtime_args: ClassVar[tuple[str, ...]] = ()
+    #: the class name hashed into ``cache_key()`` (None: ``module.qualname``); read from the class itself only,
+    #: so a subclass of a built-in prior gets its own
+    cache_name: ClassVar[str | None] = None
+
     def config(self) -> dict[str, Any]:
-        """Every setting that changes the scores (JSON-serialisable)."""
-        return {}
+        """Every setting that changes the scores (JSON-serialisable): the init arguments, read from the attributes
+        of the same name, less ``runtime_args``."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        missing = [n for n in names if not hasattr(self, n)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__}.config(): init arguments {missing} are not kept as attributes of the same "
+                "name; store them (self.<name> = <name>) or override config()"
+            )
+        return {n: _config_value(getattr(self, n)) for n in names if n not in self.runtime_args}
 
     def cache_key(self) -> str:
         """Stable hash of the class, ``config()`` and the content of local weight files it reads."""
-        cfg = {"class": f"{type(self).__module__}.{type(self).__qualname__}", **self.config()}
-        for name in ("model_path", "teacher_path"):
-            if isinstance(cfg.get(name), str):
-                cfg[f"{name}_sha256"] = _file_digest(cfg[name])
+        name = type(self).__dict__.get("cache_name") or f"{type(self).__module__}.{type(self).__qualname__}"
+        cfg = {"class": name, **self.config()}
+        for field in ("model_path", "teacher_path"):
+            if isinstance(cfg.get(field), str):
+                cfg[f"{field}_sha256"] = _file_digest(cfg[field])
         return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+        """Take defaults from the data (duck-typed; ``teacher_prompt`` has ``instruction``, ``text_prefix`` and
+        ``answer_prefix``) for the settings left unset. ``PriorCacheCallback`` calls it before ``cache_key()``."""
+        return None
 
     def prepare(
         self,
@@ -79,134 +112,3 @@ class AttributionPrior(ABC):
     @abstractmethod
     def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
         """One ``(len(text.split()),)`` float tensor in [0, 1] per text."""
-
-
-class ReferencePrior(AttributionPrior):
-    """A prior computed on a reference classifier (IG, LIME): ``prepare`` loads it once — a ``.ckpt``, a trained HF
-    folder, or a CE-only copy fine-tuned on the training split (``reference.prepare_reference``) — and ``release``
-    frees it. Subclasses keep ``model_path``, ``fine_tune_epochs``, ``fine_tune_lr``, ``max_length`` and ``seed`` in
-    ``self._config``."""
-
-    _config: dict[str, Any]
-    model = None
-    tokenizer = None
-
-    def prepare(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[int],
-        num_labels: int,
-        device: torch.device,
-        label_names: Sequence[str] | None = None,
-    ) -> None:
-        from cap_lightning.priors.reference import prepare_reference
-
-        c = self._config
-        if self.model is None:
-            self.model, self.tokenizer = prepare_reference(
-                c["model_path"], num_labels, texts, labels, device, c["fine_tune_epochs"], c["fine_tune_lr"],
-                c["max_length"], c["seed"],
-            )  # fmt: skip
-
-    def release(self) -> None:
-        self.model = None
-        self.tokenizer = None
-
-
-class IGPrior(ReferencePrior):
-    """Integrated-Gradients prior from a reference classifier (captum ``LayerIntegratedGradients``).
-
-    Args:
-        model_path: the reference: a ``CapModule`` checkpoint (``.ckpt``, e.g. a CE-only baseline run of the same
-            split), an HF folder, a short name or a hub id.
-        steps: IG interpolation steps.
-        internal_batch_size: interpolation steps per forward (bounds memory).
-        baseline: content-token baseline, ``pad`` or ``mask``.
-        batch_size: texts per IG call.
-        max_length: tokens per text; words past it get 0.
-        fine_tune_epochs: if > 0, first fine-tune the reference with CE on the training split for this many epochs
-            (the docs/cap.md reference SLM in one command; use 0 with a trained checkpoint).
-        fine_tune_lr: learning rate of that fine-tune.
-        seed: seeds that fine-tune.
-    """
-
-    def __init__(
-        self,
-        model_path: str = "minilm",
-        steps: int = 50,
-        internal_batch_size: int = 64,
-        baseline: Literal["pad", "mask"] = "pad",
-        batch_size: int = 16,
-        max_length: int = 128,
-        fine_tune_epochs: int = 0,
-        fine_tune_lr: float = 5e-5,
-        seed: int = 0,
-    ) -> None:
-        if baseline not in ("pad", "mask"):
-            raise ValueError(f"baseline {baseline!r} is not one of ('pad', 'mask')")
-        for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if fine_tune_epochs < 0:
-            raise ValueError(f"fine_tune_epochs must be >= 0, got {fine_tune_epochs}")
-        self._config = {
-            "model_path": str(model_path),
-            "steps": steps,
-            "internal_batch_size": internal_batch_size,
-            "baseline": baseline,
-            "max_length": max_length,
-            "fine_tune_epochs": fine_tune_epochs,
-            "fine_tune_lr": fine_tune_lr,
-            "seed": seed,
-        }
-        self.batch_size = batch_size
-        self.convergence_deltas: list[float] = []
-
-    def config(self) -> dict[str, Any]:
-        cfg = dict(self._config)
-        cfg.pop("internal_batch_size")  # changes memory, not scores
-        return cfg
-
-    def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
-        super().prepare(texts, labels, num_labels, device, label_names)
-        c, tok = self._config, self.tokenizer
-        if (tok.pad_token_id if c["baseline"] == "pad" else tok.mask_token_id) is None:
-            raise ValueError(
-                f"IGPrior baseline {c['baseline']!r}: the tokenizer of {c['model_path']!r} has no such token"
-            )
-
-    def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
-        if self.model is None:
-            raise RuntimeError("IGPrior.prepare(...) must run before computing priors")
-        out: list[Tensor] = []
-        for i in range(0, len(texts), self.batch_size):
-            out.extend(self._batch(texts[i : i + self.batch_size], labels[i : i + self.batch_size]))
-        return out
-
-    def _batch(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
-        from captum.attr import LayerIntegratedGradients
-
-        c, model, tok = self._config, self.model, self.tokenizer
-        device = next(model.parameters()).device
-        enc, word_index = batch_word_index(tok, texts, c["max_length"])
-        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        fill = tok.pad_token_id if c["baseline"] == "pad" else tok.mask_token_id
-        base_ids = torch.where(word_index.to(device) >= 0, torch.full_like(ids, fill), ids)
-
-        def forward(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-            return model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-        lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
-        attr, delta = lig.attribute(
-            ids,
-            baselines=base_ids,
-            target=torch.tensor(list(labels), device=device),
-            additional_forward_args=(mask,),
-            n_steps=c["steps"],
-            internal_batch_size=c["internal_batch_size"],
-            return_convergence_delta=True,
-        )
-        self.convergence_deltas.extend(delta.abs().tolist())
-        token_scores = attr.sum(-1).detach().cpu()  # (B, T)
-        words = tokens_to_words(token_scores, word_index, [len(split_words(t)) for t in texts])
-        return [normalise_word_scores(w) for w in words]
