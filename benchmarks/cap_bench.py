@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from cap_lightning.attribution import self_attribution
 from cap_lightning.datasets import load_splits
 from cap_lightning.losses import alignment_loss
-from cap_lightning.prior_cache import load_priors, save_priors
-from cap_lightning.priors import IGPrior
+from cap_lightning.priors.cache import load_priors, save_priors
+from cap_lightning.priors.ig import IGPrior
 from cap_lightning.tokens import split_words, token_word_index, word_spans
 from lmcore.models import load_classifier, load_tokenizer
 

@@ -11,15 +11,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AttributionPrior": "cap_lightning.priors",
-    "IGPrior": "cap_lightning.priors",
-    "ClassAwarePrior": "cap_lightning.cap_prior",
-    "LIMEPrior": "cap_lightning.lime_prior",
-    "HybridPrior": "cap_lightning.hybrid",
+    "AttributionPrior": "cap_lightning.priors.base",
+    "IGPrior": "cap_lightning.priors.ig",
+    "ClassAwarePrior": "cap_lightning.priors.cap",
+    "LIMEPrior": "cap_lightning.priors.lime",
+    "HybridPrior": "cap_lightning.priors.hybrid",
     "FaithfulnessMetrics": "cap_lightning.faithfulness",
     "CapDataModule": "cap_lightning.data",
     "CapModule": "cap_lightning.module",
-    "PriorCacheCallback": "cap_lightning.callbacks",
+    "PriorCacheCallback": "cap_lightning.priors.callback",
     "AttributionTableCallback": "cap_lightning.visual",
 }
 

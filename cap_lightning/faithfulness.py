@@ -12,8 +12,8 @@ Definitions (docs/cap.md §3.4, §6 "Evaluation"):
   devices for a given seed.
 
 Design decisions:
-- Units are subword *content tokens*: ``word_index >= 0`` and attended. Special tokens ([CLS], [SEP], BOS…) are
-  never selected, removed or perturbed; padding is ignored.
+- Units are subword *content tokens*: ``word_index >= 0`` and attended (``tokens.content_mask``). Special tokens
+  ([CLS], [SEP], BOS…) are never selected, removed or perturbed; padding is ignored.
 - ``k = ceil(fraction · n_content)`` (a 1e-6 tolerance absorbs float error, so 0.3 · 10 selects 3, not 4), hence at
   least one token whenever a row has content and ``fraction > 0``; ``fraction`` must lie in (0, 1].
 - Selection ranks by the *signed* score (the tokens that most support ``ŷ``); pass ``scores.abs()`` for magnitude.
@@ -27,10 +27,11 @@ Design decisions:
   as one ``2B`` batch. The soft variants run as one ``2·samples·B`` forward.
 - Soft importance: min–max normalised per row over content tokens (signed scores map monotonically to [0, 1]);
   a constant row (including a single content token) carries no ranking and gets 0.5 everywhere.
-- Agreement: Spearman with average ranks for ties, over content tokens only; a row with fewer than two content
-  tokens or a constant side has no defined correlation and gets ``constant`` (0.0 by default: no NaN reaches a
-  metric). Top-k IoU uses the same top-k selection as the erasure metrics, on both sides; a row without content
-  tokens gets 0.0. ``faithfulness_step`` skips rows without content tokens for every metric.
+- Agreement: Spearman with average ranks for ties (``cap_lightning.ranks``), over content tokens only; a row with
+  fewer than two content tokens or a constant side has no defined correlation and gets ``constant`` (0.0 by
+  default: no NaN reaches a metric). Top-k IoU uses the same top-k selection as the erasure metrics, on both
+  sides; a row without content tokens gets 0.0. ``faithfulness_step`` skips rows without content tokens
+  for every metric.
 - Metric states are sums and counts (``dist_reduce_fx="sum"``), so DDP sync gives the exact global mean.
 """
 
@@ -45,6 +46,8 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from cap_lightning.attribution import ForwardFn, classifier_forward
+from cap_lightning.ranks import average_ranks
+from cap_lightning.tokens import content_mask
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
 BatchForward = Callable[[dict[str, Tensor]], Tensor]  # {input_ids, attention_mask[, token_type_ids]} -> logits (B, C)
@@ -73,13 +76,6 @@ def _check_scores(scores: Tensor, reference: Tensor, content: Tensor, name: str 
         raise ValueError(f"{name} has shape {tuple(scores.shape)}, expected {tuple(reference.shape)} (B, T)")
     if torch.isnan(scores[content]).any():
         raise ValueError(f"{name} contain NaN at content tokens")
-
-
-def content_mask(batch: Mapping[str, Tensor]) -> Tensor:
-    """(B, T) bool: attended tokens that belong to a word (``word_index >= 0``), i.e. not special, not padding."""
-    if "word_index" not in batch:
-        raise ValueError("batch has no 'word_index' (needed to tell content tokens from special tokens)")
-    return (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
 
 
 # ------------------------------------------------------------------------------------------- selection
@@ -314,14 +310,6 @@ def classifier_embeds(model, batch: Mapping[str, Tensor]) -> tuple[ForwardFn, Te
 
 
 # ------------------------------------------------------------------------------------------- agreement
-def _average_ranks(x: Tensor, mask: Tensor) -> Tensor:
-    """1-based ranks among the masked entries of each row, ties averaged. (B, T); garbage off the mask."""
-    other = mask.unsqueeze(-2)  # (B, 1, T): j ranges over masked entries
-    less = ((x.unsqueeze(-2) < x.unsqueeze(-1)) & other).sum(-1)  # (B, T): #{j: x_j < x_i}
-    equal = ((x.unsqueeze(-2) == x.unsqueeze(-1)) & other).sum(-1)  # includes i itself when i is masked
-    return less.to(x.dtype) + (equal.to(x.dtype) + 1.0) / 2.0
-
-
 def spearman_rows(a: Tensor, b: Tensor, mask: Tensor, constant: float = 0.0) -> Tensor:
     """Spearman correlation of ``a`` and ``b`` per row over ``mask`` (B,), average ranks for ties.
 
@@ -332,7 +320,7 @@ def spearman_rows(a: Tensor, b: Tensor, mask: Tensor, constant: float = 0.0) -> 
     dtype = torch.float32 if a.device.type == "mps" else torch.float64
     a, b, m = a.detach().to(dtype), b.detach().to(dtype), mask.to(dtype)
     n = m.sum(-1)
-    ra, rb = _average_ranks(a, mask), _average_ranks(b, mask)
+    ra, rb = average_ranks(a, mask), average_ranks(b, mask)
     mean = (n + 1.0) / 2.0  # the mean of average ranks 1..n
     ca, cb = (ra - mean.unsqueeze(-1)) * m, (rb - mean.unsqueeze(-1)) * m
     denom = (ca.square().sum(-1) * cb.square().sum(-1)).sqrt()

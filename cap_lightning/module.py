@@ -30,6 +30,7 @@ from cap_lightning.faithfulness import (
 )
 from cap_lightning.losses import AlignmentLoss, alignment_loss
 from cap_lightning.naming import run_labels
+from cap_lightning.tokens import content_mask
 from lmcore.choices import check_choice
 from lmcore.models import load_classifier, resolve_model_path
 from lmcore.quadrature import Quadrature
@@ -206,7 +207,7 @@ class CapModule(L.LightningModule):
         loss = ce
         weight = self.current_prior_weight()
         if weight > 0:
-            mask = (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
+            mask = content_mask(batch)
             align = alignment_loss(self.hparams.prior_loss, self.attribute(batch), batch["prior"], mask)
             loss = ce + weight * align
             self.log("train/align", align, on_step=True, on_epoch=True)
@@ -266,7 +267,7 @@ class CapModule(L.LightningModule):
                 break
             batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
             scores = self._rationale(batch, batch["labels"])
-            content = (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
+            content = content_mask(batch)
             rows = content.any(-1)
             spearman = spearman_rows(scores, batch["prior"], content)[rows]
             iou = topk_iou(scores, batch["prior"], content, self.faithfulness_metrics.topk_fraction)[rows]

@@ -12,7 +12,7 @@ Design decisions:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -94,3 +94,10 @@ def tokens_to_words(token_values: Tensor, word_index: Tensor, n_words: Sequence[
         words.index_add_(0, idx[keep].to(token_values.device), token_values[b, keep])
         out.append(words)
     return out
+
+
+def content_mask(batch: Mapping[str, Tensor]) -> Tensor:
+    """(B, T) bool: attended tokens that belong to a word (``word_index >= 0``), i.e. not special, not padding."""
+    if "word_index" not in batch:
+        raise ValueError("batch has no 'word_index' (needed to tell content tokens from special tokens)")
+    return (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)

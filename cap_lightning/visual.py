@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from cap_lightning.priors import normalise_word_scores
+from cap_lightning.priors.base import normalise_word_scores
 from cap_lightning.tokens import split_words, tokens_to_words
 from lmcore.io import atomic_write_text
 from lmcore.runs import run_dir

@@ -58,3 +58,11 @@ def model_tok():
     from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
 
     return tiny_causal_lm("llama"), tiny_lm_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory) -> Path:
+    """A saved tiny causal LM + tokenizer folder (the CAP teacher), built once per test run."""
+    from tests.tiny_lm import save_tiny_lm
+
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny-teacher"))

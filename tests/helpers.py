@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from cap_lightning.data import CapDataModule
-from cap_lightning.priors import AttributionPrior
+from cap_lightning.priors.base import AttributionPrior
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cap_lightning.callbacks import PriorCacheCallback
 from cap_lightning.module import CapModule
+from cap_lightning.priors.callback import PriorCacheCallback
 from lmcore.models import load_classifier
 from tests.helpers import CountingPrior, tiny_datamodule
 

@@ -6,7 +6,7 @@ import torch
 from cap_lightning.attribution import self_attribution
 from cap_lightning.datasets import load_splits
 from cap_lightning.losses import alignment_loss
-from cap_lightning.priors import IGPrior
+from cap_lightning.priors.ig import IGPrior
 from cap_lightning.tokens import batch_word_index
 from lmcore.models import load_classifier, load_tokenizer
 

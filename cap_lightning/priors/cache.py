@@ -6,7 +6,7 @@ computation runs, and ``priors.safetensors`` once all rows exist. Every file hol
 
 Design decisions:
 - Chunks are defined by row ranges, not by rank, so a run interrupted on N processes resumes on M.
-- Every write goes to a temporary file in the same folder and is renamed into place (atomic on POSIX).
+- Every write goes to a temporary file in the same folder and is renamed into place (``lmcore.io.atomic_write``).
 - A file is used only if its header parses, its key and row range match, its checksum matches, every prior has
   the expected word count and every value is finite and in [0, 1]. Anything else is deleted and recomputed.
 """
@@ -14,8 +14,6 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from lmcore.io import atomic_write
 
 MERGED = "priors.safetensors"
 
@@ -45,15 +45,7 @@ def save_priors(path: Path, priors: Sequence[Tensor], key: str, start: int) -> N
     values = torch.cat([p.detach().float().cpu().reshape(-1) for p in priors]) if priors else torch.zeros(0)
     lengths = torch.tensor([0] + [p.numel() for p in priors], dtype=torch.long)
     meta = {"key": key, "start": str(start), "n": str(len(priors)), "sha256": _checksum(values)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"values": values, "offsets": lengths.cumsum(0)}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: save_file({"values": values, "offsets": lengths.cumsum(0)}, str(tmp), metadata=meta))
 
 
 def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> list[Tensor] | None:

@@ -2,12 +2,14 @@
 
 Design decisions:
 - Runs in ``setup("fit")``, after the data module's ``setup`` and before any weights of the trained model load.
-- Cache key = sha256(prior.cache_key(), training-data fingerprint, split setting, package version): any change of
-  a prior argument, the data, the split or the package gives a new entry; ``overwrite=True`` forces a recompute.
+- Cache key = sha256(prior.cache_key(), training-data fingerprint, label names, split setting, package version):
+  any change of a prior argument, the data, the split or the package gives a new entry; ``overwrite=True`` forces
+  a recompute. The data module's defaults for the prior (its ``teacher_prompt``, read duck-typed, None when it
+  has none) reach the prior through ``set_data_defaults`` before its key is read.
 - Rows are computed in fixed-size chunks, each written atomically as soon as it is done: an interrupted run resumes
   from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
   the chunks into one file, and after a second barrier every rank reads it.
-- Corrupted or truncated files are detected (``prior_cache.load_priors``), deleted and recomputed, never used.
+- Corrupted or truncated files are detected (``cache.load_priors``), deleted and recomputed, never used.
 - Rank 0 decides hit or miss and broadcasts it, so all ranks take the same barriers. Prior computation runs
   under a forked RNG: the student trains identically on a cache hit and a cache miss.
 - Known limit: an exception on one rank while computing leaves the others waiting at the barrier until the
@@ -17,7 +19,6 @@ Design decisions:
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -27,9 +28,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from tqdm.auto import tqdm
 
 from cap_lightning import __version__
-from cap_lightning.prior_cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
-from cap_lightning.priors import AttributionPrior
+from cap_lightning.priors.base import AttributionPrior
+from cap_lightning.priors.cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
 from cap_lightning.tokens import split_words
+from lmcore.io import atomic_write_json
 
 DIAGNOSTICS = "diagnostics.json"
 
@@ -76,6 +78,7 @@ class PriorCacheCallback(L.Callback):
 
     def entry_dir(self, datamodule) -> Path:
         _, _, fingerprint = datamodule.prior_inputs()
+        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None))
         labels = json.dumps(list(getattr(datamodule, "label_names", []) or []))
         key = cache_key(self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__)
         return self.cache_dir / key
@@ -136,9 +139,7 @@ class PriorCacheCallback(L.Callback):
     def _write_diagnostics(self, folder: Path, texts, labels) -> None:
         found = self.prior.diagnostics(texts, labels)
         if found:
-            tmp = folder / f".{DIAGNOSTICS}.tmp"
-            tmp.write_text(json.dumps(found))
-            os.replace(tmp, folder / DIAGNOSTICS)
+            atomic_write_json(folder / DIAGNOSTICS, found, indent=None)
 
     def _compute_missing(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str) -> None:
         rank, world = trainer.global_rank, trainer.world_size

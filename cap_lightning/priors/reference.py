@@ -1,8 +1,8 @@
-"""A CE-only reference classifier, fine-tuned on the training split, for SLM-based priors (IG, LIME).
+"""The reference classifier of the SLM-based priors (IG, LIME), and ``ReferencePrior``, their common base.
 
 docs/cap.md §1.3: the IG and LIME priors come from a reference SLM of the student's architecture, fine-tuned with
-cross-entropy only on the same training split (the same few-shot subset in few-shot runs). This is the plain loop
-that produces it when no checkpoint is given; it is deterministic for a seed.
+cross-entropy only on the same training split (the same few-shot subset in few-shot runs). ``fine_tune`` is the
+plain loop that produces it when no checkpoint is given; it is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cap_lightning.classifier import inspect_classifier, load_trained_classifier
+from cap_lightning.priors.base import AttributionPrior
 
 
 def load_reference(model_path: str, num_labels: int):
@@ -119,3 +120,36 @@ def fine_tune(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
+
+
+class ReferencePrior(AttributionPrior):
+    """A prior computed on a reference classifier (IG, LIME): ``prepare`` loads it once — a ``.ckpt``, a trained HF
+    folder, or a CE-only copy fine-tuned on the training split (:func:`prepare_reference`) — and ``release`` frees
+    it. Subclasses keep ``model_path``, ``fine_tune_epochs``, ``fine_tune_lr``, ``max_length`` and ``seed`` as
+    attributes (their init arguments)."""
+
+    model_path: str
+    fine_tune_epochs: int
+    fine_tune_lr: float
+    max_length: int
+    seed: int
+    model = None
+    tokenizer = None
+
+    def prepare(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        num_labels: int,
+        device: torch.device,
+        label_names: Sequence[str] | None = None,
+    ) -> None:
+        if self.model is None:
+            self.model, self.tokenizer = prepare_reference(
+                self.model_path, num_labels, texts, labels, device, self.fine_tune_epochs, self.fine_tune_lr,
+                self.max_length, self.seed,
+            )  # fmt: skip
+
+    def release(self) -> None:
+        self.model = None
+        self.tokenizer = None

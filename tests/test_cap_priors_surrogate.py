@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cap_lightning.masks import apply_mask, sample_masks
-from cap_lightning.ridge import lime_kernel, weighted_ridge
+from cap_lightning.priors.masks import apply_mask, sample_masks
+from cap_lightning.priors.ridge import lime_kernel, weighted_ridge
 
 
 def _problem(m: int = 40, n: int = 6, seed: int = 0):

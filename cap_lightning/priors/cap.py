@@ -2,28 +2,30 @@
 variants of each text; a LIME-kernel weighted ridge over the masks gives per-word importances (docs/cap.md §1.2, §7).
 
 Design decisions:
-- Prompt: instruction + enumerated label names (``_`` → space) + the (masked) text + answer marker; the target is
+- Prompt: instruction + enumerated label names (``_`` → space) + the (masked) text + answer marker (``teacher.py``).
+  Each of ``instruction``, ``text_prefix``, ``answer_prefix`` left None is taken from the data module's
+  ``teacher_prompt`` (``set_data_defaults``, called by ``PriorCacheCallback``); the effective prompt is part of
+  ``config()``, so an explicit prompt and the same prompt from the data share cache entries. The target is
   the teacher's confidence in the gold label name (``target``: ``gold_prob`` (canonical), ``gold_logprob``,
   ``label_softmax`` over all labels, or ``contrastive_k``: gold log-prob minus the logsumexp of the K labels the
   teacher ranks highest on the unmasked text).
-- Masks: ``masks.sample_masks`` (``loo+lime`` by default, M = min(n_samples, 2ⁿ), deterministic per (seed, text)).
+- Masks: ``masks.perturb`` (``loo+lime`` by default, M = min(n_samples, 2ⁿ), deterministic per (seed, text)).
   Surrogate: ``ridge.weighted_ridge`` on the LIME kernel, fp64 Cholesky with fallbacks. Prior = relu(φ) / max.
 - Speed: all masked variants of a chunk of texts go through one ``TeacherScorer.score`` call (shared prefix
   KV-cached, variants packed); nothing is generated.
-- Every result is also stored per example (``example_cache.py``), keyed by the teacher weights, every setting
-  and the label names, so few-shot seeds that share texts share their CAP scores.
+- Every result is also stored per example (``store.py``), keyed by the teacher weights, every setting and the
+  label names, so few-shot seeds that share texts share their CAP scores.
 - Diagnostics per example, stored with the scores: the teacher's unmasked gold confidence, its gold-label rank
   (0 = the teacher would pick the gold label), the surrogate's weighted R² and the solver used.
 - Bad input, before the teacher runs: label names the teacher tokenizer cannot encode, gold labels outside the
-  label names, a label list of the wrong length. Texts with no words get an empty prior; a one-word text is
-  scored on its two masks. Non-finite teacher targets raise (``nonfinite='raise'``) or give that example an
-  all-zero prior, counted in the diagnostics (``'zero'``); a NaN prior is never produced.
+  label names, a label list of the wrong length, a prompt piece neither given nor in the data module. Texts with
+  no words get an empty prior; a one-word text is scored on its two masks. Non-finite teacher targets raise
+  (``nonfinite='raise'``) or give that example an all-zero prior, counted in the diagnostics (``'zero'``); a NaN
+  prior is never produced.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -31,13 +33,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from cap_lightning.example_cache import ExampleStore, example_key
-from cap_lightning.masks import MASK_STRATEGIES, apply_mask, sample_masks
-from cap_lightning.priors import AttributionPrior, normalise_word_scores
-from cap_lightning.ridge import lime_kernel, weighted_ridge
-from cap_lightning.tokens import split_words
+from cap_lightning.priors.base import AttributionPrior, normalise_word_scores
+from cap_lightning.priors.masks import MaskStrategy, perturb
+from cap_lightning.priors.ridge import lime_kernel, weighted_ridge
+from cap_lightning.priors.store import ExampleStore, Record, example_key, lookup_or_compute, store_namespace
+from lmcore.choices import check_choice
 
-TARGETS = ("gold_prob", "gold_logprob", "label_softmax", "contrastive_k")
+Target = Literal["gold_prob", "gold_logprob", "label_softmax", "contrastive_k"]
+TeacherDtype = Literal["float32", "bfloat16", "float16"]
+NonFinite = Literal["raise", "zero"]
+PROMPT_FIELDS = ("instruction", "text_prefix", "answer_prefix")
 
 
 class ClassAwarePrior(AttributionPrior):
@@ -45,9 +50,9 @@ class ClassAwarePrior(AttributionPrior):
 
     Args:
         teacher_path: the teacher: short name (``smollm2-135m``), HF folder or hub id (paper: a LLaMA instruct model).
-        instruction: first line of the prompt, before the label list.
-        text_prefix: marker before the text (``Utterance:``).
-        answer_prefix: marker after the text, followed by the label name (``Intent:``).
+        instruction: first line of the prompt, before the label list; None takes the data module's teacher prompt.
+        text_prefix: marker before the text (``Utterance:``); None: the data module's.
+        answer_prefix: marker after the text, followed by the label name (``Intent:``); None: the data module's.
         chat_template: render the prompt with the teacher tokenizer's chat template.
         label_names: class names in index order; None takes the data module's.
         mask_strategy: ``loo`` | ``lime`` | ``loo+lime``.
@@ -66,35 +71,35 @@ class ClassAwarePrior(AttributionPrior):
     """
 
     caches_examples = True
+    runtime_args = ("batch_size", "max_tokens", "example_cache_dir")
+    cache_name = "cap_lightning.cap_prior.ClassAwarePrior"
 
     def __init__(
         self,
         teacher_path: str = "smollm2-135m",
-        instruction: str = "Classify the user utterance into exactly one of the following intents.",
-        text_prefix: str = "Utterance:",
-        answer_prefix: str = "Intent:",
+        instruction: str | None = None,
+        text_prefix: str | None = None,
+        answer_prefix: str | None = None,
         chat_template: bool = False,
         label_names: list[str] | None = None,
-        mask_strategy: Literal["loo", "lime", "loo+lime"] = "loo+lime",
+        mask_strategy: MaskStrategy = "loo+lime",
         n_samples: int = 64,
         kernel_width: float = 25.0,
         ridge_lambda: float = 1.0,
-        target: Literal["gold_prob", "gold_logprob", "label_softmax", "contrastive_k"] = "gold_prob",
+        target: Target = "gold_prob",
         contrastive_k: int = 3,
         mask_token: str = "delete",
         seed: int = 0,
         batch_size: int = 64,
         max_tokens: int = 2048,
-        teacher_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
-        nonfinite: Literal["raise", "zero"] = "raise",
+        teacher_dtype: TeacherDtype = "float32",
+        nonfinite: NonFinite = "raise",
         example_cache_dir: str | None = "cache/cap_examples",
     ) -> None:
-        choices = {"mask_strategy": (mask_strategy, MASK_STRATEGIES), "target": (target, TARGETS)}
-        choices |= {"nonfinite": (nonfinite, ("raise", "zero"))}
-        choices |= {"teacher_dtype": (teacher_dtype, ("float32", "bfloat16", "float16"))}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        check_choice("mask_strategy", mask_strategy, MaskStrategy)
+        check_choice("target", target, Target)
+        check_choice("nonfinite", nonfinite, NonFinite)
+        check_choice("teacher_dtype", teacher_dtype, TeacherDtype)
         for name, value in (("n_samples", n_samples - 1), ("contrastive_k", contrastive_k), ("batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{name} is too small: got {value + (name == 'n_samples')}")
@@ -105,33 +110,30 @@ class ClassAwarePrior(AttributionPrior):
         from lmcore.models import resolve_model_path
 
         resolve_model_path(teacher_path)  # a clear error for a bad path now
-        self._config = {
-            "teacher_path": str(teacher_path),
-            "instruction": instruction,
-            "text_prefix": text_prefix,
-            "answer_prefix": answer_prefix,
-            "chat_template": chat_template,
-            "label_names": list(label_names) if label_names is not None else None,
-            "mask_strategy": mask_strategy,
-            "n_samples": n_samples,
-            "kernel_width": kernel_width,
-            "ridge_lambda": ridge_lambda,
-            "target": target,
-            "contrastive_k": contrastive_k,
-            "mask_token": mask_token,
-            "seed": seed,
-            "teacher_dtype": teacher_dtype,
-            "nonfinite": nonfinite,
-        }
-        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.teacher_path, self.chat_template = str(teacher_path), chat_template
+        self.instruction, self.text_prefix, self.answer_prefix = instruction, text_prefix, answer_prefix
+        self.label_names = list(label_names) if label_names is not None else None
+        self.mask_strategy, self.n_samples, self.kernel_width = mask_strategy, n_samples, kernel_width
+        self.ridge_lambda, self.target, self.contrastive_k = ridge_lambda, target, contrastive_k
+        self.mask_token, self.seed, self.teacher_dtype, self.nonfinite = mask_token, seed, teacher_dtype, nonfinite
+        self.batch_size, self.max_tokens, self.example_cache_dir = batch_size, max_tokens, example_cache_dir
         self.store = ExampleStore(example_cache_dir) if example_cache_dir else None
+        self.data_prompt: Any = None  # the data module's teacher prompt (set_data_defaults)
         self.scorer = None
-        self.label_names: list[str] | None = None
-        self.records: dict[str, dict[str, Any]] = {}
+        self.class_names: list[str] | None = None  # the label names in use (prepare)
+        self.records: dict[str, Record] = {}
         self._namespace: str | None = None
 
+    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+        self.data_prompt = teacher_prompt
+
+    def prompt(self) -> dict[str, str | None]:
+        """The prompt pieces in use: each one given here, else the data module's teacher prompt's (None: neither)."""
+        mine = {f: getattr(self, f) for f in PROMPT_FIELDS}
+        return {f: v if v is not None else getattr(self.data_prompt, f, None) for f, v in mine.items()}
+
     def config(self) -> dict[str, Any]:
-        return dict(self._config)
+        return super().config() | self.prompt()
 
     # ------------------------------------------------------------------------------------------- set-up
     def prepare(
@@ -142,7 +144,7 @@ class ClassAwarePrior(AttributionPrior):
         device: torch.device,
         label_names: Sequence[str] | None = None,
     ) -> None:
-        names = self._config["label_names"] or (list(label_names) if label_names is not None else None)
+        names = self.label_names or (list(label_names) if label_names is not None else None)
         if names is None:
             raise ValueError("ClassAwarePrior needs label names: set label_names, or use a data module that has them")
         if len(names) != num_labels:
@@ -152,25 +154,29 @@ class ClassAwarePrior(AttributionPrior):
             raise ValueError(
                 f"gold labels {bad} are missing from the {len(names)} label names (valid: 0..{len(names) - 1})"
             )
-        self.label_names = list(names)
-        self._namespace = hashlib.sha256(json.dumps([self.cache_key(), self.label_names]).encode()).hexdigest()
+        missing = [f for f, v in self.prompt().items() if v is None]
+        if missing:
+            raise ValueError(
+                f"ClassAwarePrior has no {', '.join(missing)}: set {'them' if len(missing) > 1 else 'it'} in its "
+                "init_args, or use a data module with a teacher_prompt (the built-in datasets have one)"
+            )
+        self.class_names = list(names)
+        self._namespace = store_namespace(self.cache_key(), self.class_names)
         if self.scorer is None:
             self.scorer = self.build_scorer(device)
 
     def build_scorer(self, device: torch.device, use_prefix_cache: bool = True):
         """Load the teacher and validate the label names against its tokenizer."""
-        from cap_lightning.teacher import TeacherScorer, build_prompt_parts
+        from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts
         from lmcore.models import load_causal_lm, load_tokenizer
 
-        c = self._config
-        tokenizer = load_tokenizer(c["teacher_path"])
-        parts = build_prompt_parts(
-            self.label_names, c["instruction"], c["text_prefix"], c["answer_prefix"], tokenizer, c["chat_template"]
-        )
-        TeacherScorer(None, tokenizer, parts, self.label_names)  # label names are checked before the weights load
-        model = load_causal_lm(c["teacher_path"], dtype=c["teacher_dtype"]).to(device)
+        tokenizer = load_tokenizer(self.teacher_path)
+        parts = build_prompt_parts(self.class_names, **self.prompt(), tokenizer=tokenizer,
+                                   chat_template=self.chat_template)  # fmt: skip
+        TeacherScorer(None, tokenizer, parts, self.class_names)  # label names are checked before the weights load
+        model = load_causal_lm(self.teacher_path, dtype=self.teacher_dtype).to(device)
         return TeacherScorer(
-            model, tokenizer, parts, self.label_names, self.batch_size, self.max_tokens, use_prefix_cache
+            model, tokenizer, parts, self.class_names, self.batch_size, self.max_tokens, use_prefix_cache
         )
 
     def release(self) -> None:
@@ -181,37 +187,25 @@ class ClassAwarePrior(AttributionPrior):
         if self.scorer is None or self._namespace is None:
             raise RuntimeError("ClassAwarePrior.prepare(...) must run before computing priors")
         keys = [example_key(self._namespace, t, int(y)) for t, y in zip(texts, labels)]
-        stored = self.store.load() if self.store is not None else {}
-        for i, k in enumerate(keys):
-            if k not in self.records and self._valid(stored.get(k), texts[i]):
-                self.records[k] = stored[k]
-        todo = [i for i, k in enumerate(keys) if k not in self.records]
-        if todo:
-            fresh = self.compute([texts[i] for i in todo], [int(labels[i]) for i in todo])
-            new = {keys[i]: rec for i, rec in zip(todo, fresh)}
-            self.records.update(new)
-            if self.store is not None:
-                self.store.save(new)
-        return [torch.tensor(self.records[k]["prior"], dtype=torch.float32) for k in keys]
 
-    @staticmethod
-    def _valid(record: dict | None, text: str) -> bool:
-        if not record or not isinstance(record.get("prior"), list) or len(record["prior"]) != len(split_words(text)):
-            return False
-        return all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in record["prior"])
+        def compute(todo: list[int]) -> list[Record]:
+            return self.compute([texts[i] for i in todo], [int(labels[i]) for i in todo])
+
+        records = lookup_or_compute(keys, texts, compute, self.store, memory=self.records)
+        return [torch.tensor(r["prior"], dtype=torch.float32) for r in records]
 
     def targets(self, texts: Sequence[str], labels: Sequence[int], unmasked: Sequence[Tensor]) -> Tensor:
         """Teacher confidence in each text's gold label, float64 ``(N,)`` (``unmasked``: the all-label
         log-probabilities of each text's original, used by ``contrastive_k``)."""
-        c, scorer = self._config, self.scorer
-        if c["target"] in ("gold_prob", "gold_logprob"):
+        scorer = self.scorer
+        if self.target in ("gold_prob", "gold_logprob"):
             logp = scorer.score(texts, labels)
-            return logp.exp() if c["target"] == "gold_prob" else logp
-        if c["target"] == "label_softmax":
+            return logp.exp() if self.target == "gold_prob" else logp
+        if self.target == "label_softmax":
             return torch.stack([scorer.label_logprobs(t).softmax(-1)[y] for t, y in zip(texts, labels)])
         rows, foils = [], []
         for t, y, full in zip(texts, labels, unmasked):
-            ranked = [int(i) for i in full.argsort(descending=True) if int(i) != y][: c["contrastive_k"]]
+            ranked = [int(i) for i in full.argsort(descending=True) if int(i) != y][: self.contrastive_k]
             foils.append(ranked)
             rows.extend([(t, y)] + [(t, f) for f in ranked])
         logp = scorer.score([r[0] for r in rows], [r[1] for r in rows])
@@ -224,15 +218,9 @@ class ClassAwarePrior(AttributionPrior):
 
     def compute(self, texts: Sequence[str], labels: Sequence[int]) -> list[dict[str, Any]]:
         """CAP scores and diagnostics for each (text, gold label), without the example store."""
-        c = self._config
         unmasked = [self.scorer.label_logprobs(t) for t in tqdm(texts, desc="teacher: label ranks", leave=False)]
-        masks, variants, owners = [], [], []
-        for i, text in enumerate(texts):
-            words = split_words(text)
-            m = sample_masks(len(words), c["mask_strategy"], c["n_samples"], c["seed"], text)
-            masks.append(m)
-            variants.extend(apply_mask(words, row, c["mask_token"]) for row in m)
-            owners.extend([i] * len(m))
+        masks, variants = perturb(texts, self.mask_strategy, self.n_samples, self.seed, self.mask_token)
+        owners = [i for i, m in enumerate(masks) for _ in range(len(m))]
         rows_unmasked = [unmasked[i] for i in owners]
         targets = self.targets(variants, [labels[i] for i in owners], rows_unmasked)
         out, start = [], 0
@@ -249,16 +237,16 @@ class ClassAwarePrior(AttributionPrior):
             if m.shape[1] == 0:
                 record |= {"prior": [], "phi": [], "r2": 0.0, "solver": "none"}
             elif not torch.isfinite(s).all():
-                if c["nonfinite"] == "raise":
+                if self.nonfinite == "raise":
                     raise FloatingPointError(
-                        f"teacher {c['teacher_path']!r} gave non-finite {c['target']} targets for text {text!r} "
-                        f"(label {self.label_names[y]!r}); use target='gold_prob', or nonfinite='zero' to give such "
+                        f"teacher {self.teacher_path!r} gave non-finite {self.target} targets for text {text!r} "
+                        f"(label {self.class_names[y]!r}); use target='gold_prob', or nonfinite='zero' to give such "
                         "texts an all-zero prior"
                     )
                 record |= {"prior": [0.0] * m.shape[1], "phi": [0.0] * m.shape[1], "r2": 0.0, "solver": "none"}
                 record["nonfinite"] = True
             else:
-                fit = weighted_ridge(m, s, lime_kernel(m, c["kernel_width"]), c["ridge_lambda"])
+                fit = weighted_ridge(m, s, lime_kernel(m, self.kernel_width), self.ridge_lambda)
                 prior = normalise_word_scores(fit.coef)
                 record |= {"prior": prior.tolist(), "phi": fit.coef.tolist(), "r2": fit.r2, "solver": fit.solver}
             out.append(record)

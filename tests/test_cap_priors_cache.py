@@ -2,9 +2,9 @@ import lightning as L
 import pytest
 import torch
 
-from cap_lightning.callbacks import PriorCacheCallback
-from cap_lightning.prior_cache import MERGED, load_priors, save_priors
-from cap_lightning.priors import IGPrior
+from cap_lightning.priors.cache import MERGED, load_priors, save_priors
+from cap_lightning.priors.callback import PriorCacheCallback
+from cap_lightning.priors.ig import IGPrior
 from tests.helpers import CountingPrior, tiny_datamodule
 
 PRIORS = [torch.tensor([0.0, 1.0, 0.5]), torch.tensor([1.0]), torch.tensor([0.25, 1.0])]

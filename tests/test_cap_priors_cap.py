@@ -3,20 +3,14 @@ import math
 import pytest
 import torch
 
-from cap_lightning.cap_prior import ClassAwarePrior
-from cap_lightning.hybrid import HybridPrior, fuse_padded, fuse_priors
-from cap_lightning.lime_prior import LIMEPrior
-from cap_lightning.teacher import TeacherScorer, build_prompt_parts
-from tests.tiny_lm import save_tiny_lm, tiny_causal_lm, tiny_lm_tokenizer
+from cap_lightning.priors.cap import ClassAwarePrior
+from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts
+from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
 
 LABELS = ["yes", "no", "true_false"]  # the last one spans two teacher tokens
 TEXTS = ["is the sky blue", "cats can not fly", "water", "", "the sun is hot and the moon is cold"]
 GOLD = [0, 1, 2, 0, 1]
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny-teacher"))
+INSTRUCTION = "Classify the user utterance into exactly one of the following intents."  # the former default
 
 
 def _scorer(cached: bool, batch_size: int = 4, max_tokens: int = 40, attn: str = "eager"):
@@ -70,7 +64,7 @@ def _fake_prior(teacher, **kwargs) -> ClassAwarePrior:
     prior = ClassAwarePrior(
         teacher_path="smollm2-135m" if False else kwargs.pop("path"), example_cache_dir=None, **kwargs
     )
-    prior.label_names, prior._namespace, prior.scorer = LABELS, "test", teacher
+    prior.class_names, prior._namespace, prior.scorer = LABELS, "test", teacher
     return prior
 
 
@@ -140,74 +134,63 @@ def test_class_aware_prior_rejects_bad_labels(teacher_dir):
 @pytest.mark.parametrize("target", ["label_softmax", "contrastive_k"])
 def test_class_aware_targets_are_finite_priors(teacher_dir, target):
     prior = ClassAwarePrior(teacher_path=str(teacher_dir), target=target, contrastive_k=2, n_samples=8,
-                            text_prefix="q", answer_prefix="a", example_cache_dir=None)  # fmt: skip
+                            instruction=INSTRUCTION, text_prefix="q", answer_prefix="a",
+                            example_cache_dir=None)  # fmt: skip
     prior.prepare(TEXTS[:2], GOLD[:2], 3, torch.device("cpu"), label_names=LABELS)
     for p, t in zip(prior(TEXTS[:2], GOLD[:2]), TEXTS[:2]):
         assert len(p) == len(t.split()) and torch.isfinite(p).all()
 
 
-def test_fuse_mean_max_and_padding():
-    a = [torch.tensor([1.0, 0.5, 0.0]), torch.tensor([0.2, 0.4])]
-    b = [torch.tensor([0.0, 1.0, 0.5]), torch.tensor([1.0, 0.0])]
-    mean = fuse_priors([a, b], "mean")
-    torch.testing.assert_close(mean[0], torch.tensor([0.5, 0.75, 0.25]) / 0.75)
-    torch.testing.assert_close(mean[1], torch.tensor([0.75, 0.5]) / 0.75)  # a's row is max-normalised first
-    biggest = fuse_priors([a, b], "max")
-    torch.testing.assert_close(biggest[0], torch.tensor([1.0, 1.0, 0.5]))
-    assert [len(x) for x in mean] == [3, 2]
-    padded = torch.stack(
-        [torch.tensor([[1.0, 0.5, 0.0], [0.2, 0.4, 9.0]]), torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 9.0]])]
-    )
-    mask = torch.tensor([[True, True, True], [True, True, False]])
-    for agg in ("mean", "max", "rank_mean"):
-        for norm in ("max", "sum", "zscore_relu"):
-            fused = fuse_padded(padded, mask, agg, norm)
-            one = fuse_padded(padded[:, 1:, :2], mask[1:, :2], agg, norm)
-            torch.testing.assert_close(fused[1, :2], one[0])  # padding (the 9s) never leaks into a row
-            assert fused[1, 2] == 0 and fused.max() <= 1
-    weighted = fuse_priors([a, b], "weighted", weights=[1.0, 0.0])
-    torch.testing.assert_close(weighted[0], a[0])
-    with pytest.raises(ValueError, match="word counts"):
-        fuse_priors([a, [torch.ones(3), torch.ones(3)]])
-    with pytest.raises(ValueError, match="agg"):
-        fuse_priors([a], "median")
+def _stub_datamodule(prompt):
+    """The duck-typed surface PriorCacheCallback reads from a data module (no datasets code)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(prior_inputs=lambda: (TEXTS, GOLD, "fingerprint"), label_names=LABELS, num_labels=3,
+                           setting="full", teacher_prompt=prompt)  # fmt: skip
 
 
-def test_lime_prior_and_hybrid_prior(tiny_model_dir, teacher_dir, tmp_path):
-    texts, labels = ["this movie is great fun", "bad film", "i hate this boring film"], [1, 0, 0]
-    lime = LIMEPrior(str(tiny_model_dir), n_samples=32)
-    lime.prepare(texts, labels, 2, torch.device("cpu"))
-    out = lime(texts, labels)
-    assert [len(p) for p in out] == [5, 2, 5] and all(p.min() >= 0 and p.max() <= 1 for p in out)
-    assert all(torch.equal(x, y) for x, y in zip(out, lime(texts, labels)))  # deterministic masks
-    cap = ClassAwarePrior(teacher_path=str(teacher_dir), n_samples=8, text_prefix="q", answer_prefix="a",
-                          example_cache_dir=str(tmp_path / "cap"))  # fmt: skip
-    hybrid = HybridPrior([cap, LIMEPrior(str(tiny_model_dir), n_samples=32)], agg="max",
-                         example_cache_dir=str(tmp_path / "src"))  # fmt: skip
-    hybrid.prepare(texts, labels, 2, torch.device("cpu"), label_names=["no", "yes"])
-    fused = hybrid(texts, labels)
-    assert [len(p) for p in fused] == [5, 2, 5]
-    for f, l_ in zip(fused, out):
-        assert (f >= l_ - 1e-6).all()  # max fusion dominates each source
-    assert "ClassAwarePrior/gold_rank" in hybrid.diagnostics(texts, labels)
-    assert hybrid.cache_key() != HybridPrior([cap, lime], agg="mean").cache_key()
+def test_teacher_prompt_comes_from_the_data_module_unless_given(teacher_dir, tmp_path):
+    from types import SimpleNamespace
 
+    from cap_lightning.priors.callback import PriorCacheCallback
+    from cap_lightning.priors.hybrid import HybridPrior
 
-def test_hybrid_sources_on_the_same_reference_fine_tune_it_once(tiny_model_dir, monkeypatch):
-    import cap_lightning.reference as reference
+    from_data = SimpleNamespace(instruction=INSTRUCTION, text_prefix="q", answer_prefix="a")
+    explicit = ClassAwarePrior(teacher_path=str(teacher_dir), n_samples=8, instruction=INSTRUCTION, text_prefix="q",
+                               answer_prefix="a", example_cache_dir=None)  # fmt: skip
+    implicit = ClassAwarePrior(teacher_path=str(teacher_dir), n_samples=8, example_cache_dir=None)
+    callback = PriorCacheCallback(implicit, cache_dir=str(tmp_path))
+    folder = callback.entry_dir(_stub_datamodule(from_data))  # hands the data module's prompt to the prior
+    assert implicit.prompt() == explicit.prompt() == vars(from_data)
+    assert implicit.cache_key() == explicit.cache_key()  # the same prompt, however given, is the same cache entry
+    assert folder == PriorCacheCallback(explicit, cache_dir=str(tmp_path)).entry_dir(_stub_datamodule(from_data))
+    implicit.prepare(TEXTS, GOLD, 3, torch.device("cpu"), label_names=LABELS)
+    explicit.prepare(TEXTS, GOLD, 3, torch.device("cpu"), label_names=LABELS)
+    assert implicit.scorer.parts == explicit.scorer.parts
+    for a, b in zip(implicit(TEXTS, GOLD), explicit(TEXTS, GOLD)):
+        torch.testing.assert_close(a, b)
+    other = SimpleNamespace(instruction="Pick one.", text_prefix="Text:", answer_prefix="Label:")
+    assert callback.entry_dir(_stub_datamodule(other)) != folder  # a new dataset prompt is a new cache entry
 
-    calls = []
-    monkeypatch.setattr(reference, "fine_tune", lambda *a, **k: calls.append(1))
-    monkeypatch.setattr(reference, "_LAST_REFERENCE", [])
-    texts, labels = ["great fun", "bad film"], [1, 0]
-    from cap_lightning.priors import IGPrior
+    overriding = ClassAwarePrior(teacher_path=str(teacher_dir), answer_prefix="Label:", example_cache_dir=None)
+    overriding.set_data_defaults(teacher_prompt=from_data)
+    assert overriding.prompt() == {"instruction": INSTRUCTION, "text_prefix": "q", "answer_prefix": "Label:"}
 
-    hybrid = HybridPrior([LIMEPrior(str(tiny_model_dir), n_samples=8, fine_tune_epochs=1),
-                          IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1)],
+    hybrid = HybridPrior([ClassAwarePrior(teacher_path=str(teacher_dir), example_cache_dir=None)],
                          example_cache_dir=None)  # fmt: skip
-    hybrid.prepare(texts, labels, 2, torch.device("cpu"))
-    assert len(calls) == 1 and hybrid.sources[0].model is hybrid.sources[1].model
-    IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1, seed=1).prepare(
-        texts, labels, 2, torch.device("cpu")
-    )
-    assert len(calls) == 2  # another seed is another reference
+    PriorCacheCallback(hybrid, cache_dir=str(tmp_path)).entry_dir(_stub_datamodule(other))
+    assert hybrid.sources[0].prompt() == vars(other)  # the hybrid forwards the data module's prompt
+
+
+def test_a_missing_teacher_prompt_is_a_clear_error_before_the_teacher_loads(teacher_dir, monkeypatch):
+    import lmcore.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the teacher must not load")
+
+    monkeypatch.setattr(lmcore.models, "load_causal_lm", no_loading)
+    monkeypatch.setattr(lmcore.models, "load_tokenizer", no_loading)
+    prior = ClassAwarePrior(teacher_path=str(teacher_dir), text_prefix="q", example_cache_dir=None)
+    prior.set_data_defaults(teacher_prompt=_stub_datamodule(None).teacher_prompt)  # custom data: no prompt
+    with pytest.raises(ValueError, match="no instruction, answer_prefix.*init_args.*teacher_prompt"):
+        prior.prepare(TEXTS, GOLD, 3, torch.device("cpu"), label_names=LABELS)

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from cap_lightning.tokens import split_words
+from lmcore.choices import check_choice
+
 MaskStrategy = Literal["loo", "lime", "loo+lime"]
-MASK_STRATEGIES: tuple[str, ...] = ("loo", "lime", "loo+lime")
 
 
 def text_seed(seed: int, text: str) -> int:
@@ -39,8 +42,7 @@ def sample_masks(
     n_words: int, strategy: MaskStrategy = "loo+lime", n_samples: int = 64, seed: int = 0, text: str = ""
 ) -> Tensor:
     """Masks ``(M, n_words)`` bool for one text; see the module docstring for the design."""
-    if strategy not in MASK_STRATEGIES:
-        raise ValueError(f"mask strategy {strategy!r} is not one of {MASK_STRATEGIES}")
+    check_choice("mask strategy", strategy, MaskStrategy)
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2 (the original text and at least one perturbation), got {n_samples}")
     n = n_words
@@ -66,3 +68,17 @@ def apply_mask(words: list[str], keep: Tensor, mask_token: str = "delete") -> st
     if mask_token == "delete":
         return " ".join(w for w, k in zip(words, keep.tolist()) if k)
     return " ".join(w if k else mask_token for w, k in zip(words, keep.tolist()))
+
+
+def perturb(
+    texts: Sequence[str], strategy: MaskStrategy, n_samples: int, seed: int, mask_token: str = "delete"
+) -> tuple[list[Tensor], list[str]]:
+    """The masks of every text and all their perturbed texts, text after text (CAP and LIME query their black box
+    with the variants of a whole chunk at once)."""
+    masks, variants = [], []
+    for text in texts:
+        words = split_words(text)
+        m = sample_masks(len(words), strategy, n_samples, seed, text)
+        masks.append(m)
+        variants.extend(apply_mask(words, row, mask_token) for row in m)
+    return masks, variants

@@ -3,52 +3,41 @@
 Design decisions:
 - Each source is normalised per example first (``norm``): ``max`` = relu / max (canonical), ``sum`` = relu / sum,
   ``zscore_relu`` = relu of the z-score over the text's words. ``agg='rank_mean'`` replaces every source by its
-  within-text ranks scaled to [0, 1] (ties averaged) before the mean.
+  within-text ranks scaled to [0, 1] (ties averaged; ``cap_lightning.ranks``, the ranks of the Spearman metric)
+  before the mean.
 - Aggregation is element-wise over words: ``mean`` (canonical), ``max``, ``weighted`` (Σ wₖ pₖ / Σ wₖ) or
   ``rank_mean``; the result is renormalised to max 1.
 - ``fuse_padded`` works on padded ``(K, B, T)`` tensors with a ``(B, T)`` mask; padding never leaks into a
   statistic (tests check padded == one row at a time). ``fuse_priors`` is the ragged list version.
 - Sources that store results per example themselves (``ClassAwarePrior``) are called as they are; the others go
-  through a per-example store (``example_cache_dir``) keyed by their ``cache_key`` (which hashes a ``.ckpt``
-  reference's weights) and, for sources that fine-tune their own reference, the training split too. So the
+  through the per-example store (``store.lookup_or_compute``, ``example_cache_dir``) keyed by their
+  ``cache_key`` (which hashes a ``.ckpt`` reference's weights) and, for sources that fine-tune their own
+  reference, the training split too. So the
   ``mean`` and ``max`` hybrids of one split compute each source once. Each source's ``cache_key`` feeds the
-  hybrid's, so any change to a source is a new cache entry.
+  hybrid's, so any change to a source is a new cache entry. The data module's defaults (``set_data_defaults``)
+  are forwarded to every source.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from cap_lightning.example_cache import ExampleStore, example_key
-from cap_lightning.priors import AttributionPrior
-from cap_lightning.tokens import split_words
+from cap_lightning.priors.base import AttributionPrior
+from cap_lightning.priors.store import ExampleStore, Record, example_key, lookup_or_compute, store_namespace
+from cap_lightning.ranks import scaled_ranks
+from lmcore.choices import check_choice
 
-AGGREGATIONS = ("mean", "max", "weighted", "rank_mean")
-NORMS = ("max", "sum", "zscore_relu")
-
-
-def _ranks(x: Tensor, mask: Tensor) -> Tensor:
-    """Average ranks over masked entries of each row, scaled to [0, 1] (a single word gets 1)."""
-    big = torch.finfo(x.dtype).max
-    xm = x.masked_fill(~mask, -big)
-    below = (xm[..., None, :] < xm[..., :, None]) & mask[..., None, :]  # (…, T, T): j below i
-    equal = (xm[..., None, :] == xm[..., :, None]) & mask[..., None, :]
-    rank = below.sum(-1) + (equal.sum(-1) - 1) / 2  # 0-based average rank
-    n = mask.sum(-1, keepdim=True)
-    scaled = torch.where(n > 1, rank / (n - 1).clamp_min(1), torch.ones_like(rank))
-    return scaled * mask
+Aggregation = Literal["mean", "max", "weighted", "rank_mean"]
+Norm = Literal["max", "sum", "zscore_relu"]
 
 
-def normalise_padded(scores: Tensor, mask: Tensor, norm: str) -> Tensor:
+def normalise_padded(scores: Tensor, mask: Tensor, norm: Norm) -> Tensor:
     """Per-row normalisation of ``(…, T)`` scores over the masked words; zeros elsewhere."""
-    if norm not in NORMS:
-        raise ValueError(f"norm {norm!r} is not one of {NORMS}")
+    check_choice("norm", norm, Norm)
     x = scores.float() * mask
     if norm == "zscore_relu":
         n = mask.sum(-1, keepdim=True).clamp_min(1)
@@ -61,11 +50,10 @@ def normalise_padded(scores: Tensor, mask: Tensor, norm: str) -> Tensor:
 
 
 def fuse_padded(
-    scores: Tensor, mask: Tensor, agg: str = "mean", norm: str = "max", weights: Sequence[float] | None = None
+    scores: Tensor, mask: Tensor, agg: Aggregation = "mean", norm: Norm = "max", weights: Sequence[float] | None = None
 ) -> Tensor:
     """Fuse ``(K, B, T)`` source scores into ``(B, T)`` in [0, 1] (max 1 per row unless all zero)."""
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"agg {agg!r} is not one of {AGGREGATIONS}")
+    check_choice("agg", agg, Aggregation)
     if scores.ndim != 3 or scores.shape[1:] != mask.shape:
         raise ValueError(f"scores must be (K, B, T) and mask (B, T); got {tuple(scores.shape)}, {tuple(mask.shape)}")
     k = scores.shape[0]
@@ -73,7 +61,7 @@ def fuse_padded(
         raise ValueError(f"weights must be {k} non-negative numbers with a positive sum, got {list(weights)}")
     mask = mask.bool()
     if agg == "rank_mean":
-        parts = _ranks(scores.float(), mask.expand_as(scores))
+        parts = scaled_ranks(scores.float(), mask.expand_as(scores))
     else:
         parts = normalise_padded(scores, mask.expand_as(scores), norm)
     if agg == "max":
@@ -85,7 +73,10 @@ def fuse_padded(
 
 
 def fuse_priors(
-    per_source: Sequence[Sequence[Tensor]], agg: str = "mean", norm: str = "max", weights: Sequence[float] | None = None
+    per_source: Sequence[Sequence[Tensor]],
+    agg: Aggregation = "mean",
+    norm: Norm = "max",
+    weights: Sequence[float] | None = None,
 ) -> list[Tensor]:
     """Ragged version: ``per_source[k][i]`` is source k's ``(n_i,)`` scores for text i."""
     if not per_source:
@@ -115,44 +106,42 @@ class HybridPrior(AttributionPrior):
         example_cache_dir: per-example store for the sources' scores (None: off).
     """
 
+    runtime_args = ("example_cache_dir",)
+    cache_name = "cap_lightning.hybrid.HybridPrior"
+
     def __init__(
         self,
         sources: list[AttributionPrior],
-        agg: Literal["mean", "max", "weighted", "rank_mean"] = "mean",
-        norm: Literal["max", "sum", "zscore_relu"] = "max",
+        agg: Aggregation = "mean",
+        norm: Norm = "max",
         weights: list[float] | None = None,
         example_cache_dir: str | None = "cache/prior_examples",
     ) -> None:
         if not sources or not all(isinstance(s, AttributionPrior) for s in sources):
             raise ValueError(f"sources must be a non-empty list of AttributionPrior, got {sources!r}")
-        if agg not in AGGREGATIONS:
-            raise ValueError(f"agg {agg!r} is not one of {AGGREGATIONS}")
-        if norm not in NORMS:
-            raise ValueError(f"norm {norm!r} is not one of {NORMS}")
+        check_choice("agg", agg, Aggregation)
+        check_choice("norm", norm, Norm)
         if weights is not None and (len(weights) != len(sources) or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise ValueError(f"weights must be {len(sources)} non-negative numbers with a positive sum, got {weights}")
         if weights is not None and agg != "weighted":
             raise ValueError(f"weights are only used with agg='weighted', got agg={agg!r}")
         self.sources, self.agg, self.norm, self.weights = list(sources), agg, norm, weights
+        self.example_cache_dir = example_cache_dir
         self.store = ExampleStore(example_cache_dir) if example_cache_dir else None
         self._namespaces: list[str | None] = [None] * len(self.sources)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "sources": [s.cache_key() for s in self.sources],
-            "agg": self.agg,
-            "norm": self.norm,
-            "weights": self.weights,
-        }
+    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+        for source in self.sources:
+            source.set_data_defaults(teacher_prompt=teacher_prompt)
 
     def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
-        split = hashlib.sha256(json.dumps([list(texts), [int(y) for y in labels]]).encode()).hexdigest()
+        split = store_namespace(list(texts), [int(y) for y in labels])
         for k, source in enumerate(self.sources):
             source.prepare(texts, labels, num_labels, device, label_names=label_names)
             if self.store is not None and not getattr(source, "caches_examples", False):
                 own_reference = source.config().get("fine_tune_epochs", 0) > 0  # scores depend on the split
                 parts = [source.cache_key(), list(label_names or []), split if own_reference else None]
-                self._namespaces[k] = hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+                self._namespaces[k] = store_namespace(*parts)
 
     def release(self) -> None:
         for source in self.sources:
@@ -167,19 +156,13 @@ class HybridPrior(AttributionPrior):
         if namespace is None or self.store is None:
             return source(texts, labels)
         keys = [example_key(namespace, t, int(y)) for t, y in zip(texts, labels)]
-        stored = self.store.load()
-        rows: list[Tensor | None] = []
-        for key, text in zip(keys, texts):
-            rec = stored.get(key)
-            ok = rec is not None and len(rec.get("prior", [])) == len(split_words(text))
-            rows.append(torch.tensor(rec["prior"], dtype=torch.float32) if ok else None)
-        todo = [i for i, r in enumerate(rows) if r is None]
-        if todo:
+
+        def compute(todo: list[int]) -> list[Record]:
             fresh = source([texts[i] for i in todo], [labels[i] for i in todo])
-            for i, scores in zip(todo, fresh):
-                rows[i] = scores
-            self.store.save({keys[i]: {"prior": rows[i].tolist()} for i in todo})
-        return rows
+            return [{"prior": scores.tolist()} for scores in fresh]
+
+        records = lookup_or_compute(keys, texts, compute, self.store)
+        return [torch.tensor(r["prior"], dtype=torch.float32) for r in records]
 
     def diagnostics(self, texts: Sequence[str], labels: Sequence[int]) -> dict[str, list] | None:
         merged: dict[str, list] = {}

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cap_lightning.module import CapModule
-from cap_lightning.priors import IGPrior, normalise_word_scores
+from cap_lightning.priors.base import normalise_word_scores
+from cap_lightning.priors.ig import IGPrior
 from tests.helpers import tiny_datamodule
 
 TEXTS = ["this movie is great fun", "bad film", "i hate this boring xyzzy film"]
