@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 
 from steering.fitting import K_METHODS, vector_from_deltas
 from steering.hooks import Normalize, steer
-from steering.tasks.base import MCExample, choice_metrics, score_examples
+from steering.tasks.metrics import choice_metrics
+from steering.tasks.scoring import score_examples
 from steering.tasks.side_effects import prompt_side_effects
+from steering.tasks.types import MCExample
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
