@@ -1,4 +1,4 @@
-"""End-to-end GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas → ``SteeringVector``.
+"""GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas (vectors: ``steering.fitting``).
 
 Design decisions (vs the released code, grains.md §2.10–§2.12):
 - IG runs once per example and serves both masks (P = top-k positive, Q = top-k negative); the release ran the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -40,7 +40,7 @@ from steering.masking import (
 )
 from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_token_mask, pairs_hash, tokenizer_hash
 from steering.scoring import Objective, check_objective
-from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector, package_version
+from steering.vectors import Aggregate, Mode, build_steering_vector, package_version
 
 Position = Literal["last_input", "last"]
 Selection = Literal["attribution", "random", "all"]
@@ -254,25 +254,3 @@ def provenance(model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], **
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
-
-
-def fit_steering_vector(
-    model: nn.Module,
-    tokenizer,
-    pairs: Sequence[ContrastivePair],
-    layers: Sequence[int] | None = None,
-    config: GrainsConfig | None = None,
-    aggregate: Aggregate = "pca",
-    mode: Mode = "both",
-    batch_size: int = 4,
-) -> SteeringVector:
-    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, grains.md §6.5)."""
-    config = config or GrainsConfig()
-    result = extract_deltas(model, tokenizer, pairs, layers, config, batch_size)
-    errors = result.completeness_errors
-    legacy = config.objective == "legacy_off_by_one"
-    meta = provenance(
-        model, tokenizer, pairs, method="grains", canonical=not legacy, **asdict(config),
-        ig_completeness_mean_abs_error=sum(abs(e) for e in errors) / len(errors) if errors else None,
-    )  # fmt: skip
-    return result.to_vector(aggregate, mode, meta)

@@ -31,9 +31,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from steering.extract import GrainsConfig
-from steering.fitting import METHODS, check_method, example_deltas, vector_from_deltas
+from steering.fitting import example_deltas, fit_metadata, vector_from_deltas
 from steering.hooks import NORMALIZE, steer
 from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
+from steering.methods import METHODS, MethodName, get_method
 from steering.metrics import IndexedMean
 from steering.tasks import (
     GenExample,
@@ -59,7 +60,7 @@ class SteeringModule(L.LightningModule):
     def __init__(
         self,
         model_path: str = "smollm2-135m",
-        method: Literal["grains", "random_k", "all_tokens", "caa", "pca"] = "grains",
+        method: MethodName = "grains",
         layers: list[int] | None = None,
         top_k: int | list[int] = 10,
         top_k_image: int = 50,
@@ -110,11 +111,11 @@ class SteeringModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        check_method(method)
         for name, value, allowed in (("aggregate", aggregate, AGGREGATES), ("mode", mode, MODES),
                                      ("normalize", normalize, NORMALIZE), ("dtype", dtype, tuple(DTYPES))):  # fmt: skip
             if value not in allowed:
                 raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        get_method(method).settings(aggregate, mode)
         self.top_ks = [int(k) for k in (top_k if isinstance(top_k, list | tuple) else [top_k])]
         if not self.top_ks or min(self.top_ks) < 1:
             raise ValueError(f"top_k {top_k} must be an int >= 1 or a non-empty list of them")
@@ -172,7 +173,7 @@ class SteeringModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         pairs = [ex.to_pair() for ex in batch["examples"]]
         with torch.inference_mode(False), torch.enable_grad():
-            layer_ids, deltas = example_deltas(
+            layer_ids, deltas, _ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains_config,
                 self.top_ks, batch_size=len(pairs),
             )  # fmt: skip
@@ -181,17 +182,12 @@ class SteeringModule(L.LightningModule):
 
     def write_vector(self, merged: dict[str, Any], datamodule: L.LightningDataModule | None) -> SteeringVector:
         """Build the vector from merged deltas and write vector, deltas and split record (rank 0, atomically)."""
-        from dataclasses import asdict
-
-        from steering.extract import provenance
-
         hp = self.hparams
         k = self.top_ks[0]
         pairs = [ex.to_pair() for ex in datamodule.splits["steer"]] if datamodule is not None else []
         split = datamodule.split_record() if hasattr(datamodule, "split_record") else None
-        meta = provenance(self.hf_model, self.tokenizer, pairs, canonical=hp.objective != "legacy_off_by_one",
-                          top_ks=self.top_ks, unit_norm=hp.unit_norm, splits=split,
-                          **asdict(self.grains_config)) if pairs else {}  # fmt: skip
+        meta = fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains_config, top_ks=self.top_ks,
+                            unit_norm=hp.unit_norm, splits=split) if pairs else {}  # fmt: skip
         meta["n_examples_gathered"] = int(merged["index"].numel())
         pos, neg = merged["deltas"][k]
         vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)

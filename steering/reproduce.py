@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from steering.methods import get_method
 from steering.sweep import group_vector, plot_sweep, select_best, sweep, write_tables
 from steering.writer import atomic_write, deltas_path
 
@@ -82,7 +83,7 @@ def collect(folders: list[str]) -> list[dict[str, Any]]:
                     rows.insert(0, _row("base", m, "base"))
             method = meta.get("method", path.name.split(".")[0])
             rows.append({**_row(method, m, "steered"), "layers": rec["vector_layers"], "alpha": rec["alpha"],
-                         "k": meta.get("k") if method in ("grains", "random_k") else None,
+                         "k": meta.get("k") if get_method(method).uses_k else None,
                          "dev": meta.get("dev_value")})  # fmt: skip
     return rows
 
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m = cli.model.test_results
         if not results and not a.no_base:
             results.append(_row("base", m, "base"))
-        k = best["k"] if method in ("grains", "random_k") else None
+        k = best["k"] if get_method(method).uses_k else None
         results.append({**_row(method, m, "steered"), "layers": best["layers"], "alpha": best["alpha"], "k": k,
                         "dev": best["value"]})  # fmt: skip
         write_results(results, out)  # after every method, so an interrupted run still leaves a table
