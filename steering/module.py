@@ -49,6 +49,7 @@ from steering.tasks.generation import HALLUCINATION_BELOW
 from steering.vectors import AGGREGATES, MODES, SteeringVector
 from steering.writer import SteeringVectorWriter, atomic_write, deltas_path, save_deltas, splits_path
 
+CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
 CONFIG_ENV = "CAP_LIGHTNING_CONFIG"  # set by cap_lightning.cli to the --config path, for the "run predict" hint
 
 
@@ -62,11 +63,8 @@ class SteeringModule(L.LightningModule):
         model_path: str = "smollm2-135m",
         method: MethodName = "grains",
         layers: list[int] | None = None,
-        top_k: int | list[int] = 10,
-        top_k_image: int = 50,
-        ig_steps: int = 20,
-        internal_batch_size: int = 20,
-        objective: Literal["sum", "mean", "last_token", "legacy_off_by_one"] = "sum",
+        grains: GrainsConfig = CANONICAL_GRAINS,
+        extra_top_k: list[int] | None = None,
         aggregate: Literal["pca", "pca_uncentred", "mean"] = "pca",
         mode: Literal["pos", "both"] = "both",
         unit_norm: bool = True,
@@ -81,8 +79,6 @@ class SteeringModule(L.LightningModule):
         eval_base: bool = True,
         judge: str = "steering.tasks.generation.reference_overlap_judge",
         max_new_tokens: int = 128,
-        selection_seed: int = 0,
-        grains_options: dict[str, Any] | None = None,
     ) -> None:
         """GrAInS extraction (``predict``) and base-vs-steered evaluation (``test``).
 
@@ -90,10 +86,10 @@ class SteeringModule(L.LightningModule):
             model_path: short name (``smollm2-135m``), local HF folder or hub id.
             method: ``grains`` | ``random_k`` | ``all_tokens`` (no-attribution controls) | ``caa`` | ``pca``.
             layers: decoder layers to extract (negative from the end); None = all.
-            top_k: k for text tokens; a list extracts every k from one IG pass (the first is the vector's).
-            top_k_image: k for image tokens (VLMs).
-            ig_steps: IG steps. internal_batch_size: rows per IG / forward chunk.
-            objective: contrastive log-likelihood objective (``legacy_off_by_one`` = released code).
+            grains: extraction settings (``GrainsConfig``: ``top_k`` (the vector's k), ``top_k_image``, ``ig_steps``,
+                ``internal_batch_size``, ``objective``, ``mask``, ``position``, ``seed`` of the random-k control, …);
+                in YAML ``grains: {top_k: 10, ig_steps: 20}``. The token ``selection`` comes from ``method``.
+            extra_top_k: further k extracted from the same IG pass and saved with the deltas (for a k sweep).
             aggregate: ``pca`` | ``pca_uncentred`` | ``mean``. mode: ``both`` (u⁺ − u⁻) | ``pos`` (u⁺).
             unit_norm: rescale each layer's vector to norm 1 (α comparable across methods and layers).
             alpha: steering strength at test time. steer_layers: subset of the vector's layers to steer (None = all).
@@ -106,8 +102,6 @@ class SteeringModule(L.LightningModule):
             judge: dotted path of ``judge(example, answer) -> 0…6`` for generation tasks (MMHal-Bench); the default
                 is an offline token-overlap proxy, not the paper's GPT-4 judge.
             max_new_tokens: generation length for generation tasks.
-            selection_seed: seed of the random-k control (named apart from the data split seed).
-            grains_options: further ``GrainsConfig`` fields (e.g. ``{"position": "last", "mask": "pad_id"}``).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -116,9 +110,10 @@ class SteeringModule(L.LightningModule):
             if value not in allowed:
                 raise ValueError(f"{name} {value!r} is not one of {allowed}")
         get_method(method).settings(aggregate, mode)
-        self.top_ks = [int(k) for k in (top_k if isinstance(top_k, list | tuple) else [top_k])]
-        if not self.top_ks or min(self.top_ks) < 1:
-            raise ValueError(f"top_k {top_k} must be an int >= 1 or a non-empty list of them")
+        if extra_top_k is not None and any(k < 1 for k in extra_top_k):
+            raise ValueError(f"extra_top_k {extra_top_k} must hold ints >= 1")
+        self.grains = grains
+        self.top_ks = list(dict.fromkeys([grains.top_k, *(extra_top_k or [])]))  # the vector's k first
         if not math.isfinite(alpha):
             raise ValueError(f"alpha {alpha} must be finite")
         if score_batch_size < 1:
@@ -128,10 +123,6 @@ class SteeringModule(L.LightningModule):
         self.judge = load_judge(judge)
         if layers is not None and len(layers) == 0:
             raise ValueError("layers is empty; pass null for all layers or a list of indices")
-        self.grains_config = GrainsConfig(
-            top_k=self.top_ks[0], top_k_image=top_k_image, ig_steps=ig_steps, internal_batch_size=internal_batch_size,
-            objective=objective, seed=selection_seed, **(grains_options or {}),
-        )  # fmt: skip
         self.hf_model = None
         self.tokenizer = None
         self.vector: SteeringVector | None = None
@@ -174,7 +165,7 @@ class SteeringModule(L.LightningModule):
         pairs = [ex.to_pair() for ex in batch["examples"]]
         with torch.inference_mode(False), torch.enable_grad():
             layer_ids, deltas, _ = example_deltas(
-                self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains_config,
+                self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
                 self.top_ks, batch_size=len(pairs),
             )  # fmt: skip
         return {"index": batch["index"].cpu(), "layers": layer_ids,
@@ -186,7 +177,7 @@ class SteeringModule(L.LightningModule):
         k = self.top_ks[0]
         pairs = [ex.to_pair() for ex in datamodule.splits["steer"]] if datamodule is not None else []
         split = datamodule.split_record() if hasattr(datamodule, "split_record") else None
-        meta = fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains_config, top_ks=self.top_ks,
+        meta = fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains, top_ks=self.top_ks,
                             unit_norm=hp.unit_norm, splits=split) if pairs else {}  # fmt: skip
         meta["n_examples_gathered"] = int(merged["index"].numel())
         pos, neg = merged["deltas"][k]
@@ -270,6 +261,18 @@ class SteeringModule(L.LightningModule):
             self._update("base/nll", index, nll_b)
             self._update("steered/nll", index, nll_s)
         self._update("n_examples", index, torch.ones(len(index)))
+
+    @staticmethod
+    def run_labels(config: dict[str, Any]) -> dict[str, Any]:
+        """W&B run name, group and tags from the full resolved config (``<task>-<method>-k<k>-a<alpha>-s<seed>``)."""
+        data = (config.get("data") or {}).get("init_args") or {}
+        model = (config.get("model") or {}).get("init_args") or {}
+        grains = model.get("grains") or {}
+        task, method = data.get("task", "task"), model.get("method", "grains")
+        k = grains.get("top_k", GrainsConfig.top_k) if isinstance(grains, dict) else grains.top_k
+        seed = data.get("seed", config.get("seed_everything"))
+        name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
+        return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, float] = {}

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--methods", nargs="+", default=["grains", "caa", "random_k"])
     p.add_argument("--layer-groups", nargs="+", default=["-1"], help="e.g. 10-13 14-17 (inclusive ranges)")
     p.add_argument("--alphas", nargs="+", type=float, default=[2.0, 4.0, 8.0])
-    p.add_argument("--ks", nargs="+", type=int, default=None, help="k values to sweep (must have been extracted)")
+    p.add_argument("--ks", nargs="+", type=int, default=None,
+                   help="k values to sweep (grains.top_k or extra_top_k: extracted by predict)")  # fmt: skip
     p.add_argument("--target", default=None, help="dev target used for selection (default: binary, else the first)")
     p.add_argument("--max-kl", type=float, default=None,
                    help="select only among settings whose dev KL(base ‖ steered) is at most this")  # fmt: skip

@@ -46,9 +46,9 @@ def test_library_and_lightning_paths_give_the_same_vector(tiny_dir, pairs_file, 
     """Same pairs, layers and settings: one definition of each method (and so one meaning of α)."""
     dm = SteeringDataModule(model_path=str(tiny_dir), task="pairs_file", task_args={"path": str(pairs_file)},
                             n_steer=5, n_dev=2, n_test=5, batch_size=5)  # fmt: skip
-    module = SteeringModule(model_path=str(tiny_dir), method=method, layers=[1, 2], top_k=CFG.top_k,
-                            ig_steps=CFG.ig_steps, internal_batch_size=CFG.internal_batch_size,
-                            vector_path=str(tmp_path / "v.safetensors"))  # fmt: skip
+    module = SteeringModule(
+        model_path=str(tiny_dir), method=method, layers=[1, 2], grains=CFG, vector_path=str(tmp_path / "v.safetensors")
+    )
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     trainer.predict(module, datamodule=dm)
     lightning = SteeringVector.load(tmp_path / "v.safetensors")

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from steering import SteeringVector
+from steering import GrainsConfig, SteeringVector
 from steering.data import SteeringDataModule, split_indices
 from steering.metrics import IndexedMean
 from steering.module import SteeringModule
@@ -26,6 +26,7 @@ from steering.writer import deltas_path, load_deltas, merge_predictions, splits_
 from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
 
 REPO = Path(__file__).resolve().parents[1]
+GRAINS = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def _dm(tiny_dir, pairs_file, **kw) -> SteeringDataModule:
 
 
 def _module(tiny_dir, vector_path, **kw) -> SteeringModule:
-    args = dict(model_path=str(tiny_dir), layers=[1, 2], top_k=[2, 3], ig_steps=4, internal_batch_size=4,
-                vector_path=str(vector_path), alpha=2.0)  # fmt: skip
+    args = dict(model_path=str(tiny_dir), layers=[1, 2], grains=GRAINS, extra_top_k=[3], vector_path=str(vector_path),
+                alpha=2.0)  # fmt: skip
     return SteeringModule(**{**args, **kw})
 
 
@@ -167,8 +168,8 @@ def _config(tmp_path, tiny_dir, pairs_file, vec, **trainer) -> Path:
         "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run"), **trainer},
         "model": {"class_path": "steering.SteeringModule", "init_args": {
-            "model_path": str(tiny_dir), "layers": [1, 2], "top_k": [2, 3], "ig_steps": 4, "internal_batch_size": 4,
-            "vector_path": str(vec), "alpha": 2.0}},
+            "model_path": str(tiny_dir), "layers": [1, 2], "extra_top_k": [3], "vector_path": str(vec), "alpha": 2.0,
+            "grains": {"top_k": 2, "ig_steps": 4, "internal_batch_size": 4}}},
         "data": {"class_path": "steering.SteeringDataModule", "init_args": {
             "task": "pairs_file", "task_args": {"path": str(pairs_file)}, "n_steer": 5, "n_dev": 2, "n_test": 5,
             "batch_size": 2, "eval_batch_size": 2}},
@@ -217,3 +218,22 @@ def test_device_map_path_gives_the_same_vector(tiny_dir, pairs_file, tmp_path):
     a, b = SteeringVector.load(plain), SteeringVector.load(mapped)
     for layer in a.layers:
         torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-6, rtol=0)
+
+
+def test_run_labels_from_the_resolved_config(capsys):
+    """The launcher's hook: name ``<task>-<method>-k<k>-a<alpha>-s<seed>``, group ``steer/<task>``, tags."""
+    from cap_lightning.cli import run_cli
+
+    with pytest.raises(SystemExit):
+        run_cli(["predict", "--config", str(REPO / "experiments" / "steer_smollm2_truthfulqa.yaml"), "--print_config",
+                 "--model.init_args.method=caa", "--model.init_args.grains.top_k=7"])  # fmt: skip
+    config = yaml.safe_load(capsys.readouterr().out)
+    labels = SteeringModule.run_labels(config)
+    assert labels == {"name": "truthfulqa-caa-k7-a4-s0", "group": "steer/truthfulqa",
+                      "tags": ["steering", "truthfulqa", "caa"]}  # fmt: skip
+    config["data"]["init_args"]["seed"] = 3
+    config["model"]["init_args"].update(alpha=0.5, grains=GrainsConfig(top_k=4))
+    assert SteeringModule.run_labels(config)["name"] == "truthfulqa-caa-k4-a0.5-s3"
+    assert SteeringModule.run_labels({"model": {"init_args": {}}, "data": {"init_args": {"task": "t"}}})["name"] == (
+        "t-grains-k10-a4-sNone"
+    )

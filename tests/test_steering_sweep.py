@@ -112,7 +112,8 @@ def test_reproduce_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
         "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run")},
         "model": {"class_path": "steering.SteeringModule", "init_args": {
-            "model_path": str(folder), "layers": [0, 1, 2], "top_k": [2, 1], "ig_steps": 4, "internal_batch_size": 4}},
+            "model_path": str(folder), "layers": [0, 1, 2], "extra_top_k": [1],
+            "grains": {"top_k": 2, "ig_steps": 4, "internal_batch_size": 4}}},
         "data": {"class_path": "steering.SteeringDataModule", "init_args": {
             "task": "pairs_file", "task_args": {"path": str(pairs)}, "n_steer": 4, "n_dev": 3, "n_test": 5}},
     }  # fmt: skip
