@@ -62,6 +62,7 @@ _EXPORTS = {
     "SteeringVector": "steering.vectors",
     "aggregate_deltas": "steering.vectors",
     "build_steering_vector": "steering.vectors",
+    "SteeringResultsWriter": "steering.writer",
     "SteeringVectorWriter": "steering.writer",
 }
 

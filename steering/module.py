@@ -3,12 +3,13 @@
 Design decisions (design.md §6 "predict-then-test"):
 - ``predict`` extracts per-example deltas on every rank (IG needs gradients w.r.t. the inputs: the step re-enables
   grad inside ``inference_mode(False)``, so ``trainer.inference_mode`` need not be touched); the module's own
-  ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index and
-  writes the vector, the deltas and the split record atomically from rank 0.
+  ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index,
+  builds the vector (provenance from ``vector_provenance``) and writes vector, deltas and split record from rank 0.
 - ``test`` loads that vector (``run predict first`` when it is missing) and scores every choice of every example
   for the base model and under ``steer(...)``; per-example metrics go into ``IndexedMean`` torchmetrics (synced
   across ranks, each example counted once). Side effects: KL to the base next-token distribution and perplexity on
-  the prompts. Results (metrics, counts, vector metadata, split record) go to ``<vector stem>.test.json``.
+  the prompts. The module logs the metrics; ``SteeringResultsWriter`` (also added by ``configure_callbacks``) writes
+  them with the vector metadata and split record to ``<vector stem>.test.json``. The module writes no file.
 - Checks before weights are loaded (``setup``): layers against the model config, the vector's hidden size / layer
   count against the model config, and the vector file's existence. ``check_compatible`` runs again on the model.
 - Generation tasks (``GenExample``, MMHal-Bench) generate greedy answers base vs steered and score them with the
@@ -20,7 +21,6 @@ Design decisions (design.md §6 "predict-then-test"):
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -28,14 +28,14 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 from steering.extract import GrainsConfig
-from steering.fitting import example_deltas, fit_metadata, vector_from_deltas
+from steering.fitting import example_deltas, fit_metadata
 from steering.hooks import NORMALIZE, steer
 from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
 from steering.metrics import IndexedMean
+from steering.pairs import ContrastivePair
 from steering.tasks import (
     GenExample,
     choice_metrics,
@@ -47,7 +47,7 @@ from steering.tasks import (
 )
 from steering.tasks.generation import HALLUCINATION_BELOW
 from steering.vectors import AGGREGATES, MODES, SteeringVector
-from steering.writer import SteeringVectorWriter, atomic_write, deltas_path, save_deltas, splits_path
+from steering.writer import SteeringResultsWriter, SteeringVectorWriter
 
 CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
 CONFIG_ENV = "CAP_LIGHTNING_CONFIG"  # set by cap_lightning.cli to the --config path, for the "run predict" hint
@@ -152,7 +152,7 @@ class SteeringModule(L.LightningModule):
         object.__setattr__(self, "hf_model", model)  # not a registered child (see module docstring)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return [SteeringVectorWriter()]
+        return [SteeringVectorWriter(), SteeringResultsWriter()]
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return batch  # examples hold strings and CPU images; the scoring functions move what they need
@@ -171,34 +171,16 @@ class SteeringModule(L.LightningModule):
         return {"index": batch["index"].cpu(), "layers": layer_ids,
                 "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
 
-    def write_vector(self, merged: dict[str, Any], datamodule: L.LightningDataModule | None) -> SteeringVector:
-        """Build the vector from merged deltas and write vector, deltas and split record (rank 0, atomically)."""
+    def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:
+        """Metadata of the vector this module fits from ``pairs`` (the steering split): model, data and settings."""
         hp = self.hparams
-        k = self.top_ks[0]
-        pairs = [ex.to_pair() for ex in datamodule.splits["steer"]] if datamodule is not None else []
-        split = datamodule.split_record() if hasattr(datamodule, "split_record") else None
-        meta = fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains, top_ks=self.top_ks,
-                            unit_norm=hp.unit_norm, splits=split) if pairs else {}  # fmt: skip
-        meta["n_examples_gathered"] = int(merged["index"].numel())
-        pos, neg = merged["deltas"][k]
-        vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)
-        path = Path(hp.vector_path)
-        atomic_write(path, vector.save)
-        save_deltas(deltas_path(path), merged, {**meta, "method": hp.method, "aggregate": hp.aggregate,
-                                                "mode": hp.mode})  # fmt: skip
-        if split is not None:
-            atomic_write(splits_path(path), lambda tmp: tmp.write_text(json.dumps(split, indent=2)))
-        rank_zero_info(f"steering vector ({hp.method}, layers {vector.layers}, {meta['n_examples_gathered']} "
-                       f"examples) written to {path}")  # fmt: skip
-        self.vector = vector
-        self._log_vector_metadata()
-        return vector
+        return fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains, top_ks=self.top_ks,
+                            unit_norm=hp.unit_norm, splits=splits)  # fmt: skip
 
     def _log_vector_metadata(self) -> None:
         """Vector provenance (without the split row ids) into the logger's config, e.g. the W&B run."""
         if self.logger is not None and self.vector is not None:
-            meta = {k: v for k, v in self.vector.metadata.items() if k != "splits"}
-            self.logger.log_hyperparams({"steering_vector": json.loads(json.dumps(meta, default=str))})
+            self.logger.log_hyperparams({"steering_vector": self.vector.summary_metadata()})
 
     # ---- test: base vs steered ----------------------------------------------------------------------------------
     def _place(self) -> None:
@@ -283,19 +265,7 @@ class SteeringModule(L.LightningModule):
                 results[f"test/{name.removesuffix('/nll')}/ppl"] = math.exp(value)
         for name, value in results.items():
             self.log(name, value, sync_dist=False, rank_zero_only=False)
-        self.test_results = results
-        if self.trainer.is_global_zero:
-            dm = self.trainer.datamodule
-            record = {
-                "metrics": results, "alpha": self.hparams.alpha, "steer_layers": self.hparams.steer_layers,
-                "vector_path": str(self.hparams.vector_path), "vector_layers": self.vector.layers,
-                "vector_metadata": self.vector.metadata, "method": self.vector.metadata.get("method"),
-                "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
-                "splits": dm.split_record() if hasattr(dm, "split_record") else None,
-            }  # fmt: skip
-            path = Path(self.hparams.vector_path)
-            out = path.with_name(path.name.removesuffix(".safetensors") + ".test.json")
-            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str)))
+        self.test_results = results  # SteeringResultsWriter writes them with the run record at on_test_end
         for metric in self.metrics.values():
             metric.reset()
 

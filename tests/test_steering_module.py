@@ -237,3 +237,25 @@ def test_run_labels_from_the_resolved_config(capsys):
     assert SteeringModule.run_labels({"model": {"init_args": {}}, "data": {"init_args": {"task": "t"}}})["name"] == (
         "t-grains-k10-a4-sNone"
     )
+
+
+def test_the_writers_own_every_file(tiny_dir, pairs_file, tmp_path):
+    """Without its writer callbacks the module computes (vector metadata, test metrics) but writes nothing."""
+    from steering.writer import SteeringResultsWriter, SteeringVectorWriter, results_path
+
+    class Silent(SteeringModule):
+        def configure_callbacks(self):
+            return []
+
+    vec = tmp_path / "v.safetensors"
+    module = _module(tiny_dir, vec)
+    assert {type(c) for c in module.configure_callbacks()} == {SteeringVectorWriter, SteeringResultsWriter}
+    args = dict(model_path=str(tiny_dir), layers=[1, 2], grains=GRAINS, vector_path=str(vec), alpha=2.0)
+    _trainer().predict(Silent(**args), datamodule=_dm(tiny_dir, pairs_file))
+    assert not list(tmp_path.iterdir())
+    _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file))
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["v.deltas.safetensors", "v.safetensors", "v.splits.json"]
+    silent = Silent(**args)
+    _trainer().test(silent, datamodule=_dm(tiny_dir, pairs_file))
+    assert silent.test_results["test/n_examples"] == 5 and not results_path(vec).exists()
