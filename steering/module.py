@@ -34,6 +34,7 @@ from steering.fitting import example_deltas, fit_metadata
 from steering.hooks import NORMALIZE, steer
 from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
+from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
 from steering.pairs import ContrastivePair
 from steering.tasks import (
@@ -203,11 +204,14 @@ class SteeringModule(L.LightningModule):
             if missing:
                 raise ValueError(f"steer_layers {missing} have no vector; {self.hparams.vector_path} covers "
                                  f"{self.vector.layers}")  # fmt: skip
-        self.metrics = torch.nn.ModuleDict()
+        dataset = self.trainer.test_dataloaders.dataset  # the whole split on every rank (see steering.metric_names)
+        examples = [dataset[i]["example"] for i in range(len(dataset))]
+        names = evaluation_metric_names(examples, self.hparams.eval_base, self.hparams.side_effects)
+        self.metrics = torch.nn.ModuleDict(
+            {name: IndexedMean("count" if name == "n_examples" else "mean") for name in names}
+        ).to(self.device)
 
     def _update(self, name: str, index: torch.Tensor, values: list[float] | torch.Tensor) -> None:
-        if name not in self.metrics:
-            self.metrics[name] = IndexedMean("count" if name == "n_examples" else "mean").to(self.device)
         self.metrics[name].update(index, torch.as_tensor(values, dtype=torch.float64))
 
     def _generation_step(self, examples: list[GenExample], index: torch.Tensor) -> None:
@@ -234,8 +238,9 @@ class SteeringModule(L.LightningModule):
             conditions.insert(0, ("base", score_examples(model, tok, examples, bs)))
         for cond, scores in conditions:
             per = [choice_metrics(ex, s) for ex, s in zip(examples, scores)]
-            for name in per[0]:
-                self._update(f"{cond}/{name}", index, [p[name] for p in per])
+            for name in dict.fromkeys(name for p in per for name in p):  # each over the examples that have it
+                rows = [i for i, p in enumerate(per) if name in p]
+                self._update(f"{cond}/{name}", index[rows], [per[i][name] for i in rows])
         if hp.side_effects and all(ex.pixel_values is None for ex in examples):
             kl, nll_b, nll_s = prompt_side_effects(model, tok, [ex.prompt for ex in examples], self.vector, hp.alpha,
                                                    layers, hp.normalize, bs)  # fmt: skip

@@ -259,3 +259,85 @@ def test_the_writers_own_every_file(tiny_dir, pairs_file, tmp_path):
     silent = Silent(**args)
     _trainer().test(silent, datamodule=_dm(tiny_dir, pairs_file))
     assert silent.test_results["test/n_examples"] == 5 and not results_path(vec).exists()
+
+
+def _mixed_pairs(path: Path) -> Path:
+    """Rows with 2 choices (binary only) and rows with 4 (binary, mc1, mc2), alternating."""
+    from tests.tiny_lm import TINY_QUESTIONS
+
+    rows = []
+    for i, (q, good, bad) in enumerate(TINY_QUESTIONS):
+        row = {"question": q, "preferred": good, "dispreferred": bad}
+        if i % 2:
+            row.update(correct=[good + " indeed"], incorrect=[TINY_QUESTIONS[(i + 3) % len(TINY_QUESTIONS)][2]])
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+class _MetricSets(L.Callback):
+    """Records the module's metric names when each test batch starts."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[str]] = []
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.seen.append(set(pl_module.metrics))
+
+
+def test_every_metric_exists_before_the_first_step(tiny_dir, pairs_file, tmp_path):
+    """Metrics are created in on_test_start from the whole eval split, not lazily per batch: a rank whose batches
+    lack a target (or a rank with no batch) would otherwise hold other metrics than its peers and hang compute()."""
+    vec = tmp_path / "v.safetensors"
+    _trainer().predict(_module(tiny_dir, vec), datamodule=_dm(tiny_dir, pairs_file))
+    module, seen = _module(tiny_dir, vec), _MetricSets()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[seen])
+    trainer.test(module, datamodule=_dm(tiny_dir, pairs_file))
+    final = {k.removeprefix("test/") for k in module.test_results if not k.endswith("/ppl")}
+    assert len(seen.seen) == 3 and all(names == final for names in seen.seen)
+    assert {"base/mc1", "steered/mc2", "steered/kl", "base/nll", "n_examples"} <= final
+
+
+def test_examples_with_different_targets_in_one_batch(tiny_dir, tmp_path):
+    """Each target averages over the examples that have it (2-choice rows have no mc1 / mc2)."""
+    from steering.tasks import choice_metrics, score_examples
+
+    mixed = _mixed_pairs(tmp_path / "mixed.jsonl")
+    vec = tmp_path / "v.safetensors"
+    dm = _dm(tiny_dir, mixed, n_steer=2, n_dev=0, n_test=6, eval_batch_size=3)
+    _trainer().predict(_module(tiny_dir, vec), datamodule=dm)
+    module = _module(tiny_dir, vec)
+    _trainer().test(module, datamodule=dm)
+    res = module.test_results
+    examples = dm.splits["test"]
+    assert {len(ex.targets) for ex in examples} == {1, 3}  # binary only, and binary + mc1 + mc2
+    per = [
+        choice_metrics(ex, s) for ex, s in zip(examples, score_examples(module.hf_model, module.tokenizer, examples))
+    ]
+    for name in ("binary", "mc1", "mc2"):
+        values = [p[name] for p in per if name in p]
+        assert res[f"test/base/{name}"] == pytest.approx(sum(values) / len(values), abs=1e-6), name
+    assert res["test/n_examples"] == 6
+
+
+def test_evaluation_metric_names_depend_on_the_split_not_on_a_rank_s_batches():
+    from steering.metric_names import evaluation_metric_names
+    from steering.tasks import GenExample, MCExample
+
+    binary = MCExample("q", ("a", "b"), {"binary": ((0,), (1,))}, (0, 1))
+    mc = MCExample("q", ("a", "b", "c"), {"mc1": ((0,), (1, 2)), "binary": ((0,), (1,))}, (0, 1))
+    image = MCExample("q", ("a", "b"), {"preference": ((0,), (1,))}, (0, 1), pixel_values=torch.zeros(1, 3, 2, 2))
+    split = [binary, mc, binary]
+    names = evaluation_metric_names(split)
+    assert names == ["base/binary", "base/mc1", "steered/binary", "steered/mc1", "steered/kl", "base/nll",
+                     "steered/nll", "n_examples"]  # fmt: skip
+    # what lazy per-batch creation gave two ranks holding [binary] and [mc]: different sets
+    assert set(evaluation_metric_names([binary])) != set(evaluation_metric_names([mc]))
+    assert evaluation_metric_names(split, eval_base=False, side_effects=False) == [
+        "steered/binary", "steered/mc1", "n_examples"
+    ]  # fmt: skip
+    assert evaluation_metric_names([image]) == ["base/preference", "steered/preference", "n_examples"]
+    gen = GenExample("q", "ref")
+    assert evaluation_metric_names([gen], eval_base=False) == [
+        "steered/judge_score", "steered/hallucination_rate", "n_examples"
+    ]  # fmt: skip
