@@ -5,87 +5,76 @@
     with steer(model, vector, alpha=4.0):                                    # per-token norm-preserving hooks
         model.generate(...)
 
-The Lightning layer (``SteeringModule``, ``SteeringDataModule``, ``SteeringVectorWriter``; ``lightning predict`` then
-``lightning test``) is imported lazily, so ``import steering`` does not load Lightning.
+Every public name is imported lazily (on first attribute access), so ``import steering`` loads neither torch nor
+Lightning. The Lightning layer is ``SteeringModule``, ``SteeringDataModule`` and the writers (``lightning predict``
+then ``lightning test``); methods (GrAInS, the controls, CAA, PCA) are listed once in ``steering.methods``.
 
 Canonical defaults follow docs/grains.md §6.5; the released code's numerics are reachable only through labelled legacy
 options (``objective="legacy_off_by_one"``, ``normalize="legacy_seq_axis"``, ``mask="pad_id"``).
 """
 
-from lmcore.padding import PaddedBatch, pad_batch
-from steering.activations import states_at
-from steering.attribution import (
-    ContrastiveAttribution,
-    EmbeddedTriple,
-    contrastive_ig,
-    contrastive_ig_embeds,
-    ig_quadrature,
-)
-from steering.baselines import fit_all_tokens_vector, fit_caa_vector, fit_pca_vector, fit_random_k_vector
-from steering.extract import Extraction, GrainsConfig, extract_deltas, fit_steering_vector, provenance
-from steering.gguf_export import export_gguf, load_gguf
-from steering.hooks import capture_layer_outputs, steer, steered_hidden
-from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
-from steering.masking import mask_positions, random_positions, replacement_embedding, top_k_positions
-from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_token_mask
-from steering.scoring import response_logprob_from_logits, score_responses
-from steering.vectors import SteeringVector, aggregate_deltas, build_steering_vector
+from __future__ import annotations
 
-_LAZY = {
-    "SteeringModule": "steering.module",
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "states_at": "steering.activations",
+    "ContrastiveAttribution": "steering.attribution",
+    "EmbeddedTriple": "steering.attribution",
+    "contrastive_ig": "steering.attribution",
+    "contrastive_ig_embeds": "steering.attribution",
+    "fit_all_tokens_vector": "steering.baselines",
+    "fit_caa_vector": "steering.baselines",
+    "fit_pca_vector": "steering.baselines",
+    "fit_random_k_vector": "steering.baselines",
+    "PaddedBatch": "lmcore.padding",
+    "pad_batch": "lmcore.padding",
     "SteeringDataModule": "steering.data",
+    "Extraction": "steering.extract",
+    "GrainsConfig": "steering.extract",
+    "extract_deltas": "steering.extract",
+    "provenance": "steering.extract",
+    "fit_steering_vector": "steering.fitting",
+    "fit_vector": "steering.fitting",
+    "export_gguf": "steering.gguf_export",
+    "load_gguf": "steering.gguf_export",
+    "capture_layer_outputs": "steering.hooks",
+    "steer": "steering.hooks",
+    "steered_hidden": "steering.hooks",
+    "find_decoder_layers": "steering.layers",
+    "model_hidden_size": "steering.layers",
+    "resolve_layers": "steering.layers",
+    "mask_positions": "steering.masking",
+    "random_positions": "steering.masking",
+    "replacement_embedding": "steering.masking",
+    "top_k_positions": "steering.masking",
+    "METHODS": "steering.methods",
+    "SteeringMethod": "steering.methods",
+    "SteeringModule": "steering.module",
+    "ContrastivePair": "steering.pairs",
+    "embed_inputs": "steering.pairs",
+    "encode_pair": "steering.pairs",
+    "image_token_mask": "steering.pairs",
+    "response_logprob_from_logits": "steering.scoring",
+    "score_responses": "steering.scoring",
+    "SteeringVector": "steering.vectors",
+    "aggregate_deltas": "steering.vectors",
+    "build_steering_vector": "steering.vectors",
+    "SteeringResultsWriter": "steering.writer",
     "SteeringVectorWriter": "steering.writer",
 }
 
+__all__ = sorted(_EXPORTS)
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
     raise AttributeError(f"module 'steering' has no attribute {name!r}")
 
 
-__all__ = [
-    "ContrastiveAttribution",
-    "ContrastivePair",
-    "EmbeddedTriple",
-    "Extraction",
-    "GrainsConfig",
-    "PaddedBatch",
-    "SteeringDataModule",
-    "SteeringModule",
-    "SteeringVector",
-    "SteeringVectorWriter",
-    "aggregate_deltas",
-    "build_steering_vector",
-    "capture_layer_outputs",
-    "contrastive_ig",
-    "contrastive_ig_embeds",
-    "embed_inputs",
-    "encode_pair",
-    "export_gguf",
-    "extract_deltas",
-    "find_decoder_layers",
-    "fit_all_tokens_vector",
-    "fit_caa_vector",
-    "fit_pca_vector",
-    "fit_random_k_vector",
-    "fit_steering_vector",
-    "ig_quadrature",
-    "image_token_mask",
-    "load_gguf",
-    "mask_positions",
-    "model_hidden_size",
-    "pad_batch",
-    "provenance",
-    "random_positions",
-    "replacement_embedding",
-    "resolve_layers",
-    "response_logprob_from_logits",
-    "score_responses",
-    "states_at",
-    "steer",
-    "steered_hidden",
-    "top_k_positions",
-]
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
 from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
+from lmcore.quadrature import Quadrature, quadrature_points
 from steering.scoring import Objective, check_objective, response_logprob_from_logits
 
-IGMethod = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
-IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+IGMethod = Quadrature  # the one IG quadrature (lmcore.quadrature); captum's rules and names
 
 
 @dataclass(frozen=True)
@@ -71,18 +70,6 @@ class ContrastiveAttribution:
         if self.objective_value is None or self.baseline_value is None:
             return None
         return self.total - (self.objective_value - self.baseline_value)
-
-
-def ig_quadrature(n_steps: int, method: IGMethod = "gausslegendre") -> tuple[list[float], list[float]]:
-    """Interpolation points α_j and weights w_j on [0, 1] (captum's approximation parameters)."""
-    if method not in IG_METHODS:
-        raise ValueError(f"IG method {method!r} is not one of {IG_METHODS}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps {n_steps} must be >= 1")
-    from captum.attr._utils.approximation_methods import approximation_parameters
-
-    step_sizes_func, alphas_func = approximation_parameters(method)
-    return list(alphas_func(n_steps)), list(step_sizes_func(n_steps))
 
 
 def _embed_ids(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -135,7 +122,7 @@ def contrastive_ig_embeds(
     check_objective(objective)
     if len(triples) == 0:
         raise ValueError("contrastive_ig_embeds needs at least one example")
-    alphas, weights = ig_quadrature(n_steps, method)
+    alphas, weights = (t.tolist() for t in quadrature_points(n_steps, method))
     jobs = [(b, s, j) for b in range(len(triples)) for s in (1, -1) for j in range(n_steps)]
     grad_x = [torch.zeros(t.input_embeds.shape, dtype=torch.float32, device=t.input_embeds.device) for t in triples]
     grad_y = {(b, s): None for b in range(len(triples)) for s in (1, -1)}

@@ -1,4 +1,4 @@
-"""End-to-end GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas → ``SteeringVector``.
+"""GrAInS extraction: triples → IG → top-k P/Q → masked inputs → per-layer deltas (vectors: ``steering.fitting``).
 
 Design decisions (vs the released code, docs/grains.md §2.10–§2.12):
 - IG runs once per example and serves both masks (P = top-k positive, Q = top-k negative); the release ran the
@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice
 from lmcore.padding import PaddingSide, check_padding_side, chunks
 from steering.activations import states_at
-from steering.attribution import IG_METHODS, ContrastiveAttribution, EmbeddedTriple, IGMethod, contrastive_ig_embeds
+from steering.attribution import ContrastiveAttribution, EmbeddedTriple, IGMethod, contrastive_ig_embeds
 from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
 from steering.masking import (
     MaskMethod,
@@ -40,7 +41,7 @@ from steering.masking import (
 )
 from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_token_mask, pairs_hash, tokenizer_hash
 from steering.scoring import Objective, check_objective
-from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector, package_version
+from steering.vectors import Aggregate, Mode, build_steering_vector, package_version
 
 Position = Literal["last_input", "last"]
 Selection = Literal["attribution", "random", "all"]
@@ -90,8 +91,7 @@ class GrainsConfig:
         for name in ("top_k", "top_k_image", "ig_steps", "internal_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)} must be >= 1")
-        if self.ig_method not in IG_METHODS:
-            raise ValueError(f"ig_method {self.ig_method!r} is not one of {IG_METHODS}")
+        check_choice("ig_method", self.ig_method, IGMethod)
         check_objective(self.objective)
         check_mask_method(self.mask)
         check_padding_side(self.padding_side)
@@ -254,25 +254,3 @@ def provenance(model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], **
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
-
-
-def fit_steering_vector(
-    model: nn.Module,
-    tokenizer,
-    pairs: Sequence[ContrastivePair],
-    layers: Sequence[int] | None = None,
-    config: GrainsConfig | None = None,
-    aggregate: Aggregate = "pca",
-    mode: Mode = "both",
-    batch_size: int = 4,
-) -> SteeringVector:
-    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, docs/grains.md §6.5)."""
-    config = config or GrainsConfig()
-    result = extract_deltas(model, tokenizer, pairs, layers, config, batch_size)
-    errors = result.completeness_errors
-    legacy = config.objective == "legacy_off_by_one"
-    meta = provenance(
-        model, tokenizer, pairs, method="grains", canonical=not legacy, **asdict(config),
-        ig_completeness_mean_abs_error=sum(abs(e) for e in errors) / len(errors) if errors else None,
-    )  # fmt: skip
-    return result.to_vector(aggregate, mode, meta)

@@ -1,38 +1,41 @@
-"""Per-example deltas for every steering method, and the vector built from them: the two halves of ``predict``.
+"""Per-example deltas for every steering method, and the vector built from them: the two halves of every fit.
 
 Design decisions:
-- One entry point per half, so the Lightning module and the sweep share them: ``example_deltas`` runs on a batch
-  of pairs (any rank), ``vector_from_deltas`` runs once on the gathered, de-duplicated, index-sorted deltas.
+- One entry point per half, shared by the library (``fit_vector`` and the ``fit_*`` wrappers), the Lightning module
+  and the sweep: ``example_deltas`` runs on a batch of pairs (any rank), ``vector_from_deltas`` runs once on the
+  gathered, de-duplicated, index-sorted deltas. What a method reads and forces comes from ``steering.methods``.
 - GrAInS computes IG once per example and re-uses it for every k in ``top_ks`` (only the masked no-grad passes
   repeat), so a k sweep costs one attribution pass.
-- Methods: ``grains`` (attribution top-k), ``random_k`` / ``all_tokens`` (the no-attribution controls, same
-  masking), ``caa`` (mean paired difference) and ``pca`` (RepE: PC1 of paired differences). Deltas are returned as
-  (B, R, L, d) with R rows per example (R = 2 for ``position="last"``), so examples can be de-duplicated by index.
-- ``unit_norm`` rescales each layer's vector to norm 1, so α means the same for every method and layer.
+- Deltas are returned as (B, R, L, d) with R rows per example (R = 2 for ``position="last"``), so examples can be
+  de-duplicated by index.
+- ``unit_norm`` (default, on every path) rescales each layer's vector to norm 1, so α means the same for every method
+  and layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from steering.baselines import paired_differences
-from steering.extract import GrainsConfig, extract_deltas
+from steering.differences import paired_differences
+from steering.extract import GrainsConfig, extract_deltas, provenance
+from steering.methods import get_method, method_for_selection
 from steering.pairs import ContrastivePair
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
-
-METHODS = ("grains", "random_k", "all_tokens", "caa", "pca")
-K_METHODS = ("grains", "random_k")
 
 Deltas = dict[int, tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not one of {METHODS}")
+class ExampleDeltas(NamedTuple):
+    """``example_deltas``'s result: layer ids, per k the deltas (pos (B, R, L, d), neg or None), IG diagnostics."""
+
+    layers: list[int]
+    deltas: Deltas
+    completeness_errors: list[float]
 
 
 def example_deltas(
@@ -44,26 +47,27 @@ def example_deltas(
     config: GrainsConfig,
     top_ks: Sequence[int],
     batch_size: int = 4,
-) -> tuple[list[int], Deltas]:
+) -> ExampleDeltas:
     """Layer ids and, per k, deltas (pos (B, R, L, d), neg (B, R, L, d) or None) for a batch of pairs."""
-    check_method(method)
+    spec = get_method(method)
     B = len(pairs)
-    if method in ("caa", "pca"):
+    if spec.deltas == "paired":
         layer_ids, diffs = paired_differences(model, tokenizer, pairs, layers, batch_size)
-        return layer_ids, {int(top_ks[0]): (diffs[:, None], None)}  # (B, 1, L, d)
-    selection = {"grains": "attribution", "random_k": "random", "all_tokens": "all"}[method]
+        return ExampleDeltas(layer_ids, {int(top_ks[0]): (diffs[:, None], None)}, [])  # (B, 1, L, d)
     out: Deltas = {}
     attributions = None
     layer_ids: list[int] = []
-    for k in top_ks if method in K_METHODS else top_ks[:1]:
-        cfg = replace(config, top_k=int(k), selection=selection)
+    errors: list[float] = []
+    for k in top_ks if spec.uses_k else top_ks[:1]:
+        cfg = replace(spec.configure(config), top_k=int(k))
         ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions)
-        attributions = ex.attributions if method == "grains" else None
+        if spec.uses_attributions and attributions is None:
+            attributions, errors = ex.attributions, ex.completeness_errors
         layer_ids = ex.layers
         R = ex.deltas_pos.shape[0] // B
         out[int(k)] = (ex.deltas_pos.view(B, R, *ex.deltas_pos.shape[1:]),
                        ex.deltas_neg.view(B, R, *ex.deltas_neg.shape[1:]))  # fmt: skip
-    return layer_ids, out
+    return ExampleDeltas(layer_ids, out, errors)
 
 
 def vector_from_deltas(
@@ -77,17 +81,67 @@ def vector_from_deltas(
     metadata: dict | None = None,
 ) -> SteeringVector:
     """The steering vector of ``method`` from gathered deltas (N, R, L, d) (or (M, L, d)) at ``layers``."""
-    check_method(method)
+    aggregate, mode = get_method(method).settings(aggregate, mode)
     pos = deltas_pos.flatten(0, 1) if deltas_pos.ndim == 4 else deltas_pos  # (N·R, L, d)
-    neg = None if deltas_neg is None else (deltas_neg.flatten(0, 1) if deltas_neg.ndim == 4 else deltas_neg)
-    if method == "caa":
-        aggregate, mode, neg = "mean", "pos", None
-    elif method == "pca":
-        mode, neg = "pos", None
-    elif method == "all_tokens":
-        mode = "pos"  # P = Q = all candidates: u⁺ − u⁻ would be 0
+    neg = None if mode == "pos" else deltas_neg  # u⁺ only: paired methods have no δ⁻, all_tokens' equals δ⁺
+    if neg is not None and neg.ndim == 4:
+        neg = neg.flatten(0, 1)
     vec = build_steering_vector(pos, neg, layers, aggregate, mode, {"method": method, **(metadata or {})})
     if unit_norm:
         vec = SteeringVector({k: v / v.norm().clamp_min(1e-12) for k, v in vec.vectors.items()},
                              {**vec.metadata, "unit_norm": True})  # fmt: skip
     return vec
+
+
+def fit_metadata(
+    model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], method: str, config: GrainsConfig, **extra
+) -> dict:
+    """Provenance of a vector of ``method`` fit from ``pairs``: model, data, and the extraction settings it used."""
+    spec = get_method(method)
+    settings = asdict(spec.configure(config)) if spec.deltas == "masked" else {}
+    canonical = spec.deltas == "paired" or config.objective != "legacy_off_by_one"
+    return provenance(model, tokenizer, pairs, method=method, canonical=canonical, **settings, **extra)
+
+
+def fit_vector(
+    model: nn.Module,
+    tokenizer,
+    pairs: Sequence[ContrastivePair],
+    method: str = "grains",
+    layers: Sequence[int] | None = None,
+    config: GrainsConfig | None = None,
+    aggregate: Aggregate = "pca",
+    mode: Mode = "both",
+    unit_norm: bool = True,
+    batch_size: int = 4,
+) -> SteeringVector:
+    """The steering vector of ``method`` (``steering.methods.METHODS``) from contrastive triples, at ``config.top_k``;
+    the same vector ``SteeringModule`` writes for the same pairs and settings."""
+    config = config or GrainsConfig()
+    result = example_deltas(model, tokenizer, pairs, method, layers, config, [config.top_k], batch_size)
+    errors = result.completeness_errors
+    ig_error = sum(map(abs, errors)) / len(errors) if errors else None
+    meta = fit_metadata(model, tokenizer, pairs, method, config, unit_norm=unit_norm,
+                        ig_completeness_mean_abs_error=ig_error)  # fmt: skip
+    pos, neg = result.deltas[config.top_k]
+    return vector_from_deltas(method, pos, neg, result.layers, aggregate, mode, unit_norm, meta)
+
+
+def fit_steering_vector(
+    model: nn.Module,
+    tokenizer,
+    pairs: Sequence[ContrastivePair],
+    layers: Sequence[int] | None = None,
+    config: GrainsConfig | None = None,
+    aggregate: Aggregate = "pca",
+    mode: Mode = "both",
+    batch_size: int = 4,
+    unit_norm: bool = True,
+) -> SteeringVector:
+    """GrAInS: fit per-layer steering vectors from contrastive triples (canonical defaults, docs/grains.md §6.5).
+
+    ``config.selection`` picks the method (``attribution`` → ``grains``; ``random`` / ``all`` → the controls).
+    """
+    config = config or GrainsConfig()
+    method = method_for_selection(config.selection).name
+    return fit_vector(model, tokenizer, pairs, method, layers, config, aggregate, mode, unit_norm, batch_size)

@@ -3,12 +3,13 @@
 Design decisions (docs/design.md §6 "predict-then-test"):
 - ``predict`` extracts per-example deltas on every rank (IG needs gradients w.r.t. the inputs: the step re-enables
   grad inside ``inference_mode(False)``, so ``trainer.inference_mode`` need not be touched); the module's own
-  ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index and
-  writes the vector, the deltas and the split record atomically from rank 0.
+  ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index,
+  builds the vector (provenance from ``vector_provenance``) and writes vector, deltas and split record from rank 0.
 - ``test`` loads that vector (``run predict first`` when it is missing) and scores every choice of every example
   for the base model and under ``steer(...)``; per-example metrics go into ``IndexedMean`` torchmetrics (synced
   across ranks, each example counted once). Side effects: KL to the base next-token distribution and perplexity on
-  the prompts. Results (metrics, counts, vector metadata, split record) go to ``<vector stem>.test.json``.
+  the prompts. The module logs the metrics; ``SteeringResultsWriter`` (also added by ``configure_callbacks``) writes
+  them with the vector metadata and split record to ``<vector stem>.test.json``. The module writes no file.
 - Checks before weights are loaded (``setup``): layers against the model config, the vector's hidden size / layer
   count against the model config, and the vector file's existence. ``check_compatible`` runs again on the model.
 - Generation tasks (``GenExample``, MMHal-Bench) generate greedy answers base vs steered and score them with the
@@ -20,21 +21,22 @@ Design decisions (docs/design.md §6 "predict-then-test"):
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 from lmcore.cli import launch_command
 from steering.extract import GrainsConfig
-from steering.fitting import METHODS, check_method, example_deltas, vector_from_deltas
+from steering.fitting import example_deltas, fit_metadata
 from steering.hooks import NORMALIZE, steer
 from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
+from steering.methods import METHODS, MethodName, get_method
+from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
+from steering.pairs import ContrastivePair
 from steering.tasks import (
     GenExample,
     choice_metrics,
@@ -46,7 +48,9 @@ from steering.tasks import (
 )
 from steering.tasks.generation import HALLUCINATION_BELOW
 from steering.vectors import AGGREGATES, MODES, SteeringVector
-from steering.writer import SteeringVectorWriter, atomic_write, deltas_path, save_deltas, splits_path
+from steering.writer import SteeringResultsWriter, SteeringVectorWriter
+
+CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
 
 
 def _predict_hint() -> str:
@@ -54,29 +58,13 @@ def _predict_hint() -> str:
 
 
 class SteeringModule(L.LightningModule):
-    @staticmethod
-    def run_labels(config: dict[str, Any]) -> dict[str, Any]:
-        """W&B run labels (the launcher's hook): ``<task>-<method>-k<k>-a<alpha>-s<seed>``, group ``steer/<task>``."""
-        data = (config.get("data") or {}).get("init_args") or {}
-        model = (config.get("model") or {}).get("init_args") or {}
-        task = data.get("task", "task")
-        method = model.get("method", "grains")
-        k = model.get("top_k", 10)
-        k = k[0] if isinstance(k, list) and k else k
-        seed = data.get("seed", config.get("seed_everything"))
-        name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
-        return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
-
     def __init__(
         self,
         model_path: str = "smollm2-135m",
-        method: Literal["grains", "random_k", "all_tokens", "caa", "pca"] = "grains",
+        method: MethodName = "grains",
         layers: list[int] | None = None,
-        top_k: int | list[int] = 10,
-        top_k_image: int = 50,
-        ig_steps: int = 20,
-        internal_batch_size: int = 20,
-        objective: Literal["sum", "mean", "last_token", "legacy_off_by_one"] = "sum",
+        grains: GrainsConfig = CANONICAL_GRAINS,
+        extra_top_k: list[int] | None = None,
         aggregate: Literal["pca", "pca_uncentred", "mean"] = "pca",
         mode: Literal["pos", "both"] = "both",
         unit_norm: bool = True,
@@ -91,8 +79,6 @@ class SteeringModule(L.LightningModule):
         eval_base: bool = True,
         judge: str = "steering.tasks.generation.reference_overlap_judge",
         max_new_tokens: int = 128,
-        selection_seed: int = 0,
-        grains_options: dict[str, Any] | None = None,
     ) -> None:
         """GrAInS extraction (``predict``) and base-vs-steered evaluation (``test``).
 
@@ -100,10 +86,10 @@ class SteeringModule(L.LightningModule):
             model_path: short name (``smollm2-135m``), local HF folder or hub id.
             method: ``grains`` | ``random_k`` | ``all_tokens`` (no-attribution controls) | ``caa`` | ``pca``.
             layers: decoder layers to extract (negative from the end); None = all.
-            top_k: k for text tokens; a list extracts every k from one IG pass (the first is the vector's).
-            top_k_image: k for image tokens (VLMs).
-            ig_steps: IG steps. internal_batch_size: rows per IG / forward chunk.
-            objective: contrastive log-likelihood objective (``legacy_off_by_one`` = released code).
+            grains: extraction settings (``GrainsConfig``: ``top_k`` (the vector's k), ``top_k_image``, ``ig_steps``,
+                ``internal_batch_size``, ``objective``, ``mask``, ``position``, ``seed`` of the random-k control, …);
+                in YAML ``grains: {top_k: 10, ig_steps: 20}``. The token ``selection`` comes from ``method``.
+            extra_top_k: further k extracted from the same IG pass and saved with the deltas (for a k sweep).
             aggregate: ``pca`` | ``pca_uncentred`` | ``mean``. mode: ``both`` (u⁺ − u⁻) | ``pos`` (u⁺).
             unit_norm: rescale each layer's vector to norm 1 (α comparable across methods and layers).
             alpha: steering strength at test time. steer_layers: subset of the vector's layers to steer (None = all).
@@ -116,19 +102,18 @@ class SteeringModule(L.LightningModule):
             judge: dotted path of ``judge(example, answer) -> 0…6`` for generation tasks (MMHal-Bench); the default
                 is an offline token-overlap proxy, not the paper's GPT-4 judge.
             max_new_tokens: generation length for generation tasks.
-            selection_seed: seed of the random-k control (named apart from the data split seed).
-            grains_options: further ``GrainsConfig`` fields (e.g. ``{"position": "last", "mask": "pad_id"}``).
         """
         super().__init__()
         self.save_hyperparameters()
-        check_method(method)
         for name, value, allowed in (("aggregate", aggregate, AGGREGATES), ("mode", mode, MODES),
                                      ("normalize", normalize, NORMALIZE), ("dtype", dtype, tuple(DTYPES))):  # fmt: skip
             if value not in allowed:
                 raise ValueError(f"{name} {value!r} is not one of {allowed}")
-        self.top_ks = [int(k) for k in (top_k if isinstance(top_k, list | tuple) else [top_k])]
-        if not self.top_ks or min(self.top_ks) < 1:
-            raise ValueError(f"top_k {top_k} must be an int >= 1 or a non-empty list of them")
+        get_method(method).settings(aggregate, mode)
+        if extra_top_k is not None and any(k < 1 for k in extra_top_k):
+            raise ValueError(f"extra_top_k {extra_top_k} must hold ints >= 1")
+        self.grains = grains
+        self.top_ks = list(dict.fromkeys([grains.top_k, *(extra_top_k or [])]))  # the vector's k first
         if not math.isfinite(alpha):
             raise ValueError(f"alpha {alpha} must be finite")
         if score_batch_size < 1:
@@ -138,10 +123,6 @@ class SteeringModule(L.LightningModule):
         self.judge = load_judge(judge)
         if layers is not None and len(layers) == 0:
             raise ValueError("layers is empty; pass null for all layers or a list of indices")
-        self.grains_config = GrainsConfig(
-            top_k=self.top_ks[0], top_k_image=top_k_image, ig_steps=ig_steps, internal_batch_size=internal_batch_size,
-            objective=objective, seed=selection_seed, **(grains_options or {}),
-        )  # fmt: skip
         self.hf_model = None
         self.tokenizer = None
         self.vector: SteeringVector | None = None
@@ -171,7 +152,7 @@ class SteeringModule(L.LightningModule):
         object.__setattr__(self, "hf_model", model)  # not a registered child (see module docstring)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return [SteeringVectorWriter()]
+        return [SteeringVectorWriter(), SteeringResultsWriter()]
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return batch  # examples hold strings and CPU images; the scoring functions move what they need
@@ -183,46 +164,23 @@ class SteeringModule(L.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         pairs = [ex.to_pair() for ex in batch["examples"]]
         with torch.inference_mode(False), torch.enable_grad():
-            layer_ids, deltas = example_deltas(
-                self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains_config,
+            layer_ids, deltas, _ = example_deltas(
+                self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
                 self.top_ks, batch_size=len(pairs),
             )  # fmt: skip
         return {"index": batch["index"].cpu(), "layers": layer_ids,
                 "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
 
-    def write_vector(self, merged: dict[str, Any], datamodule: L.LightningDataModule | None) -> SteeringVector:
-        """Build the vector from merged deltas and write vector, deltas and split record (rank 0, atomically)."""
-        from dataclasses import asdict
-
-        from steering.extract import provenance
-
+    def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:
+        """Metadata of the vector this module fits from ``pairs`` (the steering split): model, data and settings."""
         hp = self.hparams
-        k = self.top_ks[0]
-        pairs = [ex.to_pair() for ex in datamodule.splits["steer"]] if datamodule is not None else []
-        split = datamodule.split_record() if hasattr(datamodule, "split_record") else None
-        meta = provenance(self.hf_model, self.tokenizer, pairs, canonical=hp.objective != "legacy_off_by_one",
-                          top_ks=self.top_ks, unit_norm=hp.unit_norm, splits=split,
-                          **asdict(self.grains_config)) if pairs else {}  # fmt: skip
-        meta["n_examples_gathered"] = int(merged["index"].numel())
-        pos, neg = merged["deltas"][k]
-        vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)
-        path = Path(hp.vector_path)
-        atomic_write(path, vector.save)
-        save_deltas(deltas_path(path), merged, {**meta, "method": hp.method, "aggregate": hp.aggregate,
-                                                "mode": hp.mode})  # fmt: skip
-        if split is not None:
-            atomic_write(splits_path(path), lambda tmp: tmp.write_text(json.dumps(split, indent=2)))
-        rank_zero_info(f"steering vector ({hp.method}, layers {vector.layers}, {meta['n_examples_gathered']} "
-                       f"examples) written to {path}")  # fmt: skip
-        self.vector = vector
-        self._log_vector_metadata()
-        return vector
+        return fit_metadata(self.hf_model, self.tokenizer, pairs, hp.method, self.grains, top_ks=self.top_ks,
+                            unit_norm=hp.unit_norm, splits=splits)  # fmt: skip
 
     def _log_vector_metadata(self) -> None:
         """Vector provenance (without the split row ids) into the logger's config, e.g. the W&B run."""
         if self.logger is not None and self.vector is not None:
-            meta = {k: v for k, v in self.vector.metadata.items() if k != "splits"}
-            self.logger.log_hyperparams({"steering_vector": json.loads(json.dumps(meta, default=str))})
+            self.logger.log_hyperparams({"steering_vector": self.vector.summary_metadata()})
 
     # ---- test: base vs steered ----------------------------------------------------------------------------------
     def _place(self) -> None:
@@ -245,11 +203,14 @@ class SteeringModule(L.LightningModule):
             if missing:
                 raise ValueError(f"steer_layers {missing} have no vector; {self.hparams.vector_path} covers "
                                  f"{self.vector.layers}")  # fmt: skip
-        self.metrics = torch.nn.ModuleDict()
+        dataset = self.trainer.test_dataloaders.dataset  # the whole split on every rank (see steering.metric_names)
+        examples = [dataset[i]["example"] for i in range(len(dataset))]
+        names = evaluation_metric_names(examples, self.hparams.eval_base, self.hparams.side_effects)
+        self.metrics = torch.nn.ModuleDict(
+            {name: IndexedMean("count" if name == "n_examples" else "mean") for name in names}
+        ).to(self.device)
 
     def _update(self, name: str, index: torch.Tensor, values: list[float] | torch.Tensor) -> None:
-        if name not in self.metrics:
-            self.metrics[name] = IndexedMean("count" if name == "n_examples" else "mean").to(self.device)
         self.metrics[name].update(index, torch.as_tensor(values, dtype=torch.float64))
 
     def _generation_step(self, examples: list[GenExample], index: torch.Tensor) -> None:
@@ -276,8 +237,9 @@ class SteeringModule(L.LightningModule):
             conditions.insert(0, ("base", score_examples(model, tok, examples, bs)))
         for cond, scores in conditions:
             per = [choice_metrics(ex, s) for ex, s in zip(examples, scores)]
-            for name in per[0]:
-                self._update(f"{cond}/{name}", index, [p[name] for p in per])
+            for name in dict.fromkeys(name for p in per for name in p):  # each over the examples that have it
+                rows = [i for i, p in enumerate(per) if name in p]
+                self._update(f"{cond}/{name}", index[rows], [per[i][name] for i in rows])
         if hp.side_effects and all(ex.pixel_values is None for ex in examples):
             kl, nll_b, nll_s = prompt_side_effects(model, tok, [ex.prompt for ex in examples], self.vector, hp.alpha,
                                                    layers, hp.normalize, bs)  # fmt: skip
@@ -285,6 +247,18 @@ class SteeringModule(L.LightningModule):
             self._update("base/nll", index, nll_b)
             self._update("steered/nll", index, nll_s)
         self._update("n_examples", index, torch.ones(len(index)))
+
+    @staticmethod
+    def run_labels(config: dict[str, Any]) -> dict[str, Any]:
+        """W&B run name, group and tags from the full resolved config (``<task>-<method>-k<k>-a<alpha>-s<seed>``)."""
+        data = (config.get("data") or {}).get("init_args") or {}
+        model = (config.get("model") or {}).get("init_args") or {}
+        grains = model.get("grains") or {}
+        task, method = data.get("task", "task"), model.get("method", "grains")
+        k = grains.get("top_k", GrainsConfig.top_k) if isinstance(grains, dict) else grains.top_k
+        seed = data.get("seed", config.get("seed_everything"))
+        name = f"{task}-{method}-k{k}-a{model.get('alpha', 4.0):g}-s{seed}"
+        return {"name": name, "group": f"steer/{task}", "tags": ["steering", str(task), str(method)]}
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, float] = {}
@@ -295,19 +269,7 @@ class SteeringModule(L.LightningModule):
                 results[f"test/{name.removesuffix('/nll')}/ppl"] = math.exp(value)
         for name, value in results.items():
             self.log(name, value, sync_dist=False, rank_zero_only=False)
-        self.test_results = results
-        if self.trainer.is_global_zero:
-            dm = self.trainer.datamodule
-            record = {
-                "metrics": results, "alpha": self.hparams.alpha, "steer_layers": self.hparams.steer_layers,
-                "vector_path": str(self.hparams.vector_path), "vector_layers": self.vector.layers,
-                "vector_metadata": self.vector.metadata, "method": self.vector.metadata.get("method"),
-                "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
-                "splits": dm.split_record() if hasattr(dm, "split_record") else None,
-            }  # fmt: skip
-            path = Path(self.hparams.vector_path)
-            out = path.with_name(path.name.removesuffix(".safetensors") + ".test.json")
-            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str)))
+        self.test_results = results  # SteeringResultsWriter writes them with the run record at on_test_end
         for metric in self.metrics.values():
             metric.reset()
 

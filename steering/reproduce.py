@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from steering.methods import get_method
 from steering.sweep import group_vector, plot_sweep, select_best, sweep, write_tables
 from steering.writer import atomic_write, deltas_path
 
@@ -82,7 +83,7 @@ def collect(folders: list[str]) -> list[dict[str, Any]]:
                     rows.insert(0, _row("base", m, "base"))
             method = meta.get("method", path.name.split(".")[0])
             rows.append({**_row(method, m, "steered"), "layers": rec["vector_layers"], "alpha": rec["alpha"],
-                         "k": meta.get("k") if method in ("grains", "random_k") else None,
+                         "k": meta.get("k") if get_method(method).uses_k else None,
                          "dev": meta.get("dev_value")})  # fmt: skip
     return rows
 
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--methods", nargs="+", default=["grains", "caa", "random_k"])
     p.add_argument("--layer-groups", nargs="+", default=["-1"], help="e.g. 10-13 14-17 (inclusive ranges)")
     p.add_argument("--alphas", nargs="+", type=float, default=[2.0, 4.0, 8.0])
-    p.add_argument("--ks", nargs="+", type=int, default=None, help="k values to sweep (must have been extracted)")
+    p.add_argument("--ks", nargs="+", type=int, default=None,
+                   help="k values to sweep (grains.top_k or extra_top_k: extracted by predict)")  # fmt: skip
     p.add_argument("--target", default=None, help="dev target used for selection (default: binary, else the first)")
     p.add_argument("--max-kl", type=float, default=None,
                    help="select only among settings whose dev KL(base ‖ steered) is at most this")  # fmt: skip
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         m = cli.model.test_results
         if not results and not a.no_base:
             results.append(_row("base", m, "base"))
-        k = best["k"] if method in ("grains", "random_k") else None
+        k = best["k"] if get_method(method).uses_k else None
         results.append({**_row(method, m, "steered"), "layers": best["layers"], "alpha": best["alpha"], "k": k,
                         "dev": best["value"]})  # fmt: skip
         write_results(results, out)  # after every method, so an interrupted run still leaves a table

@@ -26,10 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from steering.fitting import K_METHODS, vector_from_deltas
+from steering.fitting import vector_from_deltas
 from steering.hooks import Normalize, steer
-from steering.tasks.base import MCExample, choice_metrics, score_examples
+from steering.methods import get_method
+from steering.tasks.metrics import choice_metrics
+from steering.tasks.scoring import score_examples
 from steering.tasks.side_effects import prompt_side_effects
+from steering.tasks.types import MCExample
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
@@ -82,7 +85,8 @@ def sweep(
         raise ValueError(f"layer_groups {layer_groups} and alphas {alphas} must be non-empty")
     dev = [ex.restricted(target) for ex in examples]
     _, deltas, _ = load_deltas(deltas_file)
-    ks = list(ks) if ks and method in K_METHODS else sorted(deltas)[: None if method in K_METHODS else 1]
+    uses_k = get_method(method).uses_k
+    ks = list(ks) if ks and uses_k else sorted(deltas)[: None if uses_k else 1]
     base = dev_metric(model, tokenizer, dev, target, batch_size)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]

@@ -117,6 +117,10 @@ class SteeringVector:
     def hidden_size(self) -> int:
         return int(next(iter(self.vectors.values())).shape[0])
 
+    def summary_metadata(self) -> dict[str, Any]:
+        """JSON-safe metadata without the split row ids: what a run logs to its logger's config."""
+        return json.loads(json.dumps({k: v for k, v in self.metadata.items() if k != "splits"}, default=str))
+
     def with_metadata(self, **extra: Any) -> SteeringVector:
         return SteeringVector(dict(self.vectors), {**self.metadata, **extra})
 

@@ -1,4 +1,6 @@
-"""``SteeringVectorWriter``: gathers per-example deltas from every rank and writes the ``SteeringVector`` once.
+"""The files a steering run writes: ``SteeringVectorWriter`` (predict) and ``SteeringResultsWriter`` (test).
+
+``SteeringModule.configure_callbacks`` adds both; the module computes (deltas, metrics) and never writes a file.
 
 Design decisions (docs/design.md "rank-safe writing"):
 - Each predict step returns ``{"index": (B,), "layers": [...], "deltas": {k: (pos, neg)}}``; the writer keeps them
@@ -8,7 +10,11 @@ Design decisions (docs/design.md "rank-safe writing"):
 - Rank 0 writes; every file goes to a temporary sibling first and is renamed into place (atomic on POSIX). Then a
   barrier, so no rank reads a half-written vector.
 - Besides the vector (``vector_path``, safetensors) it writes ``<stem>.deltas.safetensors`` (all k, all extraction
-  layers: what a layer × α × k sweep needs, no recomputation) and ``<stem>.splits.json`` (the split record).
+  layers: what a layer × α × k sweep needs, no recomputation) and ``<stem>.splits.json`` (the split record). The
+  vector is built here (``vector_from_deltas`` with the module's method and settings); the module supplies its
+  provenance (``vector_provenance``: model, tokenizer, data, extraction settings).
+- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
+  the end of ``test``, after the module has computed ``test_results``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from steering.fitting import vector_from_deltas
+from steering.pairs import ContrastivePair
+from steering.vectors import SteeringVector
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -44,6 +55,11 @@ def deltas_path(vector_path: str | Path) -> Path:
 def splits_path(vector_path: str | Path) -> Path:
     p = Path(vector_path)
     return p.with_name(p.name.removesuffix(".safetensors") + ".splits.json")
+
+
+def results_path(vector_path: str | Path) -> Path:
+    p = Path(vector_path)
+    return p.with_name(p.name.removesuffix(".safetensors") + ".test.json")
 
 
 def merge_predictions(predictions: list[dict[str, Any]], expected: int | None = None) -> dict[str, Any]:
@@ -92,7 +108,12 @@ def load_deltas(path: str | Path) -> tuple[list[int], dict[int, tuple[torch.Tens
 
 
 class SteeringVectorWriter(BasePredictionWriter):
-    """Collects predict-step deltas, and at the end of ``predict`` writes vector, deltas and split record."""
+    """Collects predict-step deltas, and at the end of ``predict`` builds the vector and writes vector, deltas and
+    split record.
+
+    Reads from the module: ``hparams`` (``method``, ``aggregate``, ``mode``, ``unit_norm``, ``vector_path``),
+    ``top_ks`` (the first is the vector's k) and ``vector_provenance(pairs, splits)``.
+    """
 
     def __init__(self) -> None:
         super().__init__(write_interval="batch")
@@ -110,9 +131,55 @@ class SteeringVectorWriter(BasePredictionWriter):
             gathered = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, self._predictions)
         flat = [p for rank in gathered for p in rank]
-        expected = len(trainer.predict_dataloaders.dataset)
-        merged = merge_predictions(flat, expected)
+        dataset = trainer.predict_dataloaders.dataset
+        merged = merge_predictions(flat, len(dataset))
         if trainer.is_global_zero:
-            pl_module.write_vector(merged, trainer.datamodule)
+            pairs = [dataset[i]["example"].to_pair() for i in range(len(dataset))]
+            dm = trainer.datamodule
+            self.write(pl_module, merged, pairs, dm.split_record() if hasattr(dm, "split_record") else None)
         trainer.strategy.barrier("steering_vector_written")
         self._predictions = []
+
+    def write(
+        self, pl_module: L.LightningModule, merged: dict[str, Any], pairs: list[ContrastivePair], splits: dict | None
+    ) -> SteeringVector:
+        """Build the vector from merged deltas; write vector, deltas and split record atomically (rank 0 only)."""
+        hp = pl_module.hparams
+        meta = pl_module.vector_provenance(pairs, splits) if pairs else {}
+        meta["n_examples_gathered"] = int(merged["index"].numel())
+        pos, neg = merged["deltas"][pl_module.top_ks[0]]
+        vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)
+        path = Path(hp.vector_path)
+        atomic_write(path, vector.save)
+        save_deltas(deltas_path(path), merged, {**meta, "method": hp.method, "aggregate": hp.aggregate,
+                                                "mode": hp.mode})  # fmt: skip
+        if splits is not None:
+            atomic_write(splits_path(path), lambda tmp: tmp.write_text(json.dumps(splits, indent=2)))
+        rank_zero_info(f"steering vector ({hp.method}, layers {vector.layers}, {meta['n_examples_gathered']} "
+                       f"examples) written to {path}")  # fmt: skip
+        if pl_module.logger is not None:
+            pl_module.logger.log_hyperparams({"steering_vector": vector.summary_metadata()})
+        return vector
+
+
+class SteeringResultsWriter(Callback):
+    """Writes ``<vector stem>.test.json`` (metrics, α, vector metadata, split record) at the end of ``test``.
+
+    Reads from the module: ``test_results`` (set in its ``on_test_epoch_end``), ``vector`` and ``hparams``
+    (``alpha``, ``steer_layers``, ``vector_path``).
+    """
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        hp, vector, dm = pl_module.hparams, pl_module.vector, trainer.datamodule
+        record = {
+            "metrics": pl_module.test_results, "alpha": hp.alpha, "steer_layers": hp.steer_layers,
+            "vector_path": str(hp.vector_path), "vector_layers": vector.layers,
+            "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
+            "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
+            "splits": dm.split_record() if hasattr(dm, "split_record") else None,
+        }  # fmt: skip
+        atomic_write(
+            results_path(hp.vector_path), lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str))
+        )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lmcore.quadrature import quadrature_points
 from steering import EmbeddedTriple, contrastive_ig, contrastive_ig_embeds, encode_pair
-from steering.attribution import ig_quadrature
 from steering.scoring import response_logprob_from_logits
 from tests.tiny_lm import tiny_pairs
 
@@ -86,11 +86,11 @@ def test_batched_equals_unbatched(model_tok, side):
 
 
 def test_quadrature_and_argument_errors(model_tok):
-    alphas, weights = ig_quadrature(5, "gausslegendre")
+    alphas, weights = (t.tolist() for t in quadrature_points(5, "gausslegendre"))
     assert 0 < min(alphas) < max(alphas) < 1 and sum(weights) == pytest.approx(1.0)
-    assert ig_quadrature(5, "riemann_trapezoid")[0][-1] == 1.0
-    with pytest.raises(ValueError, match="IG method 'simpson' is not one of"):
-        ig_quadrature(5, "simpson")
+    assert quadrature_points(5, "riemann_trapezoid")[0][-1] == 1.0
+    with pytest.raises(ValueError, match="quadrature 'simpson' is not one of"):
+        quadrature_points(5, "simpson")
     model, tok = model_tok
     with pytest.raises(ValueError, match="at least one example"):
         contrastive_ig_embeds(model, [])

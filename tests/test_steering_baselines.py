@@ -23,7 +23,7 @@ PAIRS = tiny_pairs()
 
 def test_caa_is_the_mean_paired_difference(model_tok):
     model, tok = model_tok
-    vec = fit_caa_vector(model, tok, PAIRS, layers=[1])
+    vec = fit_caa_vector(model, tok, PAIRS, layers=[1], unit_norm=False)
     diffs = []
     with torch.no_grad(), capture_layer_outputs(model, [1]) as store:
         for p in PAIRS:

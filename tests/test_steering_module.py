@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from lmcore.cli import _launch as launch_state
-from steering import SteeringVector
+from steering import GrainsConfig, SteeringVector
 from steering.data import SteeringDataModule, split_indices
 from steering.metrics import IndexedMean
 from steering.module import SteeringModule
@@ -27,6 +27,7 @@ from steering.writer import deltas_path, load_deltas, merge_predictions, splits_
 from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
 
 REPO = Path(__file__).resolve().parents[1]
+GRAINS = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,8 @@ def _dm(tiny_dir, pairs_file, **kw) -> SteeringDataModule:
 
 
 def _module(tiny_dir, vector_path, **kw) -> SteeringModule:
-    args = dict(model_path=str(tiny_dir), layers=[1, 2], top_k=[2, 3], ig_steps=4, internal_batch_size=4,
-                vector_path=str(vector_path), alpha=2.0)  # fmt: skip
+    args = dict(model_path=str(tiny_dir), layers=[1, 2], grains=GRAINS, extra_top_k=[3], vector_path=str(vector_path),
+                alpha=2.0)  # fmt: skip
     return SteeringModule(**{**args, **kw})
 
 
@@ -168,8 +169,8 @@ def _config(tmp_path, tiny_dir, pairs_file, vec, **trainer) -> Path:
         "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run"), **trainer},
         "model": {"class_path": "steering.SteeringModule", "init_args": {
-            "model_path": str(tiny_dir), "layers": [1, 2], "top_k": [2, 3], "ig_steps": 4, "internal_batch_size": 4,
-            "vector_path": str(vec), "alpha": 2.0}},
+            "model_path": str(tiny_dir), "layers": [1, 2], "extra_top_k": [3], "vector_path": str(vec), "alpha": 2.0,
+            "grains": {"top_k": 2, "ig_steps": 4, "internal_batch_size": 4}}},
         "data": {"class_path": "steering.SteeringDataModule", "init_args": {
             "task": "pairs_file", "task_args": {"path": str(pairs_file)}, "n_steer": 5, "n_dev": 2, "n_test": 5,
             "batch_size": 2, "eval_batch_size": 2}},
@@ -218,3 +219,126 @@ def test_device_map_path_gives_the_same_vector(tiny_dir, pairs_file, tmp_path):
     a, b = SteeringVector.load(plain), SteeringVector.load(mapped)
     for layer in a.layers:
         torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-6, rtol=0)
+
+
+def test_run_labels_from_the_resolved_config(capsys):
+    """The launcher's hook: name ``<task>-<method>-k<k>-a<alpha>-s<seed>``, group ``steer/<task>``, tags."""
+    from lmcore.cli import run_cli
+
+    with pytest.raises(SystemExit):
+        run_cli(["predict", "--config", str(REPO / "experiments" / "steer_smollm2_truthfulqa.yaml"), "--print_config",
+                 "--model.init_args.method=caa", "--model.init_args.grains.top_k=7"])  # fmt: skip
+    config = yaml.safe_load(capsys.readouterr().out)
+    labels = SteeringModule.run_labels(config)
+    assert labels == {"name": "truthfulqa-caa-k7-a4-s0", "group": "steer/truthfulqa",
+                      "tags": ["steering", "truthfulqa", "caa"]}  # fmt: skip
+    config["data"]["init_args"]["seed"] = 3
+    config["model"]["init_args"].update(alpha=0.5, grains=GrainsConfig(top_k=4))
+    assert SteeringModule.run_labels(config)["name"] == "truthfulqa-caa-k4-a0.5-s3"
+    assert SteeringModule.run_labels({"model": {"init_args": {}}, "data": {"init_args": {"task": "t"}}})["name"] == (
+        "t-grains-k10-a4-sNone"
+    )
+
+
+def test_the_writers_own_every_file(tiny_dir, pairs_file, tmp_path):
+    """Without its writer callbacks the module computes (vector metadata, test metrics) but writes nothing."""
+    from steering.writer import SteeringResultsWriter, SteeringVectorWriter, results_path
+
+    class Silent(SteeringModule):
+        def configure_callbacks(self):
+            return []
+
+    vec = tmp_path / "v.safetensors"
+    module = _module(tiny_dir, vec)
+    assert {type(c) for c in module.configure_callbacks()} == {SteeringVectorWriter, SteeringResultsWriter}
+    args = dict(model_path=str(tiny_dir), layers=[1, 2], grains=GRAINS, vector_path=str(vec), alpha=2.0)
+    _trainer().predict(Silent(**args), datamodule=_dm(tiny_dir, pairs_file))
+    assert not list(tmp_path.iterdir())
+    _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file))
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["v.deltas.safetensors", "v.safetensors", "v.splits.json"]
+    silent = Silent(**args)
+    _trainer().test(silent, datamodule=_dm(tiny_dir, pairs_file))
+    assert silent.test_results["test/n_examples"] == 5 and not results_path(vec).exists()
+
+
+def _mixed_pairs(path: Path) -> Path:
+    """Rows with 2 choices (binary only) and rows with 4 (binary, mc1, mc2), alternating."""
+    from tests.tiny_lm import TINY_QUESTIONS
+
+    rows = []
+    for i, (q, good, bad) in enumerate(TINY_QUESTIONS):
+        row = {"question": q, "preferred": good, "dispreferred": bad}
+        if i % 2:
+            row.update(correct=[good + " indeed"], incorrect=[TINY_QUESTIONS[(i + 3) % len(TINY_QUESTIONS)][2]])
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+class _MetricSets(L.Callback):
+    """Records the module's metric names when each test batch starts."""
+
+    def __init__(self) -> None:
+        self.seen: list[set[str]] = []
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.seen.append(set(pl_module.metrics))
+
+
+def test_every_metric_exists_before_the_first_step(tiny_dir, pairs_file, tmp_path):
+    """Metrics are created in on_test_start from the whole eval split, not lazily per batch: a rank whose batches
+    lack a target (or a rank with no batch) would otherwise hold other metrics than its peers and hang compute()."""
+    vec = tmp_path / "v.safetensors"
+    _trainer().predict(_module(tiny_dir, vec), datamodule=_dm(tiny_dir, pairs_file))
+    module, seen = _module(tiny_dir, vec), _MetricSets()
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, callbacks=[seen])
+    trainer.test(module, datamodule=_dm(tiny_dir, pairs_file))
+    final = {k.removeprefix("test/") for k in module.test_results if not k.endswith("/ppl")}
+    assert len(seen.seen) == 3 and all(names == final for names in seen.seen)
+    assert {"base/mc1", "steered/mc2", "steered/kl", "base/nll", "n_examples"} <= final
+
+
+def test_examples_with_different_targets_in_one_batch(tiny_dir, tmp_path):
+    """Each target averages over the examples that have it (2-choice rows have no mc1 / mc2)."""
+    from steering.tasks import choice_metrics, score_examples
+
+    mixed = _mixed_pairs(tmp_path / "mixed.jsonl")
+    vec = tmp_path / "v.safetensors"
+    dm = _dm(tiny_dir, mixed, n_steer=2, n_dev=0, n_test=6, eval_batch_size=3)
+    _trainer().predict(_module(tiny_dir, vec), datamodule=dm)
+    module = _module(tiny_dir, vec)
+    _trainer().test(module, datamodule=dm)
+    res = module.test_results
+    examples = dm.splits["test"]
+    assert {len(ex.targets) for ex in examples} == {1, 3}  # binary only, and binary + mc1 + mc2
+    per = [
+        choice_metrics(ex, s) for ex, s in zip(examples, score_examples(module.hf_model, module.tokenizer, examples))
+    ]
+    for name in ("binary", "mc1", "mc2"):
+        values = [p[name] for p in per if name in p]
+        assert res[f"test/base/{name}"] == pytest.approx(sum(values) / len(values), abs=1e-6), name
+    assert res["test/n_examples"] == 6
+
+
+def test_evaluation_metric_names_depend_on_the_split_not_on_a_rank_s_batches():
+    from steering.metric_names import evaluation_metric_names
+    from steering.tasks import GenExample, MCExample
+
+    binary = MCExample("q", ("a", "b"), {"binary": ((0,), (1,))}, (0, 1))
+    mc = MCExample("q", ("a", "b", "c"), {"mc1": ((0,), (1, 2)), "binary": ((0,), (1,))}, (0, 1))
+    image = MCExample("q", ("a", "b"), {"preference": ((0,), (1,))}, (0, 1), pixel_values=torch.zeros(1, 3, 2, 2))
+    split = [binary, mc, binary]
+    names = evaluation_metric_names(split)
+    assert names == ["base/binary", "base/mc1", "steered/binary", "steered/mc1", "steered/kl", "base/nll",
+                     "steered/nll", "n_examples"]  # fmt: skip
+    # what lazy per-batch creation gave two ranks holding [binary] and [mc]: different sets
+    assert set(evaluation_metric_names([binary])) != set(evaluation_metric_names([mc]))
+    assert evaluation_metric_names(split, eval_base=False, side_effects=False) == [
+        "steered/binary", "steered/mc1", "n_examples"
+    ]  # fmt: skip
+    assert evaluation_metric_names([image]) == ["base/preference", "steered/preference", "n_examples"]
+    gen = GenExample("q", "ref")
+    assert evaluation_metric_names([gen], eval_base=False) == [
+        "steered/judge_score", "steered/hallucination_rate", "n_examples"
+    ]  # fmt: skip

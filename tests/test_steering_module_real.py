@@ -27,8 +27,10 @@ def test_smollm2_truthfulqa_predict_then_test(shared_data, tmp_path, monkeypatch
 
     config = yaml.safe_load(REPO_CONFIG.read_text())
     config["trainer"].update(logger=False, default_root_dir=str(tmp_path))
-    config["model"]["init_args"].update(layers=[12, 13, 14], steer_layers=None, ig_steps=4, internal_batch_size=4,
-                                        vector_path=str(tmp_path / "v.safetensors"))  # fmt: skip
+    config["model"]["init_args"].update(
+        layers=[12, 13, 14], steer_layers=None, vector_path=str(tmp_path / "v.safetensors")
+    )
+    config["model"]["init_args"]["grains"].update(ig_steps=4, internal_batch_size=4)
     task_args = {"data_dir": str(shared_data / "truthfulqa"), "variant": "mc"}
     config["data"]["init_args"].update(n_steer=4, n_dev=2, n_test=5, batch_size=2, task_args=task_args)
     path = tmp_path / "c.yaml"

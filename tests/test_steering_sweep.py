@@ -26,17 +26,17 @@ def test_one_ig_pass_serves_every_k(model_tok, monkeypatch):
     real = extract.contrastive_ig_embeds
     monkeypatch.setattr(extract, "contrastive_ig_embeds", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = GrainsConfig(ig_steps=4, internal_batch_size=4)
-    layers, deltas = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [1, 2, 3], batch_size=3)
+    layers, deltas, _ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [1, 2, 3], batch_size=3)
     assert len(calls) == 1 and sorted(deltas) == [1, 2, 3]  # one batch, one IG call, three k
     assert deltas[1][0].shape == (3, 1, 2, 16) and not deltas[1][0].equal(deltas[3][0])
     # the re-used attribution gives the same deltas as a fresh extraction at that k
-    _, fresh = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [3], batch_size=3)
+    _, fresh, _ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [3], batch_size=3)
     assert fresh[3][0].equal(deltas[3][0])
 
 
 def _saved_deltas(model, tok, path: Path) -> Path:
     cfg = GrainsConfig(ig_steps=4, internal_batch_size=4)
-    layers, deltas = example_deltas(model, tok, tiny_pairs(), "grains", [0, 1, 2], cfg, [1, 2], batch_size=3)
+    layers, deltas, _ = example_deltas(model, tok, tiny_pairs(), "grains", [0, 1, 2], cfg, [1, 2], batch_size=3)
     merged = merge_predictions([{"index": list(range(3)), "layers": layers, "deltas": deltas}], expected=3)
     return save_deltas(path, merged, {"method": "grains"})
 
@@ -112,7 +112,8 @@ def test_reproduce_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
         "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
                     "default_root_dir": str(tmp_path / "run")},
         "model": {"class_path": "steering.SteeringModule", "init_args": {
-            "model_path": str(folder), "layers": [0, 1, 2], "top_k": [2, 1], "ig_steps": 4, "internal_batch_size": 4}},
+            "model_path": str(folder), "layers": [0, 1, 2], "extra_top_k": [1],
+            "grains": {"top_k": 2, "ig_steps": 4, "internal_batch_size": 4}}},
         "data": {"class_path": "steering.SteeringDataModule", "init_args": {
             "task": "pairs_file", "task_args": {"path": str(pairs)}, "n_steer": 4, "n_dev": 3, "n_test": 5}},
     }  # fmt: skip

@@ -1,20 +1,26 @@
 """Evaluation tasks for steering: each a loader returning ``MCExample`` rows, plus side-effect metrics.
 
 ``load_task(name, tokenizer, **options)`` is what ``SteeringDataModule`` calls; ``TASKS`` lists the names.
+Layout: ``types`` (``MCExample``, ``GenExample``), ``prompts`` (formatting), ``scoring`` (``score_examples``),
+``metrics`` (``choice_metrics``), ``generation`` (generate and judge), ``side_effects`` (KL, perplexity), and one
+loader module per task.
 """
 
 from __future__ import annotations
 
-from steering.tasks.base import MCExample, choice_metrics, format_answer, format_prompt, score_examples
 from steering.tasks.faitheval import load_faitheval
-from steering.tasks.generation import GenExample, generate_answers, judge_scores, load_judge, reference_overlap_judge
+from steering.tasks.generation import generate_answers, judge_scores, load_judge, reference_overlap_judge
+from steering.tasks.metrics import choice_metrics
 from steering.tasks.mmhal import load_mmhal
 from steering.tasks.pairs_file import load_pairs_file
+from steering.tasks.prompts import format_answer, format_prompt
+from steering.tasks.scoring import score_examples
 from steering.tasks.side_effects import prompt_side_effects
 from steering.tasks.spa_vl import load_spa_vl
 from steering.tasks.synthetic_vlm import load_synthetic_vlm
 from steering.tasks.toxigen import load_toxigen
 from steering.tasks.truthfulqa import load_truthfulqa
+from steering.tasks.types import GenExample, MCExample
 
 TASKS = {
     "truthfulqa": load_truthfulqa,

@@ -18,7 +18,8 @@ import json
 import random
 from pathlib import Path
 
-from steering.tasks.base import MCExample, format_answer, format_prompt
+from steering.tasks.prompts import format_answer, format_prompt
+from steering.tasks.types import MCExample
 
 HUB_ID = "Salesforce/FaithEval-counterfactual-v1.0"
 REQUIRED = ("question", "context", "choices", "answerKey")

@@ -14,34 +14,14 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-Judge = Callable[["GenExample", str], float]
+from steering.tasks.types import GenExample
+
+Judge = Callable[[GenExample, str], float]
 HALLUCINATION_BELOW = 3.0
-
-
-@dataclass(frozen=True)
-class GenExample:
-    """One open-ended question; ``reference`` is the ground-truth answer the judge may use, ``contrast`` an answer to
-    steer away from when the example is in a steering split."""
-
-    prompt: str
-    reference: str
-    pixel_values: torch.Tensor | None = None
-    image_kwargs: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-    contrast: str | None = None
-
-    def to_pair(self):
-        from steering.pairs import ContrastivePair
-
-        if not self.contrast:
-            raise ValueError(f"generation example {self.meta} has no contrast answer, so it cannot be a steering pair")
-        return ContrastivePair(self.prompt, " " + self.reference.strip(), " " + self.contrast.strip(),
-                               self.pixel_values, self.image_kwargs)  # fmt: skip
 
 
 def load_judge(path: str) -> Judge:

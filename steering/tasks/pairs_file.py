@@ -11,7 +11,8 @@ import csv
 import json
 from pathlib import Path
 
-from steering.tasks.base import MCExample, format_answer, format_prompt
+from steering.tasks.prompts import format_answer, format_prompt
+from steering.tasks.types import MCExample
 
 REQUIRED = ("question", "preferred", "dispreferred")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from steering.tasks.base import MCExample, format_answer
+from steering.tasks.prompts import format_answer
+from steering.tasks.types import MCExample
 from steering.tasks.vlm_inputs import image_inputs, load_processor
 
 HUB_ID = "sqrti/SPA-VL"

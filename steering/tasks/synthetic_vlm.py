@@ -13,7 +13,8 @@ import random
 
 import torch
 
-from steering.tasks.base import MCExample, format_answer
+from steering.tasks.prompts import format_answer
+from steering.tasks.types import MCExample
 
 _QUESTIONS = ("what is the sky", "is the water wet", "can dogs swim", "is the sun hot", "is the earth flat")
 _GOOD = ("blue", "yes", "yes it is", "true", "no")

@@ -14,7 +14,8 @@ import random
 import re
 from pathlib import Path
 
-from steering.tasks.base import MCExample, format_answer, format_prompt
+from steering.tasks.prompts import format_answer, format_prompt
+from steering.tasks.types import MCExample
 
 
 def _lines(path: Path) -> list[str]:

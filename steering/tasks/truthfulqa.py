@@ -18,7 +18,8 @@ import json
 import random
 from pathlib import Path
 
-from steering.tasks.base import MCExample, format_answer, format_prompt
+from steering.tasks.prompts import format_answer, format_prompt
+from steering.tasks.types import MCExample
 
 VARIANTS = ("mc", "binary_2025")
 HUB_ID = "truthfulqa/truthful_qa"

@@ -1,0 +1,95 @@
+"""One method registry: the library ``fit_*`` functions and the Lightning path give the same vector per method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from steering import (
+    GrainsConfig,
+    SteeringVector,
+    fit_all_tokens_vector,
+    fit_caa_vector,
+    fit_pca_vector,
+    fit_random_k_vector,
+    fit_steering_vector,
+)
+from steering.data import SteeringDataModule
+from steering.module import SteeringModule
+from tests.tiny_lm import save_tiny_lm, tiny_pairs, write_tiny_pairs
+
+CFG = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=4)
+LIBRARY = {
+    "grains": lambda m, t, p, layers: fit_steering_vector(m, t, p, layers, CFG),
+    "random_k": lambda m, t, p, layers: fit_random_k_vector(m, t, p, layers, config=CFG, seed=CFG.seed),
+    "all_tokens": lambda m, t, p, layers: fit_all_tokens_vector(m, t, p, layers, config=CFG),
+    "caa": lambda m, t, p, layers: fit_caa_vector(m, t, p, layers),
+    "pca": lambda m, t, p, layers: fit_pca_vector(m, t, p, layers),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory) -> Path:
+    return write_tiny_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 12)
+
+
+@pytest.mark.parametrize("method", sorted(LIBRARY))
+def test_library_and_lightning_paths_give_the_same_vector(tiny_dir, pairs_file, tmp_path, method):
+    """Same pairs, layers and settings: one definition of each method (and so one meaning of α)."""
+    dm = SteeringDataModule(model_path=str(tiny_dir), task="pairs_file", task_args={"path": str(pairs_file)},
+                            n_steer=5, n_dev=2, n_test=5, batch_size=5)  # fmt: skip
+    module = SteeringModule(
+        model_path=str(tiny_dir), method=method, layers=[1, 2], grains=CFG, vector_path=str(tmp_path / "v.safetensors")
+    )
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    trainer.predict(module, datamodule=dm)
+    lightning = SteeringVector.load(tmp_path / "v.safetensors")
+    pairs = [ex.to_pair() for ex in dm.splits["steer"]]
+    library = LIBRARY[method](module.hf_model, module.tokenizer, pairs, [1, 2])
+    assert library.layers == lightning.layers == [1, 2]
+    for layer in lightning.layers:
+        assert float(library.vectors[layer].norm()) == pytest.approx(1.0, abs=1e-5)
+        torch.testing.assert_close(library.vectors[layer], lightning.vectors[layer], atol=1e-5, rtol=0)
+    assert library.metadata["method"] == lightning.metadata["method"] == method
+    assert library.metadata["mode"] == lightning.metadata["mode"]
+    assert library.metadata["aggregate"] == lightning.metadata["aggregate"]
+
+
+def test_caa_is_unit_norm_by_default_in_the_direction_of_the_mean_difference(model_tok):
+    model, tok = model_tok
+    raw = fit_caa_vector(model, tok, tiny_pairs(), layers=[1, 2], unit_norm=False)
+    unit = fit_caa_vector(model, tok, tiny_pairs(), layers=[1, 2])
+    for layer in (1, 2):
+        assert float(unit.vectors[layer].norm()) == pytest.approx(1.0, abs=1e-5)
+        torch.testing.assert_close(unit.vectors[layer], raw.vectors[layer] / raw.vectors[layer].norm())
+    assert unit.metadata["unit_norm"] is True and raw.metadata.get("unit_norm") is not True
+
+
+def test_the_registry_is_the_one_list_of_methods():
+    from typing import get_args, get_type_hints
+
+    from steering.methods import METHODS, MethodName, get_method, method_for_selection
+
+    assert get_args(MethodName) == tuple(METHODS)
+    assert get_type_hints(SteeringModule.__init__)["method"] == MethodName
+    for name, spec in METHODS.items():
+        assert spec.name == name and spec.deltas in ("masked", "paired")
+        assert (spec.selection is None) == (spec.deltas == "paired")  # paired differences mask nothing
+        assert spec.uses_k <= (spec.deltas == "masked")
+        if spec.selection is not None:
+            assert method_for_selection(spec.selection) is spec
+            assert spec.configure(CFG).selection == spec.selection
+    assert get_method("all_tokens").settings("pca", "both") == ("pca", "pos")  # P = Q: u⁺ − u⁻ would be 0
+    assert get_method("caa").settings("pca", "both") == ("mean", "pos")
+    with pytest.raises(ValueError, match=r"method 'ica' is not one of \('grains'"):
+        get_method("ica")
+    with pytest.raises(ValueError, match="aggregate 'mean' is not one of .* for method 'pca'"):
+        SteeringModule(method="pca", aggregate="mean")
