@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from cap_lightning.adversarial.format import read_adversarial_jsonl
 from cap_lightning.datasets import DATASETS, LabelledSplits, load_splits
-from cap_lightning.splits import TextExample, data_fingerprint, few_shot, read_adversarial_jsonl
+from cap_lightning.splits import TextExample, data_fingerprint, few_shot
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
 from lmcore.models import load_tokenizer
 

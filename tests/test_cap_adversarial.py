@@ -15,6 +15,7 @@ import torch
 
 from cap_lightning.adversarial import keyword_injection as ki
 from cap_lightning.adversarial.chunks import ChunkStore, entry_key, run_chunks
+from cap_lightning.adversarial.format import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
 from cap_lightning.adversarial.metrics import robustness_from_predictions, robustness_from_statuses
 from cap_lightning.adversarial.recipes import OFFLINE_RECIPES, RECIPES, RecipeUnavailableError, check_recipe
 from cap_lightning.adversarial.results import load_robustness, run_folder, save_robustness
@@ -25,7 +26,7 @@ from cap_lightning.adversarial.victim import (
 )
 from cap_lightning.classifier import load_trained_classifier, predict_logits, weights_sha256
 from cap_lightning.datasets import LabelledSplits, load_splits
-from cap_lightning.splits import AdversarialExample, TextExample, read_adversarial_jsonl, write_adversarial_jsonl
+from cap_lightning.splits import TextExample
 from tests.helpers import FIXTURES, tiny_datamodule
 
 

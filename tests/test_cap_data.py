@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from cap_lightning.adversarial.format import AdversarialExample, write_adversarial_jsonl
 from cap_lightning.data import CapDataModule
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
 from tests.helpers import tiny_datamodule
 
 

@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:16s} {spec.class_name:30s} {where}")
         return 0
     if args.command == "metrics":
+        from cap_lightning.adversarial.format import read_adversarial_jsonl
         from cap_lightning.adversarial.metrics import robustness_from_statuses
-        from cap_lightning.splits import read_adversarial_jsonl
 
         rows = read_adversarial_jsonl(args.file)
         print(json.dumps(robustness_from_statuses([r.status for r in rows]).as_dict(), indent=2))

@@ -38,14 +38,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cap_lightning.adversarial.chunks import ChunkStore, atomic_write_text, entry_key, run_chunks
+from cap_lightning.adversarial.chunks import ChunkStore, entry_key, run_chunks
+from cap_lightning.adversarial.format import AdversarialExample, write_adversarial_jsonl
 from cap_lightning.adversarial.metrics import robustness_from_statuses
 from cap_lightning.adversarial.source import Selection
 from cap_lightning.adversarial.textattack_gen import GenerationResult
 from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
 from cap_lightning.classifier import predict_logits, weights_sha256
 from cap_lightning.datasets import LabelledSplits
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
+from lmcore.io import atomic_write_text
 
 RECIPE = "llm_keyword_injection"
 PROMPT_VERSION = "kwinj-v2"

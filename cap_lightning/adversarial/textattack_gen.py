@@ -36,14 +36,15 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cap_lightning.adversarial.chunks import ChunkStore, atomic_write_text, entry_key, run_chunks
+from cap_lightning.adversarial.chunks import ChunkStore, entry_key, run_chunks
 from cap_lightning.adversarial.environment import import_textattack, require_nltk, textattack_available
+from cap_lightning.adversarial.format import AdversarialExample, write_adversarial_jsonl
 from cap_lightning.adversarial.metrics import RobustnessReport, robustness_from_statuses
 from cap_lightning.adversarial.recipes import RecipeSpec, canonical_recipe, check_recipe
 from cap_lightning.adversarial.source import Selection
 from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
 from cap_lightning.classifier import predict_logits, weights_sha256
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
+from lmcore.io import atomic_write_text
 
 FORMAT_VERSION = 2  # bump when the rows a description produces change
 DEFAULT_CACHE = "cache/adversarial"
