@@ -17,7 +17,7 @@ _EXPORTS = {
     "LIMEPrior": "cap_lightning.lime_prior",
     "HybridPrior": "cap_lightning.hybrid",
     "FaithfulnessMetrics": "cap_lightning.faithfulness",
-    "CapDataModule": "cap_lightning.data",
+    "CapDataModule": "cap_lightning.datasets",
     "CapModule": "cap_lightning.module",
     "PriorCacheCallback": "cap_lightning.callbacks",
     "AttributionTableCallback": "cap_lightning.visual",

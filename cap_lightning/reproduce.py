@@ -153,7 +153,7 @@ def run_one(dataset: str, seed: int, method: str, args: argparse.Namespace) -> d
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from cap_lightning.callbacks import PriorCacheCallback
-    from cap_lightning.data import CapDataModule
+    from cap_lightning.datasets import CapDataModule
     from cap_lightning.module import CapModule
 
     run_dir = Path(args.out) / dataset / method / f"s{seed}"

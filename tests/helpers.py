@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cap_lightning.data import CapDataModule
+from cap_lightning.datasets import CapDataModule
 from cap_lightning.priors import AttributionPrior
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -25,8 +25,7 @@ from cap_lightning.adversarial.victim import (
     inspect_victim,
 )
 from cap_lightning.classifier import load_trained_classifier, predict_logits, weights_sha256
-from cap_lightning.datasets import LabelledSplits, load_splits
-from cap_lightning.splits import TextExample
+from cap_lightning.datasets import LabelledSplits, TextExample, load_splits
 from tests.helpers import FIXTURES, tiny_datamodule
 
 

@@ -25,8 +25,11 @@ from cap_lightning.adversarial.source import Selection, select_examples  # noqa:
 from cap_lightning.adversarial.textattack_gen import generate_textattack  # noqa: E402
 from cap_lightning.adversarial.victim import inspect_victim  # noqa: E402
 from cap_lightning.classifier import load_trained_classifier, predict_logits  # noqa: E402
-from cap_lightning.datasets import LabelledSplits, load_splits  # noqa: E402
-from cap_lightning.splits import TextExample  # noqa: E402
+from cap_lightning.datasets import (  # noqa: E402
+    LabelledSplits,
+    TextExample,  # noqa: E402
+    load_splits,
+)
 from tests.helpers import FIXTURES  # noqa: E402
 
 LABELS = ["negative", "positive"]

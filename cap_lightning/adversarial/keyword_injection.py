@@ -268,7 +268,7 @@ def generate_injection(
         raise ValueError(f"pairs_split {pairs_split!r} is not one of ('validation', 'train', 'test')")
     info = inspect_victim(victim)
     check_label_count(info, splits.num_labels, f"dataset {splits.name}")
-    from cap_lightning.splits import data_fingerprint
+    from cap_lightning.datasets import data_fingerprint
 
     description = {
         "generator": "keyword_injection",

@@ -14,8 +14,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from cap_lightning.datasets import LabelledSplits
-from cap_lightning.splits import TextExample, data_fingerprint
+from cap_lightning.datasets import LabelledSplits, TextExample, data_fingerprint
 
 SOURCE_SPLITS: tuple[str, ...] = ("test", "validation", "train")
 

@@ -1,4 +1,4 @@
-"""cap_lightning.datasets: real datasets from ../shared/data, custom files, the faked hub path, every error case."""
+"""load_splits: real datasets from ../shared/data, custom files, the faked hub path, every error case."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cap_lightning.datasets import DATASETS, EMOTION_LABELS, LabelledSplits, load_splits
-from cap_lightning.splits import TextExample, few_shot
+from cap_lightning.datasets import DATASETS, EMOTION_LABELS, SPECS, LabelledSplits, TextExample, few_shot, load_splits
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INTENTS = ["goodbye", "greeting", "thanks"]  # sorted unique labels of the custom fixtures
@@ -189,6 +188,11 @@ def test_custom_label_names_fix_the_order() -> None:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_specs_and_the_dataset_names_agree() -> None:
+    assert tuple(SPECS) == DATASETS
+    assert all(name == spec.name for name, spec in SPECS.items())
 
 
 def test_unknown_dataset_lists_choices() -> None:

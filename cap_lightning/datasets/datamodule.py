@@ -1,7 +1,7 @@
 """``CapDataModule``: full, few-shot and adversarial splits of a text-classification dataset, priors in collate.
 
 Design decisions:
-- Loading and splitting are pure functions (``datasets.py``, ``splits.py``); this class only wires them to
+- Loading and splitting are pure functions (``load.py``, ``splits.py``); this class only wires them to
   Lightning. All file reading and validation happen in ``setup`` before any model is loaded.
 - Priors are word-level (one tensor per training text, attached by ``PriorCacheCallback``) and broadcast to
   subwords in the collate function, which tokenizes on the fly with offsets (``tokens.py``).
@@ -24,8 +24,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from cap_lightning.adversarial.format import read_adversarial_jsonl
-from cap_lightning.datasets import DATASETS, LabelledSplits, load_splits
-from cap_lightning.splits import TextExample, data_fingerprint, few_shot
+from cap_lightning.datasets.load import load_splits
+from cap_lightning.datasets.specs import DATASETS
+from cap_lightning.datasets.splits import LabelledSplits, TextExample, data_fingerprint, few_shot
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
 from lmcore.models import load_tokenizer
 

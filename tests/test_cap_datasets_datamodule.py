@@ -1,8 +1,10 @@
+"""CapDataModule: batches with word indices and priors, few-shot and adversarial splits, argument checks."""
+
 import pytest
 import torch
 
 from cap_lightning.adversarial.format import AdversarialExample, write_adversarial_jsonl
-from cap_lightning.data import CapDataModule
+from cap_lightning.datasets import CapDataModule
 from tests.helpers import tiny_datamodule
 
 

@@ -1,4 +1,4 @@
-"""Invariants of the pure split helpers in cap_lightning.splits (no Lightning, no data folder needed)."""
+"""Invariants of the pure split helpers in cap_lightning.datasets.splits (no Lightning, no data folder needed)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cap_lightning.splits import TextExample, carve_validation, data_fingerprint, few_shot
+from cap_lightning.datasets import TextExample, carve_validation, data_fingerprint, few_shot
 
-SPLITS_PY = Path(__file__).resolve().parents[1] / "cap_lightning" / "splits.py"
+SPLITS_PY = Path(__file__).resolve().parents[1] / "cap_lightning" / "datasets" / "splits.py"
 
 
 def make_pool(sizes: dict[int, int]) -> list[TextExample]:

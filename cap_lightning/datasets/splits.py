@@ -1,4 +1,4 @@
-"""Pure, deterministic split helpers: validation carving, few-shot sampling, fingerprints.
+"""Labelled rows and pure, deterministic split helpers: validation carving, few-shot sampling, fingerprints.
 
 Nothing here imports Lightning, torch or a tokenizer; every function works on plain :class:`TextExample` lists so it
 can be reused by data modules, callbacks and scripts alike.
@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["TextExample", "carve_validation", "data_fingerprint", "few_shot"]
+__all__ = ["LabelledSplits", "TextExample", "carve_validation", "data_fingerprint", "few_shot"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,42 @@ class TextExample:
 
     text: str
     label: int
+
+
+@dataclass(repr=False)
+class LabelledSplits:
+    """Train / validation / test rows of one dataset plus its label names.
+
+    Attributes:
+        name: Dataset name (one of ``DATASETS``, or ``"custom"``).
+        label_names: Label names; the index is the label id used in every :class:`TextExample`.
+        train: Training rows.
+        validation: Validation rows (carved from train where the dataset has none).
+        test: Test rows.
+    """
+
+    name: str
+    label_names: list[str]
+    train: list[TextExample]
+    validation: list[TextExample]
+    test: list[TextExample]
+
+    def __post_init__(self) -> None:
+        for split, rows in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            bad = next((ex.label for ex in rows if not 0 <= ex.label < len(self.label_names)), None)
+            if bad is not None:
+                raise ValueError(f"{self.name} {split}: label id {bad} outside 0..{len(self.label_names) - 1}")
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes (``len(label_names)``)."""
+        return len(self.label_names)
+
+    def __repr__(self) -> str:
+        return (
+            f"LabelledSplits(name={self.name!r}, num_labels={self.num_labels}, train={len(self.train)}, "
+            f"validation={len(self.validation)}, test={len(self.test)})"
+        )
 
 
 def _indices_by_label(examples: Sequence[TextExample]) -> dict[int, list[int]]:
