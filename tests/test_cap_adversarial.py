@@ -25,16 +25,18 @@ from cap_lightning.adversarial.victim import (
     inspect_victim,
 )
 from cap_lightning.classifier import load_trained_classifier, predict_logits, weights_sha256
-from cap_lightning.datasets import LabelledSplits, TextExample, load_splits
+from cap_lightning.datasets import CustomData, LabelledSplits, TextExample, load_splits
 from tests.helpers import FIXTURES, tiny_datamodule
 
 
 def _tiny_splits():
     return load_splits(
         "custom",
-        train_file=str(FIXTURES / "sentiment_train.csv"),
-        test_file=str(FIXTURES / "sentiment_test.csv"),
-        label_names=["negative", "positive"],
+        custom=CustomData(
+            train_file=str(FIXTURES / "sentiment_train.csv"),
+            test_file=str(FIXTURES / "sentiment_test.csv"),
+            label_names=["negative", "positive"],
+        ),
     )
 
 

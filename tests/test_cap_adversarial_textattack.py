@@ -25,11 +25,7 @@ from cap_lightning.adversarial.source import Selection, select_examples  # noqa:
 from cap_lightning.adversarial.textattack_gen import generate_textattack  # noqa: E402
 from cap_lightning.adversarial.victim import inspect_victim  # noqa: E402
 from cap_lightning.classifier import load_trained_classifier, predict_logits  # noqa: E402
-from cap_lightning.datasets import (  # noqa: E402
-    LabelledSplits,
-    TextExample,  # noqa: E402
-    load_splits,
-)
+from cap_lightning.datasets import CustomData, LabelledSplits, TextExample, load_splits  # noqa: E402
 from tests.helpers import FIXTURES  # noqa: E402
 
 LABELS = ["negative", "positive"]
@@ -39,9 +35,11 @@ LABELS = ["negative", "positive"]
 def splits():
     return load_splits(
         "custom",
-        train_file=str(FIXTURES / "sentiment_train.csv"),
-        test_file=str(FIXTURES / "sentiment_test.csv"),
-        label_names=LABELS,
+        custom=CustomData(
+            train_file=str(FIXTURES / "sentiment_train.csv"),
+            test_file=str(FIXTURES / "sentiment_test.csv"),
+            label_names=LABELS,
+        ),
     )
 
 

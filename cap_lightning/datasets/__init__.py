@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from cap_lightning.datasets.custom import CustomData
 from cap_lightning.datasets.labels import EMOTION_LABELS, SST2_LABELS
 from cap_lightning.datasets.load import load_splits
 from cap_lightning.datasets.specs import DATASETS, SPECS, BuiltinDataset, DatasetName, DatasetSpec
@@ -39,6 +40,7 @@ __all__ = [
     "SST2_LABELS",
     "SUPPORTED_SUFFIXES",
     "BuiltinDataset",
+    "CustomData",
     "CapDataModule",
     "DatasetName",
     "DatasetSpec",

@@ -11,10 +11,9 @@ Design decisions:
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,14 +23,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from cap_lightning.adversarial.format import read_adversarial_jsonl
+from cap_lightning.datasets.custom import CustomData, check_custom
 from cap_lightning.datasets.load import load_splits
-from cap_lightning.datasets.specs import DATASETS
+from cap_lightning.datasets.specs import DatasetName
 from cap_lightning.datasets.splits import LabelledSplits, TextExample, data_fingerprint, few_shot
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
+from lmcore.choices import check_choice
 from lmcore.models import load_tokenizer
 
 Split = Literal["full", "few_shot", "adversarial"]
-SPLITS: tuple[str, ...] = ("full", "few_shot", "adversarial")
 
 
 class _Collate:
@@ -78,22 +78,13 @@ class CapDataModule(L.LightningDataModule):
         max_train_examples: seeded subset of the training split (after few-shot), for short runs.
         max_eval_examples: seeded subset of validation and test, for short runs.
         adversarial_file: jsonl written by the adversarial generator (text, label, original_text, recipe, ...).
-        train_file: custom data: training file (csv, tsv, jsonl, json or parquet).
-        validation_file: custom data: validation file (optional; carved from train when absent).
-        test_file: custom data: test file.
-        text_column: custom data: name of the text column.
-        label_column: custom data: name of the label column.
-        label_names: custom data: label order (default: sorted labels of the training file).
-        hub_id: custom data from the hub: ``datasets.load_dataset`` id.
-        hub_config: custom data from the hub: config name.
-        train_split: hub split name for training.
-        validation_split: hub split name for validation (None: carve from train).
-        test_split: hub split name for testing.
+        custom: for ``dataset: custom``, your files or hub dataset (:class:`CustomData`; in YAML a mapping under
+            ``custom:`` with keys ``train_file``, ``test_file``, ``label_names``, ``hub_id``, ...).
     """
 
     def __init__(
         self,
-        dataset: str = "sst2",
+        dataset: DatasetName = "sst2",
         data_dir: str | None = None,
         model_path: str = "minilm",
         split: Split = "full",
@@ -107,24 +98,16 @@ class CapDataModule(L.LightningDataModule):
         max_train_examples: int | None = None,
         max_eval_examples: int | None = None,
         adversarial_file: str | None = None,
-        train_file: str | None = None,
-        validation_file: str | None = None,
-        test_file: str | None = None,
-        text_column: str = "text",
-        label_column: str = "label",
-        label_names: list[str] | None = None,
-        hub_id: str | None = None,
-        hub_config: str | None = None,
-        train_split: str = "train",
-        validation_split: str | None = "validation",
-        test_split: str = "test",
+        custom: CustomData | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        if dataset not in (*DATASETS, "custom"):
-            raise ValueError(f"dataset {dataset!r} is not one of {(*DATASETS, 'custom')}")
-        if split not in SPLITS:
-            raise ValueError(f"split {split!r} is not one of {SPLITS}")
+        # checkpoints are read weights-only (plain containers), so the typed options are stored as dicts
+        self.save_hyperparameters(ignore=["custom"])
+        self.save_hyperparameters({"custom": None if custom is None else asdict(custom)})
+        check_choice("dataset", dataset, DatasetName)
+        check_choice("split", split, Split)
+        check_custom(dataset, custom)
+        self.custom = custom
         if split == "adversarial" and not adversarial_file:
             raise ValueError("split 'adversarial' needs adversarial_file (the attacked split jsonl)")
         if adversarial_file and not Path(adversarial_file).is_file():
@@ -148,8 +131,9 @@ class CapDataModule(L.LightningDataModule):
         if self.splits is not None:
             return self.splits
         h = self.hparams
-        # every load_splits argument is also an init argument of this class, under the same name
-        splits = load_splits(**{k: h[k] for k in inspect.signature(load_splits).parameters})
+        splits = load_splits(
+            h.dataset, h.data_dir, validation_fraction=h.validation_fraction, seed=h.seed, custom=self.custom
+        )
         train = splits.train
         if h.split == "few_shot":
             train = few_shot(train, h.shots_per_class, h.seed, label_names=splits.label_names)
