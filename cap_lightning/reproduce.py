@@ -27,25 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cap_lightning.datasets import DATASETS, SPECS
+
 METHODS = ("baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max")
 DEFAULT_METHODS = ("baseline", "ig", "cap", "hybrid_mean")  # + hybrid_max, lime with --methods
-
-# (instruction, text marker, answer marker) of the CAP teacher prompt per dataset
-PROMPTS: dict[str, tuple[str, str, str]] = {
-    "banking77": (
-        "Classify the banking customer query into exactly one of the following intents.",
-        "Query:",
-        "Intent:",
-    ),
-    "hwu64": (
-        "Classify the request to a home assistant into exactly one of the following intents.",
-        "Request:",
-        "Intent:",
-    ),
-    "clinc150": ("Classify the user utterance into exactly one of the following intents.", "Utterance:", "Intent:"),
-    "sst2": ("Classify the sentiment of the movie review as one of the following labels.", "Review:", "Sentiment:"),
-    "emotion": ("Classify the emotion of the text into exactly one of the following labels.", "Text:", "Emotion:"),
-}
 
 COLUMNS = (
     ("test/acc", "Acc"),
@@ -62,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(PROMPTS))
+    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(DATASETS))
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
@@ -127,7 +112,7 @@ def build_prior(method: str, reference_ckpt: str, dataset: str, args: argparse.N
     from cap_lightning.priors import IGPrior
 
     cache = Path(args.cache_dir)
-    instruction, text_prefix, answer_prefix = PROMPTS[dataset]
+    prompt = SPECS[dataset].prompt  # the dataset spec's teacher prompt
 
     def ig():
         return IGPrior(reference_ckpt, steps=args.ig_prior_steps, max_length=args.max_length)
@@ -137,7 +122,8 @@ def build_prior(method: str, reference_ckpt: str, dataset: str, args: argparse.N
 
     def cap():
         return ClassAwarePrior(
-            args.teacher, instruction, text_prefix, answer_prefix, n_samples=args.cap_samples, target=args.cap_target,
+            args.teacher, prompt.instruction, prompt.text_prefix, prompt.answer_prefix, n_samples=args.cap_samples,
+            target=args.cap_target,
             teacher_dtype=args.teacher_dtype, example_cache_dir=str(cache / "cap_examples"),
         )  # fmt: skip
 

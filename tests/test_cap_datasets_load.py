@@ -11,7 +11,6 @@ import pytest
 from cap_lightning.datasets import (
     DATASETS,
     EMOTION_LABELS,
-    SPECS,
     CustomData,
     LabelledSplits,
     TextExample,
@@ -194,11 +193,6 @@ def test_custom_label_names_fix_the_order() -> None:
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def test_specs_and_the_dataset_names_agree() -> None:
-    assert tuple(SPECS) == DATASETS
-    assert all(name == spec.name for name, spec in SPECS.items())
 
 
 def test_unknown_dataset_lists_choices() -> None:

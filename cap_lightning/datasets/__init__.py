@@ -11,8 +11,9 @@ few-shot and validation splits, and ``CapDataModule``.
 | ``tables`` | csv / tsv / jsonl / json / parquet files → raw rows |
 | ``readers`` | the original files of each built-in dataset |
 | ``hub`` | the HF hub copies (``data_dir=None``), mapped onto the local label orders |
-| ``specs`` | the built-in dataset specs: files, label space, reader, hub copy |
-| ``custom`` | ``dataset="custom"``: your own files or hub id |
+| ``prompt`` | ``TeacherPrompt``: the CAP teacher's instruction, text prefix and answer prefix |
+| ``specs`` | the built-in dataset specs: files, label space, reader, hub copy, teacher prompt |
+| ``custom`` | ``CustomData`` (``dataset="custom"``): your own files or hub id |
 | ``load`` | ``load_splits`` |
 | ``datamodule`` | ``CapDataModule`` |
 
@@ -27,6 +28,7 @@ from typing import Any
 from cap_lightning.datasets.custom import CustomData
 from cap_lightning.datasets.labels import EMOTION_LABELS, SST2_LABELS
 from cap_lightning.datasets.load import load_splits
+from cap_lightning.datasets.prompt import TeacherPrompt
 from cap_lightning.datasets.specs import DATASETS, SPECS, BuiltinDataset, DatasetName, DatasetSpec
 from cap_lightning.datasets.splits import LabelledSplits, TextExample, carve_validation, data_fingerprint, few_shot
 from cap_lightning.datasets.tables import SUPPORTED_SUFFIXES
@@ -45,6 +47,7 @@ __all__ = [
     "DatasetName",
     "DatasetSpec",
     "LabelledSplits",
+    "TeacherPrompt",
     "TextExample",
     "carve_validation",
     "data_fingerprint",

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from cap_lightning.adversarial.format import read_adversarial_jsonl
 from cap_lightning.datasets.custom import CustomData, check_custom
 from cap_lightning.datasets.load import load_splits
-from cap_lightning.datasets.specs import DatasetName
+from cap_lightning.datasets.prompt import TeacherPrompt
+from cap_lightning.datasets.specs import SPECS, DatasetName
 from cap_lightning.datasets.splits import LabelledSplits, TextExample, data_fingerprint, few_shot
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
 from lmcore.choices import check_choice
@@ -80,6 +81,8 @@ class CapDataModule(L.LightningDataModule):
         adversarial_file: jsonl written by the adversarial generator (text, label, original_text, recipe, ...).
         custom: for ``dataset: custom``, your files or hub dataset (:class:`CustomData`; in YAML a mapping under
             ``custom:`` with keys ``train_file``, ``test_file``, ``label_names``, ``hub_id``, ...).
+        teacher_prompt: the CAP teacher's prompt (``instruction``, ``text_prefix``, ``answer_prefix``); default: the
+            built-in dataset's (its spec), none for custom data.
     """
 
     def __init__(
@@ -99,15 +102,18 @@ class CapDataModule(L.LightningDataModule):
         max_eval_examples: int | None = None,
         adversarial_file: str | None = None,
         custom: CustomData | None = None,
+        teacher_prompt: TeacherPrompt | None = None,
     ) -> None:
         super().__init__()
         # checkpoints are read weights-only (plain containers), so the typed options are stored as dicts
-        self.save_hyperparameters(ignore=["custom"])
-        self.save_hyperparameters({"custom": None if custom is None else asdict(custom)})
+        typed = {"custom": custom, "teacher_prompt": teacher_prompt}
+        self.save_hyperparameters(ignore=list(typed))
+        self.save_hyperparameters({name: None if value is None else asdict(value) for name, value in typed.items()})
         check_choice("dataset", dataset, DatasetName)
         check_choice("split", split, Split)
         check_custom(dataset, custom)
         self.custom = custom
+        self._teacher_prompt = teacher_prompt
         if split == "adversarial" and not adversarial_file:
             raise ValueError("split 'adversarial' needs adversarial_file (the attacked split jsonl)")
         if adversarial_file and not Path(adversarial_file).is_file():
@@ -161,6 +167,13 @@ class CapDataModule(L.LightningDataModule):
     @property
     def label_names(self) -> list[str]:
         return self._load().label_names
+
+    @property
+    def teacher_prompt(self) -> TeacherPrompt | None:
+        """The CAP teacher's prompt: the ``teacher_prompt`` argument, else the built-in dataset's, else None."""
+        if self._teacher_prompt is not None or self.hparams.dataset == "custom":
+            return self._teacher_prompt
+        return SPECS[self.hparams.dataset].prompt
 
     @property
     def setting(self) -> str:

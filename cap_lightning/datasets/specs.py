@@ -1,4 +1,5 @@
-"""The built-in datasets: for each, its original files, its label space, its reader and its hub copy.
+"""The built-in datasets: for each, its original files, its label space, its reader, its hub copy and the CAP
+teacher's prompt.
 
 **Label ids are fixed per dataset and documented**, so runs, caches and checkpoints agree:
 
@@ -21,6 +22,7 @@ from typing import Literal
 
 from cap_lightning.datasets.hub import HubSpec
 from cap_lightning.datasets.labels import EMOTION_LABELS, SST2_LABELS
+from cap_lightning.datasets.prompt import TeacherPrompt
 from cap_lightning.datasets.readers import (
     LocalReader,
     read_banking77,
@@ -46,6 +48,7 @@ class DatasetSpec:
         label_space: Where the label order comes from (the table above).
         read: Reads the folder into ``(label names, raw splits)``.
         hub: Its copy on the HF hub, used when ``data_dir`` is None.
+        prompt: The CAP teacher's prompt for it.
     """
 
     name: str
@@ -53,6 +56,7 @@ class DatasetSpec:
     label_space: str
     read: LocalReader
     hub: HubSpec
+    prompt: TeacherPrompt
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -64,6 +68,9 @@ SPECS: dict[str, DatasetSpec] = {
             "negative, positive (GLUE ids 0/1)",
             read_sst2,
             HubSpec("stanfordnlp/sst2", None, "sentence", "label", None, "validation", label_names=SST2_LABELS),
+            TeacherPrompt(
+                "Classify the sentiment of the movie review as one of the following labels.", "Review:", "Sentiment:"
+            ),
         ),
         DatasetSpec(
             "banking77",
@@ -71,6 +78,9 @@ SPECS: dict[str, DatasetSpec] = {
             "index in banking_data/categories.json",
             read_banking77,
             HubSpec("PolyAI/banking77", None, "text", "label", None, "test"),
+            TeacherPrompt(
+                "Classify the banking customer query into exactly one of the following intents.", "Query:", "Intent:"
+            ),
         ),
         DatasetSpec(
             "hwu64",
@@ -79,6 +89,11 @@ SPECS: dict[str, DatasetSpec] = {
             read_hwu64,
             HubSpec(
                 "AutoIntent/hwu64", None, "utterance", "label", None, "test", sort_names=True, names_config="intents"
+            ),
+            TeacherPrompt(
+                "Classify the request to a home assistant into exactly one of the following intents.",
+                "Request:",
+                "Intent:",
             ),
         ),
         DatasetSpec(
@@ -89,6 +104,9 @@ SPECS: dict[str, DatasetSpec] = {
             HubSpec(
                 "clinc/clinc_oos", "plus", "text", "intent", "validation", "test", sort_names=True, drop_labels=("oos",)
             ),
+            TeacherPrompt(
+                "Classify the user utterance into exactly one of the following intents.", "Utterance:", "Intent:"
+            ),
         ),
         DatasetSpec(
             "emotion",
@@ -96,6 +114,9 @@ SPECS: dict[str, DatasetSpec] = {
             ", ".join(EMOTION_LABELS),
             read_emotion,
             HubSpec("dair-ai/emotion", "split", "text", "label", "validation", "test", label_names=EMOTION_LABELS),
+            TeacherPrompt(
+                "Classify the emotion of the text into exactly one of the following labels.", "Text:", "Emotion:"
+            ),
         ),
     )
 }
