@@ -20,21 +20,20 @@ from pathlib import Path
 
 import torch
 
-from cap_lightning.datasets import load_splits
+from cap_lightning.datasets import SPECS, load_splits
 from cap_lightning.priors.cap import ClassAwarePrior
 from cap_lightning.priors.ig import IGPrior
 from cap_lightning.priors.lime import LIMEPrior
 from cap_lightning.priors.masks import apply_mask, sample_masks
-from cap_lightning.reproduce import PROMPTS
 from cap_lightning.tokens import split_words
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _cap(texts, labels, names, samples: int, dtype: str, cached: bool):
-    instruction, text_prefix, answer_prefix = PROMPTS["banking77"]
-    prior = ClassAwarePrior("smollm2-135m", instruction, text_prefix, answer_prefix, n_samples=samples,
-                            teacher_dtype=dtype, example_cache_dir=None)  # fmt: skip
+    prompt = SPECS["banking77"].prompt
+    prior = ClassAwarePrior("smollm2-135m", prompt.instruction, prompt.text_prefix, prompt.answer_prefix,
+                            n_samples=samples, teacher_dtype=dtype, example_cache_dir=None)  # fmt: skip
     prior.class_names = names
     prior.scorer = prior.build_scorer(torch.device("cpu"), use_prefix_cache=cached)
     variants, gold = [], []

@@ -17,7 +17,7 @@ _EXPORTS = {
     "LIMEPrior": "cap_lightning.priors.lime",
     "HybridPrior": "cap_lightning.priors.hybrid",
     "FaithfulnessMetrics": "cap_lightning.faithfulness",
-    "CapDataModule": "cap_lightning.data",
+    "CapDataModule": "cap_lightning.datasets",
     "CapModule": "cap_lightning.module",
     "PriorCacheCallback": "cap_lightning.priors.callback",
     "AttributionTableCallback": "cap_lightning.visual",

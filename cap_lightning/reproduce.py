@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cap_lightning.experiments import DATASETS
+from cap_lightning.experiments import GRID_DATASETS
 from lmcore.io import atomic_write, atomic_write_text
 
 METHODS = ("baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max")
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(DATASETS))
+    p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(GRID_DATASETS))
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
@@ -223,7 +223,7 @@ def robustness(module, tokenizer, dataset: str, args: argparse.Namespace) -> dic
 
     from cap_lightning.adversarial.metrics import robustness_from_predictions
     from cap_lightning.classifier import predict_logits
-    from cap_lightning.splits import read_adversarial_jsonl
+    from cap_lightning.adversarial.format import read_adversarial_jsonl
 
     out = {}
     model = module.model.eval()

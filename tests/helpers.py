@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cap_lightning.data import CapDataModule
+from cap_lightning.datasets import CapDataModule, CustomData
 from cap_lightning.priors.base import AttributionPrior
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -16,9 +16,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def tiny_datamodule(model_dir: Path, **overrides) -> CapDataModule:
     kwargs = dict(
         dataset="custom",
-        train_file=str(FIXTURES / "sentiment_train.csv"),
-        test_file=str(FIXTURES / "sentiment_test.csv"),
-        label_names=["negative", "positive"],
+        custom=CustomData(
+            train_file=str(FIXTURES / "sentiment_train.csv"),
+            test_file=str(FIXTURES / "sentiment_test.csv"),
+            label_names=["negative", "positive"],
+        ),
         model_path=str(model_dir),
         batch_size=4,
         validation_fraction=0.25,

@@ -3,6 +3,7 @@ keyword injection (pure parts and an end-to-end run with a scripted generator), 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -15,6 +16,8 @@ import torch
 
 from cap_lightning.adversarial import keyword_injection as ki
 from cap_lightning.adversarial.chunks import ChunkStore, entry_key, run_chunks
+from cap_lightning.adversarial.format import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
+from cap_lightning.adversarial.generator import AttackGenerator, LoadedVictim, Run, generate
 from cap_lightning.adversarial.metrics import robustness_from_predictions, robustness_from_statuses
 from cap_lightning.adversarial.recipes import OFFLINE_RECIPES, RECIPES, RecipeUnavailableError, check_recipe
 from cap_lightning.adversarial.results import load_robustness, run_folder, save_robustness
@@ -24,17 +27,18 @@ from cap_lightning.adversarial.victim import (
     inspect_victim,
 )
 from cap_lightning.classifier import load_trained_classifier, predict_logits, weights_sha256
-from cap_lightning.datasets import LabelledSplits, load_splits
-from cap_lightning.splits import AdversarialExample, TextExample, read_adversarial_jsonl, write_adversarial_jsonl
+from cap_lightning.datasets import CustomData, LabelledSplits, TextExample, load_splits
 from tests.helpers import FIXTURES, tiny_datamodule
 
 
 def _tiny_splits():
     return load_splits(
         "custom",
-        train_file=str(FIXTURES / "sentiment_train.csv"),
-        test_file=str(FIXTURES / "sentiment_test.csv"),
-        label_names=["negative", "positive"],
+        custom=CustomData(
+            train_file=str(FIXTURES / "sentiment_train.csv"),
+            test_file=str(FIXTURES / "sentiment_test.csv"),
+            label_names=["negative", "positive"],
+        ),
     )
 
 
@@ -365,3 +369,46 @@ def test_robustness_results_live_in_the_run_folder(tmp_path):
     save_robustness(run, split, ["pwws"], metrics, None)
     assert load_robustness(run) == {"pwws/attacked_acc": 0.25, "pwws/attack_success_rate": 0.5}
     assert load_robustness(tmp_path / "elsewhere") == {}
+
+
+# ------------------------------------------------------------------------------------------------------ protocol
+class _Echo(AttackGenerator):
+    """The smallest generator: every clean text back unchanged (a failed attack; skipped where the victim is wrong)."""
+
+    def __init__(self) -> None:
+        self.prepared = 0
+        self.correct: list[bool] = []
+
+    def describe(self, selection: Selection) -> dict:
+        return {"generator": "echo", "format_version": 1}
+
+    def prepare(self, run: Run, victim: LoadedVictim) -> None:
+        self.prepared += 1
+        self.correct = victim.correct
+
+    def attack(self, run: Run, positions: range) -> list[AdversarialExample]:
+        rows = []
+        for p in positions:
+            e, status = run.selection.examples[p], "failed" if self.correct[p] else "skipped"
+            rows.append(AdversarialExample(e.text, e.label, e.text, "echo", status, 0, run.selection.indices[p]))
+        return rows
+
+
+def test_a_generator_supplies_only_its_own_steps(tiny_model_dir, tmp_path):
+    texts = [e.text for e in _tiny_splits().train]
+    model, tok = load_trained_classifier(inspect_victim(str(tiny_model_dir)))
+    preds = predict_logits(model, tok, texts).argmax(-1).tolist()
+    selection = Selection("train", tuple(range(len(texts))), tuple(TextExample(t, y) for t, y in zip(texts, preds)))
+    kw = dict(cache_dir=tmp_path, chunk_size=4, progress=False)
+    first = _Echo()
+    result = generate(first, str(tiny_model_dir), selection, ["negative", "positive"], **kw)
+    assert first.prepared == 1 and result.chunks_computed == math.ceil(len(texts) / 4)
+    assert read_adversarial_jsonl(result.out) == result.rows and {r.status for r in result.rows} == {"failed"}
+    manifest = json.loads(Path(f"{result.out}.manifest.json").read_text())
+    assert manifest["key"] == result.key and manifest["description"]["generator"] == "echo"
+    assert manifest["set_sha256"] == hashlib.sha256(result.out.read_bytes()).hexdigest()
+    again = _Echo()  # every chunk is cached: the victim is not even loaded
+    resumed = generate(again, str(tiny_model_dir), selection, ["negative", "positive"], **kw)
+    assert again.prepared == 0 and resumed.chunks_computed == 0 and resumed.rows == result.rows
+    with pytest.raises(ValueError, match="has 2 labels but the data has 3"):
+        generate(_Echo(), str(tiny_model_dir), selection, ["a", "b", "c"], **kw)

@@ -19,13 +19,13 @@ if not nltk_status(["stopwords"])["stopwords"]:
     pytest.skip(f"project NLTK data missing ({SETUP_COMMAND})", allow_module_level=True)
 
 from cap_lightning.adversarial.environment import import_textattack  # noqa: E402
+from cap_lightning.adversarial.format import read_adversarial_jsonl  # noqa: E402
 from cap_lightning.adversarial.recipes import RecipeUnavailableError  # noqa: E402
 from cap_lightning.adversarial.source import Selection, select_examples  # noqa: E402
 from cap_lightning.adversarial.textattack_gen import generate_textattack  # noqa: E402
 from cap_lightning.adversarial.victim import inspect_victim  # noqa: E402
 from cap_lightning.classifier import load_trained_classifier, predict_logits  # noqa: E402
-from cap_lightning.datasets import LabelledSplits, load_splits  # noqa: E402
-from cap_lightning.splits import TextExample, read_adversarial_jsonl  # noqa: E402
+from cap_lightning.datasets import CustomData, LabelledSplits, TextExample, load_splits  # noqa: E402
 from tests.helpers import FIXTURES  # noqa: E402
 
 LABELS = ["negative", "positive"]
@@ -35,9 +35,11 @@ LABELS = ["negative", "positive"]
 def splits():
     return load_splits(
         "custom",
-        train_file=str(FIXTURES / "sentiment_train.csv"),
-        test_file=str(FIXTURES / "sentiment_test.csv"),
-        label_names=LABELS,
+        custom=CustomData(
+            train_file=str(FIXTURES / "sentiment_train.csv"),
+            test_file=str(FIXTURES / "sentiment_test.csv"),
+            label_names=LABELS,
+        ),
     )
 
 

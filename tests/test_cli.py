@@ -64,8 +64,10 @@ def tiny_config(tmp_path: Path, model_dir: Path, **trainer) -> Path:
             "class_path": "cap_lightning.CapDataModule",
             "init_args": {
                 "dataset": "custom",
-                "train_file": str(FIXTURES / "sentiment_train.csv"),
-                "test_file": str(FIXTURES / "sentiment_test.csv"),
+                "custom": {
+                    "train_file": str(FIXTURES / "sentiment_train.csv"),
+                    "test_file": str(FIXTURES / "sentiment_test.csv"),
+                },
                 "batch_size": 4,
                 "max_length": 16,
             },

@@ -1,5 +1,7 @@
 """Adversarial splits and robustness metrics (issue 6; docs/cap.md §3.3, §6 Evaluation).
 
+- ``generator``: the one generator protocol (``AttackGenerator``) and the shared, resumable, content-keyed run
+  (``generate``) behind both generators; ``format``: the attacked-split file format (``AdversarialExample``, jsonl);
 - ``textattack_gen``: TextAttack recipes (offline: DeepWordBug, PWWS, Pruthi, InputReduction) against a victim,
   written as a resumable, content-keyed attacked split (jsonl);
 - ``keyword_injection``: the paper's LLM keyword-injection protocol with a versioned prompt and a validity filter;
@@ -24,6 +26,12 @@ _EXPORTS = {
     "RECIPES": "cap_lightning.adversarial.recipes",
     "OFFLINE_RECIPES": "cap_lightning.adversarial.recipes",
     "check_recipe": "cap_lightning.adversarial.recipes",
+    "AdversarialExample": "cap_lightning.adversarial.format",
+    "read_adversarial_jsonl": "cap_lightning.adversarial.format",
+    "write_adversarial_jsonl": "cap_lightning.adversarial.format",
+    "AttackGenerator": "cap_lightning.adversarial.generator",
+    "GenerationResult": "cap_lightning.adversarial.generator",
+    "generate": "cap_lightning.adversarial.generator",
     "generate_textattack": "cap_lightning.adversarial.textattack_gen",
     "generate_injection": "cap_lightning.adversarial.keyword_injection",
     "InjectionConfig": "cap_lightning.adversarial.keyword_injection",

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_splits(args):
-    from cap_lightning.datasets import load_splits
+    from cap_lightning.datasets import CustomData, load_splits
 
     data_dir = args.data_dir
     if data_dir is None and args.dataset != "custom":
@@ -79,10 +79,8 @@ def _load_splits(args):
     return load_splits(
         args.dataset,
         data_dir,
-        train_file=args.train_file,
-        test_file=args.test_file,
-        label_names=args.label_names,
         seed=args.seed,
+        custom=CustomData(train_file=args.train_file, test_file=args.test_file, label_names=args.label_names),
     )
 
 
@@ -106,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:16s} {spec.class_name:30s} {where}")
         return 0
     if args.command == "metrics":
+        from cap_lightning.adversarial.format import read_adversarial_jsonl
         from cap_lightning.adversarial.metrics import robustness_from_statuses
-        from cap_lightning.splits import read_adversarial_jsonl
 
         rows = read_adversarial_jsonl(args.file)
         print(json.dumps(robustness_from_statuses([r.status for r in rows]).as_dict(), indent=2))

@@ -24,10 +24,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from cap_lightning.adversarial.format import read_adversarial_jsonl
 from cap_lightning.adversarial.metrics import robustness_from_predictions, robustness_from_statuses
 from cap_lightning.adversarial.results import run_folder, save_robustness
 from cap_lightning.classifier import predict_logits
-from cap_lightning.splits import read_adversarial_jsonl
 
 
 class RobustnessCallback(L.Callback):

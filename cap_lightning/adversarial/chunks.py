@@ -4,9 +4,9 @@ Design decisions:
 - An entry is a folder ``<cache_dir>/<key>/`` where ``key`` = SHA-256 of a JSON description of everything that
   determines the output (victim weights hash, recipe and its settings, data fingerprint, label names, versions).
   The description is stored as ``meta.json``; a different key never reuses rows.
-- Work is split into chunks of ``chunk_size`` source positions. Chunk ``i`` is written with
-  :func:`~cap_lightning.splits.write_adversarial_jsonl` (temp file + ``os.replace``), so after an interruption a chunk
-  file is either complete or absent. A chunk file is trusted only if it parses and holds exactly the source indices
+- Work is split into chunks of ``chunk_size`` source positions. Chunk ``i`` is written atomically with
+  :func:`~cap_lightning.adversarial.format.write_adversarial_jsonl`, so after an interruption a chunk file is either
+  complete or absent. A chunk file is trusted only if it parses and holds exactly the source indices
   it should (a truncated or foreign file is deleted and redone).
 - Generators may drop rows (the keyword-injection validity filter), so a chunk's expected indices are a superset
   check: every row's ``index`` must belong to the chunk, and a sidecar ``chunk-<start>.done`` marker (written after the
@@ -16,26 +16,19 @@ Design decisions:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cap_lightning.splits import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
+from cap_lightning.adversarial.format import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
+from lmcore.io import atomic_write_text, json_sha256
 
 
 def entry_key(description: dict) -> str:
     """SHA-256 of the canonical JSON of ``description`` (sorted keys)."""
-    return hashlib.sha256(json.dumps(description, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    return json_sha256(description)
 
 
 class ChunkStore:

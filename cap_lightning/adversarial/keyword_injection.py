@@ -24,7 +24,8 @@ Design decisions:
   keywords, filter settings, rejection counts and the SHA-256 of the generated set. Commit the set + manifest to
   freeze it.
 - Pure functions (confusion matrix, pairs, keywords, prompt, clean-up, filter) are separate from the model calls,
-  so they are tested without an LLM. Resumption uses the same chunk store as the TextAttack generator.
+  so they are tested without an LLM. The run (victim checks, cache key, resumable chunks, split file, manifest) is
+  the shared one of ``generator.py``; :class:`KeywordInjectionGenerator` holds only the steps above.
 """
 
 from __future__ import annotations
@@ -32,20 +33,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
-from cap_lightning.adversarial.chunks import ChunkStore, atomic_write_text, entry_key, run_chunks
-from cap_lightning.adversarial.metrics import robustness_from_statuses
+from cap_lightning.adversarial.format import AdversarialExample
+from cap_lightning.adversarial.generator import (
+    DEFAULT_CACHE,
+    AttackGenerator,
+    GenerationResult,
+    LoadedVictim,
+    Run,
+    generate,
+)
+from cap_lightning.adversarial.metrics import RobustnessReport
 from cap_lightning.adversarial.source import Selection
-from cap_lightning.adversarial.textattack_gen import GenerationResult
-from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
 from cap_lightning.classifier import predict_logits, weights_sha256
-from cap_lightning.datasets import LabelledSplits
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
+from cap_lightning.datasets import LabelledSplits, data_fingerprint
+from lmcore.choices import check_choice
+from lmcore.io import atomic_write_text
 
 RECIPE = "llm_keyword_injection"
 PROMPT_VERSION = "kwinj-v2"
@@ -60,6 +68,7 @@ PROMPT_TEMPLATE = (
 # words of the prompt that a valid rewrite does not contain unless the original does (the LM echoed the prompt)
 ECHO_WORDS: tuple[str, ...] = ("rewrite", "rewritten", "customer", "message", "keywords", "words", "request")
 PROMPT_SHA256 = hashlib.sha256(f"{SYSTEM_PROMPT}\n{PROMPT_TEMPLATE}".encode()).hexdigest()
+PairsSplit = Literal["validation", "train", "test"]
 REJECT_REASONS: tuple[str, ...] = ("empty", "unchanged", "prompt_echo", "no_keyword", "length", "content_lost")
 _WORD = re.compile(r"[a-z]+")
 
@@ -246,137 +255,143 @@ def _generator_identity(generator: str) -> dict:
     return {"generator": generator, "sha256": None}
 
 
-def generate_injection(
-    victim: str,
-    splits: LabelledSplits,
-    selection: Selection,
-    config: InjectionConfig = InjectionConfig(),
-    *,
-    pairs_split: str = "validation",
-    seed: int = 0,
-    out: str | Path | None = None,
-    cache_dir: str | Path = "cache/adversarial",
-    chunk_size: int = 10,
-    max_length: int = 64,
-    batch_size: int = 32,
-    progress: bool = True,
-) -> GenerationResult:
-    """Build the keyword-injection split of ``selection`` against the baseline ``victim``; see the module doc."""
-    start = time.perf_counter()
-    if pairs_split not in ("validation", "train", "test"):
-        raise ValueError(f"pairs_split {pairs_split!r} is not one of ('validation', 'train', 'test')")
-    info = inspect_victim(victim)
-    check_label_count(info, splits.num_labels, f"dataset {splits.name}")
-    from cap_lightning.splits import data_fingerprint
+class KeywordInjectionGenerator(AttackGenerator):
+    """The keyword-injection steps (module doc) as an :class:`~cap_lightning.adversarial.generator.AttackGenerator`.
 
-    description = {
-        "generator": "keyword_injection",
-        "format_version": 1,
-        "recipe": RECIPE,
-        "prompt_version": PROMPT_VERSION,
-        "prompt_sha256": PROMPT_SHA256,
-        "config": asdict(config),
-        "llm": _generator_identity(config.generator),
-        "victim_sha256": weights_sha256(info.path),
-        "data_fingerprint": selection.fingerprint(),
-        "pairs_split": pairs_split,
-        "pairs_fingerprint": data_fingerprint(getattr(splits, pairs_split)),
-        "keywords_fingerprint": data_fingerprint(splits.train),
-        "split": selection.split,
-        "label_names": list(splits.label_names),
-        "seed": seed,
-        "max_length": max_length,
-        "chunk_size": chunk_size,
-    }
-    key = entry_key(description)
-    store = ChunkStore(Path(cache_dir) / key, description, len(selection.indices), chunk_size)
-    state: dict = {}
+    Args:
+        splits: the dataset: ``pairs_split`` gives the confusable pairs, train the keywords, and label names.
+        config: generator and filter settings.
+        pairs_split: split whose confusion matrix (under the victim) gives the confusable pairs.
+    """
 
-    def prepare() -> None:
-        model, tokenizer, pred, correct = load_and_check_victim(info, victim, selection, max_length, batch_size)
-        pool = getattr(splits, pairs_split)
-        pool_pred = predict_logits(model, tokenizer, [e.text for e in pool], max_length, batch_size).argmax(-1)
+    def __init__(self, splits: LabelledSplits, config: InjectionConfig, pairs_split: PairsSplit) -> None:
+        self.splits, self.config, self.pairs_split = splits, config, pairs_split
+        self.label_source = f"dataset {splits.name}"
+        self._state: dict = {}
+
+    def preflight(self) -> None:
+        check_choice("pairs_split", self.pairs_split, PairsSplit)
+
+    def describe(self, selection: Selection) -> dict:
+        return {
+            "generator": "keyword_injection",
+            "format_version": 1,
+            "recipe": RECIPE,
+            "prompt_version": PROMPT_VERSION,
+            "prompt_sha256": PROMPT_SHA256,
+            "config": asdict(self.config),
+            "llm": _generator_identity(self.config.generator),
+            "pairs_split": self.pairs_split,
+            "pairs_fingerprint": data_fingerprint(getattr(self.splits, self.pairs_split)),
+            "keywords_fingerprint": data_fingerprint(self.splits.train),
+        }
+
+    def progress_label(self, selection: Selection) -> str:
+        return RECIPE
+
+    def prepare(self, run: Run, victim: LoadedVictim) -> None:
+        splits, config = self.splits, self.config
+        pool = getattr(splits, self.pairs_split)
+        texts = [e.text for e in pool]
+        pool_pred = predict_logits(victim.model, victim.tokenizer, texts, run.max_length, run.batch_size).argmax(-1)
         cm = confusion_matrix([e.label for e in pool], pool_pred.tolist(), splits.num_labels)
-        pairs = confusable_pairs(cm)
         train = splits.train
-        texts, labels = [e.text for e in train], [e.label for e in train]
-        keywords = class_keywords(texts, labels, splits.num_labels, 50, config.min_lift)
+        keywords = class_keywords(
+            [e.text for e in train], [e.label for e in train], splits.num_labels, 50, config.min_lift
+        )
         from lmcore.models import load_causal_lm, load_tokenizer
 
-        state.update(
-            victim=(model, tokenizer), correct=correct, pairs=pairs, keywords=keywords,
-            llm=(load_causal_lm(config.generator), load_tokenizer(config.generator)),
+        self._state.update(
+            victim=(victim.model, victim.tokenizer), correct=victim.correct, pairs=confusable_pairs(cm),
+            keywords=keywords, llm=(load_causal_lm(config.generator), load_tokenizer(config.generator)),
         )  # fmt: skip
 
-    def offered(y: int) -> list[str]:
+    def _offered(self, y: int) -> list[str]:
         """Keywords of y's confusable class that do not already occur in class y's own keyword list."""
-        own = set(state["keywords"][y][: 3 * config.n_keywords])
+        state, n = self._state, self.config.n_keywords
+        own = set(state["keywords"][y][: 3 * n])
         partner = state["pairs"][y]
-        return [w for w in state["keywords"][partner] if w not in own][: config.n_keywords]
+        return [w for w in state["keywords"][partner] if w not in own][:n]
 
-    def process(positions: range) -> list[AdversarialExample]:
-        if not state:
-            prepare()
-        paired = [p for p in positions if selection.examples[p].label in state["pairs"]]
-        todo = [p for p in paired if offered(selection.examples[p].label)]
+    def attack(self, run: Run, positions: range) -> list[AdversarialExample]:
+        state, config, names, examples = self._state, self.config, self.splits.label_names, run.selection.examples
+        paired = [p for p in positions if examples[p].label in state["pairs"]]
+        todo = [p for p in paired if self._offered(examples[p].label)]
         prompts, kws = [], []
         for p in todo:
-            e = selection.examples[p]
-            kws.append(offered(e.label))
-            partner = splits.label_names[state["pairs"][e.label]]
-            prompts.append(build_prompt(e.text, splits.label_names[e.label], partner, kws[-1]))
+            e = examples[p]
+            kws.append(self._offered(e.label))
+            prompts.append(build_prompt(e.text, names[e.label], names[state["pairs"][e.label]], kws[-1]))
         raw = generate_rewrites(*state["llm"], prompts, config.max_new_tokens, config.gen_batch_size) if todo else []
         rejected: Counter = Counter(
             {"no_partner": len(positions) - len(paired), "no_keywords": len(paired) - len(todo)}
         )
         kept = []
         for p, kw, text in zip(todo, kws, map(clean_generation, raw)):
-            reason = validity_reason(selection.examples[p].text, text, kw, config)
+            reason = validity_reason(examples[p].text, text, kw, config)
             if reason:
                 rejected[reason] += 1
             else:
                 kept.append((p, text))
         model, tokenizer = state["victim"]
-        preds = predict_logits(model, tokenizer, [t for _, t in kept], max_length, batch_size).argmax(-1).tolist()
+        texts = [t for _, t in kept]
+        preds = predict_logits(model, tokenizer, texts, run.max_length, run.batch_size).argmax(-1).tolist()
         rows = []
         for (p, text), pred in zip(kept, preds):
-            e = selection.examples[p]
+            e = examples[p]
             status = victim_status(state["correct"][p], pred == e.label)
-            rows.append(AdversarialExample(text, e.label, e.text, RECIPE, status, None, selection.indices[p]))
-        chunk = positions.start // chunk_size
-        atomic_write_text(store.folder / f"rejected-{chunk:05d}.json", json.dumps(dict(rejected)))
-        atomic_write_text(
-            store.folder / f"meta-{chunk:05d}.json",
-            json.dumps({"pairs": state["pairs"], "keywords": {y: offered(y) for y in state["pairs"]}}),
-        )
+            rows.append(AdversarialExample(text, e.label, e.text, RECIPE, status, None, run.selection.indices[p]))
+        chunk = positions.start // run.store.chunk_size
+        atomic_write_text(run.store.folder / f"rejected-{chunk:05d}.json", json.dumps(dict(rejected)))
+        offered = {y: self._offered(y) for y in state["pairs"]}
+        meta = json.dumps({"pairs": state["pairs"], "keywords": offered})
+        atomic_write_text(run.store.folder / f"meta-{chunk:05d}.json", meta)
         return rows
 
-    rows, computed = run_chunks(store, selection.indices.__getitem__, process, desc=f"{RECIPE}", progress=progress)
-    if not rows:
-        raise ValueError(f"the validity filter rejected every rewrite; see the rejected-*.json files in {store.folder}")
-    target = Path(out) if out is not None else store.folder / "split.jsonl"
-    write_adversarial_jsonl(target, rows)
-    rejected = Counter()
-    for file in sorted(store.folder.glob("rejected-*.json")):
-        rejected.update(json.loads(file.read_text()))
-    extra = {}
-    for file in sorted(store.folder.glob("meta-*.json")):
-        extra = json.loads(file.read_text())
-    manifest = {
-        "key": key,
-        "description": description,
-        "system_prompt": SYSTEM_PROMPT,
-        "prompt_template": PROMPT_TEMPLATE,
-        "decoding": {"do_sample": False, "max_new_tokens": config.max_new_tokens},
-        "confusable_pairs": {
-            splits.label_names[int(y)]: splits.label_names[int(c)] for y, c in extra.get("pairs", {}).items()
-        },
-        "keywords_offered": {splits.label_names[int(y)]: k for y, k in extra.get("keywords", {}).items()},
-        "n_source": len(selection.indices),
-        "n_kept": len(rows),
-        "rejected": dict(rejected),
-        "set_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-    }
-    atomic_write_text(target.with_name(target.name + ".manifest.json"), json.dumps(manifest, indent=2))
-    report = robustness_from_statuses([r.status for r in rows])
-    return GenerationResult(target, rows, report, key, computed, time.perf_counter() - start, description)
+    def check(self, run: Run, rows: list[AdversarialExample]) -> None:
+        if not rows:
+            raise ValueError(
+                f"the validity filter rejected every rewrite; see the rejected-*.json files in {run.store.folder}"
+            )
+
+    def manifest(self, run: Run, rows: list[AdversarialExample], report: RobustnessReport) -> dict:
+        names, folder = self.splits.label_names, run.store.folder
+        rejected: Counter = Counter()
+        for file in sorted(folder.glob("rejected-*.json")):
+            rejected.update(json.loads(file.read_text()))
+        extra: dict = {}
+        for file in sorted(folder.glob("meta-*.json")):
+            extra = json.loads(file.read_text())
+        return {
+            "system_prompt": SYSTEM_PROMPT,
+            "prompt_template": PROMPT_TEMPLATE,
+            "decoding": {"do_sample": False, "max_new_tokens": self.config.max_new_tokens},
+            "confusable_pairs": {names[int(y)]: names[int(c)] for y, c in extra.get("pairs", {}).items()},
+            "keywords_offered": {names[int(y)]: k for y, k in extra.get("keywords", {}).items()},
+            "n_source": len(run.selection.indices),
+            "n_kept": len(rows),
+            "rejected": dict(rejected),
+        }
+
+
+def generate_injection(
+    victim: str,
+    splits: LabelledSplits,
+    selection: Selection,
+    config: InjectionConfig = InjectionConfig(),
+    *,
+    pairs_split: PairsSplit = "validation",
+    seed: int = 0,
+    out: str | Path | None = None,
+    cache_dir: str | Path = DEFAULT_CACHE,
+    chunk_size: int = 10,
+    max_length: int = 64,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> GenerationResult:
+    """Build the keyword-injection split of ``selection`` against the baseline ``victim``; see the module doc."""
+    generator = KeywordInjectionGenerator(splits, config, pairs_split)
+    return generate(
+        generator, victim, selection, splits.label_names, seed=seed, out=out, cache_dir=cache_dir,
+        chunk_size=chunk_size, max_length=max_length, batch_size=batch_size, progress=progress,
+    )  # fmt: skip

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from cap_lightning.splits import ATTACK_STATUSES
+from cap_lightning.adversarial.format import ATTACK_STATUSES
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
+
+from lmcore.io import atomic_write_json
 
 COLUMNS: tuple[str, ...] = ("attacked_acc", "attack_success_rate")
 
@@ -31,7 +32,6 @@ def save_robustness(folder: str | Path, split_file: str | Path, recipes: list[st
     """Write ``<folder>/robustness/<stem>.json`` atomically and return its path."""
     split_file = Path(split_file)
     target = Path(folder) / "robustness" / f"{split_file.stem}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "adversarial_file": str(split_file),
         "set_sha256": hashlib.sha256(split_file.read_bytes()).hexdigest(),
@@ -39,10 +39,7 @@ def save_robustness(folder: str | Path, split_file: str | Path, recipes: list[st
         "ckpt_path": ckpt,
         "metrics": metrics,
     }
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, target)
-    return target
+    return atomic_write_json(target, record)
 
 
 def load_robustness(folder: str | Path, prefix: str = "adv/") -> dict[str, float]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Literal
 
-from cap_lightning.datasets import LabelledSplits
-from cap_lightning.splits import TextExample, data_fingerprint
+from cap_lightning.datasets import LabelledSplits, TextExample, data_fingerprint
+from lmcore.choices import check_choice
 
-SOURCE_SPLITS: tuple[str, ...] = ("test", "validation", "train")
+SourceSplit = Literal["test", "validation", "train"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,15 @@ class Selection:
         return digest.hexdigest()
 
 
-def select_examples(splits: LabelledSplits, split: str = "test", n: int | None = None, seed: int = 0) -> Selection:
+def select_examples(
+    splits: LabelledSplits, split: SourceSplit = "test", n: int | None = None, seed: int = 0
+) -> Selection:
     """A seeded subset of ``n`` rows of ``split`` (all rows when ``n`` is None or too large).
 
     Raises:
         ValueError: unknown split, ``n < 1``, or an empty split.
     """
-    if split not in SOURCE_SPLITS:
-        raise ValueError(f"split {split!r} is not one of {SOURCE_SPLITS}")
+    check_choice("split", split, SourceSplit)
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1 or None, got {n}")
     rows = getattr(splits, split)

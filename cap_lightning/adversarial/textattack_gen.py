@@ -1,6 +1,8 @@
 """Run a TextAttack recipe over a split against a victim and write the attacked split (jsonl), resumably.
 
-Order of work (every check that can fail comes before the expensive step it protects):
+The run itself (victim checks, cache key, chunks, split file, manifest) is the shared one of ``generator.py``; this
+file holds what is specific to TextAttack. Order of work (every check that can fail comes before the expensive step
+it protects):
 1. the recipe name (:func:`~cap_lightning.adversarial.recipes.check_recipe`): unknown → ``ValueError`` listing the
    known and offline recipes; needs downloads → ``RecipeUnavailableError`` naming what is missing;
 2. the optional extra and the recipe's NLTK data (project-local ``nltk_data/``), without importing textattack;
@@ -28,47 +30,27 @@ Design decisions:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from cap_lightning.adversarial.chunks import ChunkStore, atomic_write_text, entry_key, run_chunks
 from cap_lightning.adversarial.environment import import_textattack, require_nltk, textattack_available
-from cap_lightning.adversarial.metrics import RobustnessReport, robustness_from_statuses
+from cap_lightning.adversarial.format import AdversarialExample
+from cap_lightning.adversarial.generator import (
+    DEFAULT_CACHE,
+    AttackGenerator,
+    GenerationResult,
+    LoadedVictim,
+    Run,
+    generate,
+)
+from cap_lightning.adversarial.metrics import RobustnessReport
 from cap_lightning.adversarial.recipes import RecipeSpec, canonical_recipe, check_recipe
 from cap_lightning.adversarial.source import Selection
-from cap_lightning.adversarial.victim import check_label_count, inspect_victim, load_and_check_victim
-from cap_lightning.classifier import predict_logits, weights_sha256
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
+from cap_lightning.classifier import predict_logits
 
 FORMAT_VERSION = 2  # bump when the rows a description produces change
-DEFAULT_CACHE = "cache/adversarial"
-
-
-@dataclass
-class GenerationResult:
-    """What a generation run produced.
-
-    Attributes:
-        out: the attacked split file.
-        rows: its rows.
-        report: generation-time metrics against the victim (from the statuses).
-        key: cache key of the entry.
-        chunks_computed: chunks computed in this call (0 = everything came from the cache).
-        wall_s: seconds spent in this call.
-    """
-
-    out: Path
-    rows: list[AdversarialExample]
-    report: RobustnessReport
-    key: str
-    chunks_computed: int
-    wall_s: float
-    description: dict = field(default_factory=dict)
 
 
 def example_seed(seed: int, index: int) -> int:
@@ -108,14 +90,95 @@ def _status(result) -> str:
     return "failed"  # FailedAttackResult, and MaximizedAttackResult of input_reduction (prediction kept)
 
 
-def preflight(victim: str, num_labels: int, recipe: str, allow_downloads: bool = False) -> RecipeSpec:
-    """Checks 1–3 above; raises before anything heavy is imported or loaded."""
+def _check_environment(recipe: str, allow_downloads: bool) -> RecipeSpec:
+    """Checks 1–2 above: the recipe, the optional extra and the recipe's NLTK data."""
     spec = check_recipe(recipe, allow_downloads=allow_downloads)
     if not textattack_available():
         import_textattack()  # raises the install message
     require_nltk(spec.nltk, f"recipe {canonical_recipe(recipe)!r}")
-    check_label_count(inspect_victim(victim), num_labels, "the data")
     return spec
+
+
+@dataclass
+class TextAttackGenerator(AttackGenerator):
+    """A TextAttack recipe as an :class:`~cap_lightning.adversarial.generator.AttackGenerator`.
+
+    Attributes:
+        recipe: short recipe name (``recipes.RECIPES``).
+        query_budget: maximum victim queries per example (None: the recipe's default, unbounded).
+        allow_downloads: accept recipes that need downloads.
+    """
+
+    recipe: str
+    query_budget: int | None = None
+    allow_downloads: bool = False
+
+    def __post_init__(self) -> None:
+        self._spec: RecipeSpec | None = None
+        self._attack = None
+        self._correct: list[bool] = []
+
+    @property
+    def spec(self) -> RecipeSpec:
+        if self._spec is None:
+            self._spec = _check_environment(self.recipe, self.allow_downloads)
+        return self._spec
+
+    def preflight(self) -> None:
+        self._spec = _check_environment(self.recipe, self.allow_downloads)
+        if self.query_budget is not None and self.query_budget < 1:
+            raise ValueError(f"query_budget must be >= 1 or None, got {self.query_budget}")
+
+    def describe(self, selection: Selection) -> dict:
+        from importlib.metadata import version
+
+        return {
+            "generator": "textattack",
+            "format_version": FORMAT_VERSION,
+            "textattack_version": version("textattack"),
+            "recipe": canonical_recipe(self.recipe),
+            "recipe_class": self.spec.class_name,
+            "query_budget": self.query_budget,
+            "n": len(selection.indices),
+        }
+
+    def progress_label(self, selection: Selection) -> str:
+        return f"{canonical_recipe(self.recipe)} on {selection.split}"
+
+    def prepare(self, run: Run, victim: LoadedVictim) -> None:
+        textattack = import_textattack()
+        from cap_lightning.adversarial.environment import no_nltk_downloads
+
+        with no_nltk_downloads():
+            recipe_cls = getattr(textattack.attack_recipes, self.spec.class_name)
+            wrapper = _make_wrapper(textattack, victim.model, victim.tokenizer, run.max_length, run.batch_size)
+            attack = recipe_cls.build(wrapper)
+        if self.query_budget is not None:
+            attack.goal_function.query_budget = self.query_budget
+        self._attack, self._correct = attack, victim.correct
+
+    def attack(self, run: Run, positions: range) -> list[AdversarialExample]:
+        recipe = canonical_recipe(self.recipe)
+        rows = []
+        for pos in positions:
+            example, index = run.selection.examples[pos], run.selection.indices[pos]
+            if not self._correct[pos]:
+                rows.append(AdversarialExample(example.text, example.label, example.text, recipe, "skipped", 0, index))
+                continue
+            _seed_everything(example_seed(run.seed, index))
+            result = self._attack.attack(example.text, example.label)
+            status = _status(result)
+            keep_output = status == "successful" or self.spec.kind == "input_reduction"
+            text = result.perturbed_result.attacked_text.text if keep_output else example.text
+            queries = int(result.perturbed_result.num_queries)
+            rows.append(AdversarialExample(text, example.label, example.text, recipe, status, queries, index))
+        return rows
+
+    def manifest(self, run: Run, rows: list[AdversarialExample], report: RobustnessReport) -> dict:
+        return {
+            "victim": run.info.path,
+            "victim_metrics": {k: (None if v != v else v) for k, v in report.as_dict().items()},  # NaN -> null
+        }
 
 
 def generate_textattack(
@@ -151,77 +214,8 @@ def generate_textattack(
         allow_downloads: accept recipes that need downloads.
         progress: show a progress bar.
     """
-    start = time.perf_counter()
-    spec = preflight(victim, len(label_names), recipe, allow_downloads)
-    if query_budget is not None and query_budget < 1:
-        raise ValueError(f"query_budget must be >= 1 or None, got {query_budget}")
-    info = inspect_victim(victim)
-    from importlib.metadata import version
-
-    description = {
-        "generator": "textattack",
-        "format_version": FORMAT_VERSION,
-        "textattack_version": version("textattack"),
-        "recipe": canonical_recipe(recipe),
-        "recipe_class": spec.class_name,
-        "query_budget": query_budget,
-        "victim_sha256": weights_sha256(info.path),
-        "data_fingerprint": selection.fingerprint(),
-        "split": selection.split,
-        "n": len(selection.indices),
-        "label_names": list(label_names),
-        "seed": seed,
-        "max_length": max_length,
-        "chunk_size": chunk_size,
-    }
-    key = entry_key(description)
-    store = ChunkStore(Path(cache_dir) / key, description, len(selection.indices), chunk_size)
-    index_of = selection.indices.__getitem__
-    state: dict = {}
-
-    def prepare() -> None:
-        model, tokenizer, pred, correct = load_and_check_victim(info, victim, selection, max_length, batch_size)
-        textattack = import_textattack()
-        from cap_lightning.adversarial.environment import no_nltk_downloads
-
-        with no_nltk_downloads():
-            recipe_cls = getattr(textattack.attack_recipes, spec.class_name)
-            attack = recipe_cls.build(_make_wrapper(textattack, model, tokenizer, max_length, batch_size))
-        if query_budget is not None:
-            attack.goal_function.query_budget = query_budget
-        state.update(attack=attack, correct=correct)
-
-    def process(positions: range) -> list[AdversarialExample]:
-        if not state:
-            prepare()
-        rows = []
-        for pos in positions:
-            example, index = selection.examples[pos], selection.indices[pos]
-            if not state["correct"][pos]:
-                rows.append(
-                    AdversarialExample(example.text, example.label, example.text, key_recipe, "skipped", 0, index)
-                )
-                continue
-            _seed_everything(example_seed(seed, index))
-            result = state["attack"].attack(example.text, example.label)
-            status = _status(result)
-            keep_output = status == "successful" or spec.kind == "input_reduction"
-            text = result.perturbed_result.attacked_text.text if keep_output else example.text
-            queries = int(result.perturbed_result.num_queries)
-            rows.append(AdversarialExample(text, example.label, example.text, key_recipe, status, queries, index))
-        return rows
-
-    key_recipe = canonical_recipe(recipe)
-    rows, computed = run_chunks(store, index_of, process, desc=f"{key_recipe} on {selection.split}", progress=progress)
-    target = Path(out) if out is not None else store.folder / "split.jsonl"
-    write_adversarial_jsonl(target, rows)
-    report = robustness_from_statuses([r.status for r in rows])
-    manifest = {
-        "key": key,
-        "description": description,
-        "victim": info.path,
-        "victim_metrics": {k: (None if v != v else v) for k, v in report.as_dict().items()},  # NaN -> null
-        "set_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-    }
-    atomic_write_text(target.with_name(target.name + ".manifest.json"), json.dumps(manifest, indent=2, default=str))
-    return GenerationResult(target, rows, report, key, computed, time.perf_counter() - start, description)
+    generator = TextAttackGenerator(recipe, query_budget, allow_downloads)
+    return generate(
+        generator, victim, selection, label_names, seed=seed, out=out, cache_dir=cache_dir, chunk_size=chunk_size,
+        max_length=max_length, batch_size=batch_size, progress=progress,
+    )  # fmt: skip

@@ -1,8 +1,13 @@
+"""CapDataModule: batches with word indices and priors, few-shot and adversarial splits, argument checks."""
+
+import io
+from dataclasses import asdict
+
 import pytest
 import torch
 
-from cap_lightning.data import CapDataModule
-from cap_lightning.splits import AdversarialExample, write_adversarial_jsonl
+from cap_lightning.adversarial.format import AdversarialExample, write_adversarial_jsonl
+from cap_lightning.datasets import CapDataModule, CustomData
 from tests.helpers import tiny_datamodule
 
 
@@ -78,3 +83,14 @@ def test_real_banking77_few_shot(shared_data, tiny_model_dir):
     dm.setup("fit")
     assert dm.num_labels == 77 and len(dm.splits.train) == 770 and dm.setting == "fs10"
     assert not {e.text for e in dm.splits.train} & {e.text for e in dm.splits.validation}
+
+
+def test_custom_data_is_one_typed_option_stored_as_plain_data(tiny_model_dir):
+    dm = tiny_datamodule(tiny_model_dir)
+    assert isinstance(dm.custom, CustomData) and dm.hparams_initial["custom"] == asdict(dm.custom)
+    buffer = io.BytesIO()
+    torch.save(dict(dm.hparams_initial), buffer)  # what a checkpoint stores; checkpoints are read weights-only
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["custom"]["label_names"] == ["negative", "positive"]
+    with pytest.raises(ValueError, match=r"\['train_file'\] only apply to dataset='custom'"):
+        CapDataModule("sst2", custom=CustomData(train_file="x.csv"))

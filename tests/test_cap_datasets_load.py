@@ -1,4 +1,4 @@
-"""cap_lightning.datasets: real datasets from ../shared/data, custom files, the faked hub path, every error case."""
+"""load_splits: real datasets from ../shared/data, custom files, the faked hub path, every error case."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cap_lightning.datasets import DATASETS, EMOTION_LABELS, LabelledSplits, load_splits
-from cap_lightning.splits import TextExample, few_shot
+from cap_lightning.datasets import (
+    DATASETS,
+    EMOTION_LABELS,
+    CustomData,
+    LabelledSplits,
+    TextExample,
+    few_shot,
+    load_splits,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 INTENTS = ["goodbye", "greeting", "thanks"]  # sorted unique labels of the custom fixtures
@@ -39,6 +46,11 @@ PAIRS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 def real(shared_data: Path) -> dict[str, LabelledSplits]:
     """Every built-in dataset, loaded once per module (about half a second in total)."""
     return {name: load_splits(name, shared_data / name) for name in DATASETS}
+
+
+def load_custom(data_dir: Path | None = None, *, validation_fraction: float = 0.1, **options) -> LabelledSplits:
+    """``load_splits("custom", ...)`` with the :class:`CustomData` options as keywords."""
+    return load_splits("custom", data_dir, validation_fraction=validation_fraction, custom=CustomData(**options))
 
 
 def texts(rows: list[TextExample]) -> set[str]:
@@ -127,8 +139,7 @@ def test_parent_data_dir_is_accepted(shared_data: Path) -> None:
 
 @pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
 def test_custom_files_load_with_named_columns_and_string_labels(suffix: str) -> None:
-    splits = load_splits(
-        "custom",
+    splits = load_custom(
         FIXTURES,
         train_file=f"custom_train.{suffix}",
         test_file="custom_test.csv",
@@ -145,13 +156,9 @@ def test_custom_files_load_with_named_columns_and_string_labels(suffix: str) -> 
 
 def test_custom_csv_quoting_and_tsv_without_quoting() -> None:
     common = {"text_column": "utterance", "label_column": "intent", "test_file": str(FIXTURES / "custom_test.csv")}
-    csv_rows = load_splits(
-        "custom", train_file=str(FIXTURES / "custom_train.csv"), validation_file=common["test_file"], **common
-    )
+    csv_rows = load_custom(train_file=str(FIXTURES / "custom_train.csv"), validation_file=common["test_file"], **common)
     assert TextExample('thank you "so" much', 2) in csv_rows.train
-    tsv_rows = load_splits(
-        "custom", train_file=str(FIXTURES / "custom_train.tsv"), validation_file=common["test_file"], **common
-    )
+    tsv_rows = load_custom(train_file=str(FIXTURES / "custom_train.tsv"), validation_file=common["test_file"], **common)
     assert TextExample('see you later " alligator', 0) in tsv_rows.train
     assert TextExample("hello there", 1) in tsv_rows.train  # trailing space stripped
 
@@ -160,17 +167,14 @@ def test_custom_integer_labels_are_kept_as_ids(tmp_path: Path) -> None:
     rows = [{"text": f"row {i}", "label": i % 3 * 2} for i in range(9)]  # ids 0, 2, 4
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (tmp_path / "test.json").write_text(json.dumps({"text": ["a", "b"], "label": [4, 0]}))
-    splits = load_splits(
-        "custom", tmp_path, train_file="train.jsonl", validation_file="train.jsonl", test_file="test.json"
-    )
+    splits = load_custom(tmp_path, train_file="train.jsonl", validation_file="train.jsonl", test_file="test.json")
     assert splits.label_names == ["0", "1", "2", "3", "4"]
     assert [ex.label for ex in splits.test] == [4, 0]
 
 
 def test_custom_label_names_fix_the_order() -> None:
     order = ["thanks", "greeting", "goodbye"]
-    splits = load_splits(
-        "custom",
+    splits = load_custom(
         FIXTURES,
         train_file="custom_train.csv",
         validation_file="custom_test.csv",
@@ -213,18 +217,13 @@ def test_missing_column_lists_present_columns() -> None:
         ValueError,
         match=r"custom_train\.csv: missing column\(s\) \['text'\]; columns present: \['utterance', 'intent'\]",
     ):
-        load_splits(
-            "custom", FIXTURES, train_file="custom_train.csv", test_file="custom_test.csv", label_column="intent"
-        )
+        load_custom(FIXTURES, train_file="custom_train.csv", test_file="custom_test.csv", label_column="intent")
     with pytest.raises(ValueError, match=r"custom_train\.parquet: missing column\(s\) \['label'\]"):
-        load_splits(
-            "custom", FIXTURES, train_file="custom_train.parquet", test_file="custom_test.csv", text_column="utterance"
-        )
+        load_custom(FIXTURES, train_file="custom_train.parquet", test_file="custom_test.csv", text_column="utterance")
     with pytest.raises(
         ValueError, match=r"custom_train\.jsonl, row 1: missing column\(s\) \['txt'\].*'utterance', 'intent', 'id'"
     ):
-        load_splits(
-            "custom",
+        load_custom(
             FIXTURES,
             train_file="custom_train.jsonl",
             test_file="custom_test.csv",
@@ -237,35 +236,38 @@ def test_empty_text_names_file_and_row(tmp_path: Path) -> None:
     write(tmp_path / "train.csv", "text,label\nfine,a\n   ,b\n")
     write(tmp_path / "test.csv", "text,label\nok,a\n")
     with pytest.raises(ValueError, match=r"train\.csv, row 2 \(line 3\): empty or whitespace-only text"):
-        load_splits("custom", tmp_path, train_file="train.csv", test_file="test.csv")
+        load_custom(tmp_path, train_file="train.csv", test_file="test.csv")
 
 
 def test_label_outside_label_names_is_named(tmp_path: Path) -> None:
     write(tmp_path / "train.csv", "text,label\nx,a\ny,b\n")
     write(tmp_path / "test.csv", "text,label\nz,c\n")
     with pytest.raises(ValueError, match=r"test\.csv, row 1 \(line 2\): label 'c' is not in label_names.*\['a', 'b'\]"):
-        load_splits("custom", tmp_path, train_file="train.csv", validation_file="train.csv", test_file="test.csv")
+        load_custom(tmp_path, train_file="train.csv", validation_file="train.csv", test_file="test.csv")
     with pytest.raises(ValueError, match=r"train\.csv, row 2 .*label 'b' is not in label_names.*\['a', 'z'\]"):
-        load_splits("custom", tmp_path, train_file="train.csv", test_file="train.csv", label_names=["a", "z"])
+        load_custom(tmp_path, train_file="train.csv", test_file="train.csv", label_names=["a", "z"])
 
 
 def test_unsupported_suffix_lists_supported(tmp_path: Path) -> None:
     write(tmp_path / "train.xlsx", "")
     with pytest.raises(ValueError, match=r"unsupported file suffix '\.xlsx'; supported: \['\.csv', '\.tsv', '\.jsonl'"):
-        load_splits("custom", tmp_path, train_file="train.xlsx", test_file="train.xlsx")
+        load_custom(tmp_path, train_file="train.xlsx", test_file="train.xlsx")
 
 
 def test_custom_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"test_file not found: .*missing\.csv"):
-        load_splits("custom", FIXTURES, train_file="custom_train.csv", test_file="missing.csv")
+        load_custom(FIXTURES, train_file="custom_train.csv", test_file="missing.csv")
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dataset": "sst2", "train_file": "x.csv"}, r"\['train_file'\] only apply to dataset='custom'"),
-        ({"dataset": "custom", "train_file": "x.csv"}, "needs train_file and test_file"),
-        ({"dataset": "custom", "hub_id": "a/b", "train_file": "x.csv"}, "either hub_id or train_file"),
+        (
+            {"dataset": "sst2", "custom": CustomData(train_file="x.csv")},
+            r"\['train_file'\] only apply to dataset='custom'",
+        ),
+        ({"dataset": "custom", "custom": CustomData(train_file="x.csv")}, "needs train_file and test_file"),
+        ({"dataset": "custom", "custom": CustomData(hub_id="a/b", train_file="x.csv")}, "either hub_id or train_file"),
         (
             {"dataset": "sst2", "validation_fraction": 1.0},
             r"validation_fraction must be strictly between 0 and 1, got 1\.0",
@@ -354,8 +356,7 @@ def test_hub_hwu64_reads_names_from_intents_config(fake_hub) -> None:
 def test_hub_custom_dataset_with_class_labels(fake_hub) -> None:
     table = class_label_table("review", "stars", [(f"r{i}", i % 3) for i in range(9)], ["low", "mid", "high"])
     fake_hub({("me/reviews", "en", "train"): table, ("me/reviews", "en", "test"): table})
-    splits = load_splits(
-        "custom",
+    splits = load_custom(
         hub_id="me/reviews",
         hub_config="en",
         text_column="review",
@@ -368,4 +369,4 @@ def test_hub_custom_dataset_with_class_labels(fake_hub) -> None:
     with pytest.raises(
         ValueError, match=r"me/reviews\[train\]: missing column\(s\) \['text'\]; columns present: \['review', 'stars'\]"
     ):
-        load_splits("custom", hub_id="me/reviews", hub_config="en", label_column="stars", validation_split=None)
+        load_custom(hub_id="me/reviews", hub_config="en", label_column="stars", validation_split=None)

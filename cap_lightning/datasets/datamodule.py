@@ -1,7 +1,7 @@
 """``CapDataModule``: full, few-shot and adversarial splits of a text-classification dataset, priors in collate.
 
 Design decisions:
-- Loading and splitting are pure functions (``datasets.py``, ``splits.py``); this class only wires them to
+- Loading and splitting are pure functions (``load.py``, ``splits.py``); this class only wires them to
   Lightning. All file reading and validation happen in ``setup`` before any model is loaded.
 - Priors are word-level (one tensor per training text, attached by ``PriorCacheCallback``) and broadcast to
   subwords in the collate function, which tokenizes on the fly with offsets (``tokens.py``).
@@ -11,10 +11,9 @@ Design decisions:
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,13 +22,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from cap_lightning.datasets import DATASETS, LabelledSplits, load_splits
-from cap_lightning.splits import TextExample, data_fingerprint, few_shot, read_adversarial_jsonl
+from cap_lightning.adversarial.format import read_adversarial_jsonl
+from cap_lightning.datasets.custom import CustomData, check_custom
+from cap_lightning.datasets.load import load_splits
+from cap_lightning.datasets.prompt import TeacherPrompt
+from cap_lightning.datasets.specs import SPECS, DatasetName
+from cap_lightning.datasets.splits import LabelledSplits, TextExample, data_fingerprint, few_shot
 from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
+from lmcore.choices import check_choice
 from lmcore.models import load_tokenizer
 
 Split = Literal["full", "few_shot", "adversarial"]
-SPLITS: tuple[str, ...] = ("full", "few_shot", "adversarial")
 
 
 class _Collate:
@@ -76,22 +79,15 @@ class CapDataModule(L.LightningDataModule):
         max_train_examples: seeded subset of the training split (after few-shot), for short runs.
         max_eval_examples: seeded subset of validation and test, for short runs.
         adversarial_file: jsonl written by the adversarial generator (text, label, original_text, recipe, ...).
-        train_file: custom data: training file (csv, tsv, jsonl, json or parquet).
-        validation_file: custom data: validation file (optional; carved from train when absent).
-        test_file: custom data: test file.
-        text_column: custom data: name of the text column.
-        label_column: custom data: name of the label column.
-        label_names: custom data: label order (default: sorted labels of the training file).
-        hub_id: custom data from the hub: ``datasets.load_dataset`` id.
-        hub_config: custom data from the hub: config name.
-        train_split: hub split name for training.
-        validation_split: hub split name for validation (None: carve from train).
-        test_split: hub split name for testing.
+        custom: for ``dataset: custom``, your files or hub dataset (:class:`CustomData`; in YAML a mapping under
+            ``custom:`` with keys ``train_file``, ``test_file``, ``label_names``, ``hub_id``, ...).
+        teacher_prompt: the CAP teacher's prompt (``instruction``, ``text_prefix``, ``answer_prefix``); default: the
+            built-in dataset's (its spec), none for custom data.
     """
 
     def __init__(
         self,
-        dataset: str = "sst2",
+        dataset: DatasetName = "sst2",
         data_dir: str | None = None,
         model_path: str = "minilm",
         split: Split = "full",
@@ -105,24 +101,19 @@ class CapDataModule(L.LightningDataModule):
         max_train_examples: int | None = None,
         max_eval_examples: int | None = None,
         adversarial_file: str | None = None,
-        train_file: str | None = None,
-        validation_file: str | None = None,
-        test_file: str | None = None,
-        text_column: str = "text",
-        label_column: str = "label",
-        label_names: list[str] | None = None,
-        hub_id: str | None = None,
-        hub_config: str | None = None,
-        train_split: str = "train",
-        validation_split: str | None = "validation",
-        test_split: str = "test",
+        custom: CustomData | None = None,
+        teacher_prompt: TeacherPrompt | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        if dataset not in (*DATASETS, "custom"):
-            raise ValueError(f"dataset {dataset!r} is not one of {(*DATASETS, 'custom')}")
-        if split not in SPLITS:
-            raise ValueError(f"split {split!r} is not one of {SPLITS}")
+        # checkpoints are read weights-only (plain containers), so the typed options are stored as dicts
+        typed = {"custom": custom, "teacher_prompt": teacher_prompt}
+        self.save_hyperparameters(ignore=list(typed))
+        self.save_hyperparameters({name: None if value is None else asdict(value) for name, value in typed.items()})
+        check_choice("dataset", dataset, DatasetName)
+        check_choice("split", split, Split)
+        check_custom(dataset, custom)
+        self.custom = custom
+        self._teacher_prompt = teacher_prompt
         if split == "adversarial" and not adversarial_file:
             raise ValueError("split 'adversarial' needs adversarial_file (the attacked split jsonl)")
         if adversarial_file and not Path(adversarial_file).is_file():
@@ -146,8 +137,9 @@ class CapDataModule(L.LightningDataModule):
         if self.splits is not None:
             return self.splits
         h = self.hparams
-        # every load_splits argument is also an init argument of this class, under the same name
-        splits = load_splits(**{k: h[k] for k in inspect.signature(load_splits).parameters})
+        splits = load_splits(
+            h.dataset, h.data_dir, validation_fraction=h.validation_fraction, seed=h.seed, custom=self.custom
+        )
         train = splits.train
         if h.split == "few_shot":
             train = few_shot(train, h.shots_per_class, h.seed, label_names=splits.label_names)
@@ -175,6 +167,13 @@ class CapDataModule(L.LightningDataModule):
     @property
     def label_names(self) -> list[str]:
         return self._load().label_names
+
+    @property
+    def teacher_prompt(self) -> TeacherPrompt | None:
+        """The CAP teacher's prompt: the ``teacher_prompt`` argument, else the built-in dataset's, else None."""
+        if self._teacher_prompt is not None or self.hparams.dataset == "custom":
+            return self._teacher_prompt
+        return SPECS[self.hparams.dataset].prompt
 
     @property
     def setting(self) -> str:

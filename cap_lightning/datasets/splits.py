@@ -1,4 +1,4 @@
-"""Pure, deterministic split helpers: validation carving, few-shot sampling, fingerprints, adversarial split files.
+"""Labelled rows and pure, deterministic split helpers: validation carving, few-shot sampling, fingerprints.
 
 Nothing here imports Lightning, torch or a tokenizer; every function works on plain :class:`TextExample` lists so it
 can be reused by data modules, callbacks and scripts alike.
@@ -16,34 +16,17 @@ Design decisions:
   different labels is two units and may still be split.
 - **Fingerprints are content hashes** (texts and labels, in order), so caches keyed by them survive restarts and are
   shared between processes and ranks.
-- **Adversarial split files are JSON lines** with the fields of :class:`AdversarialExample`; writes are atomic (a temp
-  file in the same folder, then :func:`os.replace`) so a crashed generation run never leaves a half-written split.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = [
-    "ATTACK_STATUSES",
-    "AdversarialExample",
-    "TextExample",
-    "carve_validation",
-    "data_fingerprint",
-    "few_shot",
-    "read_adversarial_jsonl",
-    "write_adversarial_jsonl",
-]
-
-ATTACK_STATUSES: tuple[str, ...] = ("successful", "failed", "skipped")
+__all__ = ["LabelledSplits", "TextExample", "carve_validation", "data_fingerprint", "few_shot"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +40,42 @@ class TextExample:
 
     text: str
     label: int
+
+
+@dataclass(repr=False)
+class LabelledSplits:
+    """Train / validation / test rows of one dataset plus its label names.
+
+    Attributes:
+        name: Dataset name (one of ``DATASETS``, or ``"custom"``).
+        label_names: Label names; the index is the label id used in every :class:`TextExample`.
+        train: Training rows.
+        validation: Validation rows (carved from train where the dataset has none).
+        test: Test rows.
+    """
+
+    name: str
+    label_names: list[str]
+    train: list[TextExample]
+    validation: list[TextExample]
+    test: list[TextExample]
+
+    def __post_init__(self) -> None:
+        for split, rows in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            bad = next((ex.label for ex in rows if not 0 <= ex.label < len(self.label_names)), None)
+            if bad is not None:
+                raise ValueError(f"{self.name} {split}: label id {bad} outside 0..{len(self.label_names) - 1}")
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes (``len(label_names)``)."""
+        return len(self.label_names)
+
+    def __repr__(self) -> str:
+        return (
+            f"LabelledSplits(name={self.name!r}, num_labels={self.num_labels}, train={len(self.train)}, "
+            f"validation={len(self.validation)}, test={len(self.test)})"
+        )
 
 
 def _indices_by_label(examples: Sequence[TextExample]) -> dict[int, list[int]]:
@@ -192,124 +211,3 @@ def data_fingerprint(examples: Sequence[TextExample]) -> str:
     for example in examples:
         digest.update(f"{example.label}\t{len(example.text)}\t{example.text}\n".encode())
     return digest.hexdigest()
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True)
-class AdversarialExample:
-    """One row of an attacked split file (JSON lines, one object per line).
-
-    Attributes:
-        text: The attacked text.
-        label: Gold label id.
-        original_text: The clean text the attack started from.
-        recipe: Attack recipe, e.g. ``"deepwordbug"``, ``"pwws"``, ``"llm_keyword_injection"``.
-        status: TextAttack result status, one of :data:`ATTACK_STATUSES`.
-        queries: Model queries the attack used, when known.
-        index: Row index of ``original_text`` in the source split, when known.
-    """
-
-    text: str
-    label: int
-    original_text: str
-    recipe: str
-    status: str = "successful"
-    queries: int | None = None
-    index: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("text", "original_text", "recipe", "status"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if not _is_int(self.label):
-            raise ValueError(f"label must be an integer id, got {self.label!r}")
-        if self.status not in ATTACK_STATUSES:
-            raise ValueError(f"status must be one of {ATTACK_STATUSES}, got {self.status!r}")
-        for name in ("queries", "index"):
-            value = getattr(self, name)
-            if value is not None and not _is_int(value):
-                raise ValueError(f"{name} must be an integer or null, got {value!r}")
-
-
-_ADV_FIELDS = tuple(f.name for f in fields(AdversarialExample))
-_ADV_REQUIRED = ("text", "label", "original_text", "recipe")
-
-
-def write_adversarial_jsonl(path: str | os.PathLike[str], rows: Iterable[AdversarialExample]) -> None:
-    """Write ``rows`` to ``path`` as JSON lines, atomically.
-
-    The rows go to a temporary file in the destination folder, which is then moved over ``path`` with
-    :func:`os.replace`; readers see either the old file or the complete new one. Missing parent folders are created.
-
-    Args:
-        path: Destination ``.jsonl`` file.
-        rows: Rows to write, in order.
-
-    Raises:
-        TypeError: If a row is not an :class:`AdversarialExample` (nothing is written).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for row in rows:
-                if not isinstance(row, AdversarialExample):
-                    raise TypeError(f"expected AdversarialExample rows, got {type(row).__name__}")
-                handle.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _parse_adversarial_line(line: str, where: str) -> AdversarialExample:
-    """One JSON line → :class:`AdversarialExample`; errors are prefixed with ``where`` (``file:line``)."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from err
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    missing = [key for key in _ADV_REQUIRED if key not in record]
-    if missing:
-        raise ValueError(f"{where}: missing required key(s) {missing}; present: {sorted(record)}")
-    try:
-        return AdversarialExample(**{key: record[key] for key in _ADV_FIELDS if key in record})
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from err
-
-
-def read_adversarial_jsonl(path: str | os.PathLike[str]) -> list[AdversarialExample]:
-    """Read an attacked split written by :func:`write_adversarial_jsonl` (or by hand).
-
-    Blank lines are skipped; keys other than the :class:`AdversarialExample` fields are ignored.
-
-    Args:
-        path: The ``.jsonl`` file.
-
-    Returns:
-        The rows, in file order.
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist (the message says the file comes from the adversarial
-            generation command).
-        ValueError: On a malformed line, a missing key or a bad value; the message names the file and line number.
-    """
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(
-            f"adversarial split file not found: {source}. It is produced by the adversarial generation command "
-            "(cap_lightning.adversarial); run it first, or point the path at an existing .jsonl file."
-        )
-    rows: list[AdversarialExample] = []
-    with source.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                rows.append(_parse_adversarial_line(line, f"{source}:{line_no}"))
-    return rows
