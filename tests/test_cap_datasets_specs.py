@@ -53,19 +53,14 @@ def _class_aware_priors(node: object):
             yield from _class_aware_priors(value)
 
 
-def test_experiment_prompts_match_their_dataset_spec() -> None:
+def test_experiments_take_the_teacher_prompt_from_the_dataset_spec() -> None:
     checked = 0
     for path in EXPERIMENTS:
         config = yaml.safe_load(path.read_text())
         dataset = config.get("data", {}).get("init_args", {}).get("dataset")
         for args in _class_aware_priors(config):
-            if dataset in SPECS and "instruction" in args:
-                prompt = SPECS[dataset].prompt
-                assert (args["instruction"], args["text_prefix"], args["answer_prefix"]) == (
-                    prompt.instruction,
-                    prompt.text_prefix,
-                    prompt.answer_prefix,
-                ), path.name
+            if dataset in SPECS:  # written once, in the spec: never repeated in a YAML
+                assert not {"instruction", "text_prefix", "answer_prefix"} & set(args), path.name
                 checked += 1
     assert checked > 0
 
