@@ -28,6 +28,7 @@ from cap_lightning.adversarial.format import read_adversarial_jsonl
 from cap_lightning.adversarial.metrics import robustness_from_predictions, robustness_from_statuses
 from cap_lightning.adversarial.results import run_folder, save_robustness
 from cap_lightning.classifier import predict_logits
+from lmcore.runs import run_dir
 
 
 class RobustnessCallback(L.Callback):
@@ -110,7 +111,7 @@ class RobustnessCallback(L.Callback):
         recipes = sorted({r.recipe for r in rows})
         if trainer.logger is not None and trainer.is_global_zero:
             trainer.logger.log_hyperparams({"adversarial": {"file": str(self._file(trainer)), "recipes": recipes}})
+        fallback = run_dir(trainer) if self.save else None  # a collective (broadcast): every rank calls it
         if self.save and trainer.is_global_zero:
             ckpt = trainer.ckpt_path
-            folder = run_folder(ckpt, trainer.log_dir or trainer.default_root_dir)
-            save_robustness(folder, self._file(trainer), recipes, metrics, ckpt)
+            save_robustness(run_folder(ckpt, fallback), self._file(trainer), recipes, metrics, ckpt)
