@@ -77,3 +77,18 @@ def test_cap_lightning_never_loads_steering():
 def test_lmcore_models_is_light():
     loaded = _loaded_after("import lmcore.models")
     assert not {"lightning", "transformers", "torch"} & loaded
+
+
+def test_architecture_page_names_every_module():
+    """docs/architecture.md is the newcomers' map: every module of the three packages appears on it by name."""
+    page = (REPO / "docs" / "architecture.md").read_text()
+    missing = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO / package)
+            if rel.name in ("__init__.py", "__main__.py"):
+                continue
+            dotted = ".".join((package, *rel.with_suffix("").parts))
+            if f"`{rel.name}`" not in page and f"`{dotted}`" not in page and f", `{rel.name}`" not in page:
+                missing.append(str(path.relative_to(REPO)))
+    assert missing == []
