@@ -1,12 +1,11 @@
 """cap-lightning: explanation-guided training of small LM classifiers with attribution priors (arXiv 2512.14719).
 
-Public names are imported lazily, so ``import lmcore.models`` (used by ``steering``) stays light.
+Public names are imported lazily (``lmcore.exports``), so ``import cap_lightning`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lmcore.exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,7 +25,4 @@ _EXPORTS = {
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cap_lightning' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,8 +15,7 @@ options (``objective="legacy_off_by_one"``, ``normalize="legacy_seq_axis"``, ``m
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lmcore.exports import lazy_exports
 
 _EXPORTS = {
     "states_at": "steering.activations",
@@ -68,12 +67,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later look-ups skip __getattr__
-        return value
-    raise AttributeError(f"module 'steering' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

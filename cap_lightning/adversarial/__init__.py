@@ -15,8 +15,7 @@ CLI: ``python -m cap_lightning.adversarial {recipes,textattack,inject,metrics} .
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lmcore.exports import lazy_exports
 
 _EXPORTS = {
     "RobustnessCallback": "cap_lightning.adversarial.callback",
@@ -41,7 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cap_lightning.adversarial' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

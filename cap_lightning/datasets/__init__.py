@@ -22,9 +22,6 @@ few-shot and validation splits, and ``CapDataModule``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from cap_lightning.datasets.custom import CustomData
 from cap_lightning.datasets.labels import EMOTION_LABELS, SST2_LABELS
 from cap_lightning.datasets.load import load_splits
@@ -32,6 +29,7 @@ from cap_lightning.datasets.prompt import TeacherPrompt
 from cap_lightning.datasets.specs import DATASETS, SPECS, BuiltinDataset, DatasetName, DatasetSpec
 from cap_lightning.datasets.splits import LabelledSplits, TextExample, carve_validation, data_fingerprint, few_shot
 from cap_lightning.datasets.tables import SUPPORTED_SUFFIXES
+from lmcore.exports import lazy_exports
 
 _LAZY = {"CapDataModule": "cap_lightning.datasets.datamodule"}
 
@@ -56,7 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cap_lightning.datasets' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -9,8 +9,7 @@ per-example store (``store``), the disk cache of a split's priors (``cache``) an
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lmcore.exports import lazy_exports
 
 _EXPORTS = {
     "AttributionPrior": "cap_lightning.priors.base",
@@ -25,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'cap_lightning.priors' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
