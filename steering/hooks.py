@@ -82,12 +82,27 @@ class _Positions:
     """Tracks absolute token positions of each forward call (cache length before the call), for ``scope``."""
 
     def __init__(self, prompt_length: int | None) -> None:
+        self.given = prompt_length
         self.prompt_length = prompt_length
         self.offset = 0
+        self.last: torch.Tensor | None = None  # the input of the last call that started at position 0
 
     def pre_hook(self, module, args, kwargs):
         cache = kwargs.get("past_key_values")
         self.offset = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        if self.offset > 0:
+            return
+        x = kwargs.get("input_ids")
+        x = kwargs.get("inputs_embeds") if x is None else x
+        x = args[0] if x is None and args else x
+        # a call from position 0 starts a new sequence (its prompt) unless it extends the last one (generation
+        # without a KV cache re-reads the whole sequence at every step)
+        last = self.last
+        extends = (x is not None and last is not None and x.shape[0] == last.shape[0]
+                   and x.shape[1] > last.shape[1] and torch.equal(x[:, : last.shape[1]], last))  # fmt: skip
+        if not extends:
+            self.prompt_length = self.given
+        self.last = None if x is None else x.detach()
 
     def mask(self, T: int, device: torch.device, scope: Scope) -> torch.Tensor:
         """(T,) bool: which positions of the current call are steered."""
@@ -138,7 +153,8 @@ def steer(
         scope: ``all`` positions, only the ``prompt``, or only ``generated`` tokens.
         preserve_norm: rescale each token to its original L2 norm (``normalize="per_token"``); False = ``none``.
         normalize: overrides ``preserve_norm``: ``per_token`` | ``none`` | ``legacy_seq_axis`` (released code).
-        prompt_length: number of prompt tokens for ``scope``; default = the length of the first forward call.
+        prompt_length: number of prompt tokens for ``scope``; default = the length of the first forward call of
+            each sequence (a forward with an empty KV cache starts a new one, e.g. a second ``generate()``).
         path: dotted path of the decoder-layer list, if discovery needs help.
     """
     if scope not in SCOPES:

@@ -167,3 +167,19 @@ def test_every_family_is_steerable_and_restored(family):
         steered = model(input_ids=ids).logits
     assert not torch.allclose(base, steered)
     assert torch.equal(model(input_ids=ids).logits, base)
+
+
+def test_generated_scope_resets_the_prompt_for_every_new_sequence():
+    """A second generate() (or any forward that starts a new sequence) inside one steer block is a new prompt: its
+    prompt positions stay unsteered, whatever the first sequence's length was."""
+    model = tiny_causal_lm("llama")
+    vec = _vector(model)
+    short, long = torch.tensor([[5, 6, 40]]), IDS  # two unrelated sequences
+    base = model(long).logits
+    with steer(model, vec, alpha=6.0, scope="generated"):
+        model(short)  # the first sequence: 3 prompt tokens
+        torch.testing.assert_close(model(long).logits, base)  # positions 3..7 are this sequence's prompt
+        first = model.generate(
+            long, max_new_tokens=2, do_sample=False, output_logits=True, return_dict_in_generate=True
+        )
+    torch.testing.assert_close(first.logits[0], base[:, -1])  # the prompt's last position predicts token 1: unsteered
