@@ -73,12 +73,20 @@ def response_logprob_from_logits(
     return total
 
 
+def encode_prompt(tokenizer, prompt: str) -> torch.Tensor:
+    """Token ids (n,) of ``prompt`` with the tokenizer's special tokens, unless the text already starts with its BOS
+    token (a rendered chat template of Llama 3, Gemma, …): then it is tokenised as is, so BOS is never doubled."""
+    bos = getattr(tokenizer, "bos_token", None)
+    special = not (bos and prompt.startswith(bos))
+    return tokenizer(prompt, add_special_tokens=special, return_tensors="pt").input_ids[0]
+
+
 def encode_prompt_response(tokenizer, prompt: str, response: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (n,) of ``prompt`` (with the tokenizer's special tokens) and (m,) of ``response`` (without).
+    """Token ids (n,) of ``prompt`` (:func:`encode_prompt`) and (m,) of ``response`` (no special tokens).
 
     The two are tokenised separately and concatenated as ids, so the prompt/response boundary is exact.
     """
-    x = tokenizer(prompt, add_special_tokens=True, return_tensors="pt").input_ids[0]
+    x = encode_prompt(tokenizer, prompt)
     y = tokenizer(response, add_special_tokens=False, return_tensors="pt").input_ids[0]
     if x.numel() == 0 or y.numel() == 0:
         raise ValueError(f"empty tokenisation: prompt {prompt!r} -> {x.numel()} tokens, response {response!r} -> "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering import response_logprob_from_logits, score_responses
+from steering import SteeringVector, response_logprob_from_logits, score_responses
 from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
 
 
@@ -51,3 +51,37 @@ def test_score_responses_batched_equals_single_for_both_padding_sides():
     for side in ("left", "right"):
         batched = score_responses(model, tok, prompts, responses, batch_size=3, padding_side=side)
         torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+
+
+def test_a_chat_template_with_bos_is_never_given_a_second_bos(monkeypatch):
+    """Llama 3 / Gemma chat templates render BOS into the text: scoring, side effects and generation must not add
+    another one."""
+    from steering.scoring import encode_prompt_response
+    from steering.tasks import generation, side_effects
+    from steering.tasks.prompts import format_prompt
+
+    tok = tiny_lm_tokenizer()
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %} A:"
+    prompt = format_prompt(tok, "is the sky blue?", chat_template=True)
+    assert prompt.startswith(tok.bos_token)
+    x, _ = encode_prompt_response(tok, prompt, " yes")
+    assert int((x == tok.bos_token_id).sum()) == 1 and int(x[0]) == tok.bos_token_id
+    plain, _ = encode_prompt_response(tok, "Q: is the sky blue?\nA:", " yes")  # no template: BOS added as before
+    assert int(plain[0]) == tok.bos_token_id and int((plain == tok.bos_token_id).sum()) == 1
+
+    seen = []
+    model = tiny_causal_lm("llama")
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            seen.append(int((ids[0] == tok.bos_token_id).sum()))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    example = generation.GenExample(prompt=prompt, reference="yes")
+    generation.generate_answers(model, tok, [example], max_new_tokens=1)
+    vec = SteeringVector({1: torch.ones(16)}, {"num_layers": 3})
+    side_effects.prompt_side_effects(model, tok, [prompt], vec, 1.0)
+    assert seen and all(n == 1 for n in seen)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from steering.scoring import encode_prompt
 from steering.tasks.types import GenExample
 
 Judge = Callable[[GenExample, str], float]
@@ -59,7 +60,7 @@ def generate_answers(
     device = next(model.parameters()).device
     out = []
     for ex in examples:
-        ids = tokenizer(ex.prompt, return_tensors="pt").input_ids.to(device)
+        ids = encode_prompt(tokenizer, ex.prompt)[None].to(device)  # (1, n)
         extra = {} if ex.pixel_values is None else {"pixel_values": ex.pixel_values.to(device), **ex.image_kwargs}
         seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                              do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id, **extra)  # fmt: skip

@@ -16,7 +16,7 @@ from lmcore.packing import pack_groups, pack_rows, packed_logprobs
 from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import steers_whole_sequences
 from steering.pairs import embed_inputs
-from steering.scoring import encode_prompt_response, response_logprob_from_logits, score_responses
+from steering.scoring import encode_prompt, encode_prompt_response, response_logprob_from_logits, score_responses
 from steering.tasks.types import MCExample
 
 
@@ -76,7 +76,7 @@ def score_examples(
         if images:
             flat = _score_with_images(model, tokenizer, prompts, responses, pixels, extras, batch_size)
         else:
-            lengths = [len(tokenizer(p + r).input_ids) for p, r in zip(prompts, responses)]
+            lengths = [len(encode_prompt(tokenizer, p + r)) for p, r in zip(prompts, responses)]
             order = sorted(range(len(prompts)), key=lengths.__getitem__)
             scores = score_responses(model, tokenizer, [prompts[i] for i in order], [responses[i] for i in order],
                                      batch_size=batch_size)  # fmt: skip

@@ -16,6 +16,7 @@ from torch import nn
 
 from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import Normalize, steer
+from steering.scoring import encode_prompt
 from steering.vectors import SteeringVector
 
 
@@ -38,7 +39,7 @@ def prompt_side_effects(
     device = next(model.parameters()).device
     kl, nll_base, nll_steer = [], [], []
     for idx in chunks(len(prompts), batch_size):
-        ids = [tokenizer(prompts[i], return_tensors="pt").input_ids[0].to(device) for i in idx]
+        ids = [encode_prompt(tokenizer, prompts[i]).to(device) for i in idx]
         batch = pad_batch(ids, "right", pad_value=0)
         valid = batch.attention_mask.bool()  # (B, T)
         base = _log_probs(model, batch)
