@@ -221,9 +221,9 @@ def robustness(module, tokenizer, dataset: str, args: argparse.Namespace) -> dic
     (a transfer attack unless the split was generated against this very checkpoint)."""
     import torch
 
+    from cap_lightning.adversarial.format import read_adversarial_jsonl
     from cap_lightning.adversarial.metrics import robustness_from_predictions
     from cap_lightning.classifier import predict_logits
-    from cap_lightning.adversarial.format import read_adversarial_jsonl
 
     out = {}
     model = module.model.eval()
