@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from cap_lightning.datasets.encoding import DEFAULT_ENCODING, check_encoding, custom_hint
 from cap_lightning.datasets.hub import class_label_names, hub_rows, hub_split
 from cap_lightning.datasets.labels import default_encoder
 from cap_lightning.datasets.rows import RawSplits, assemble
@@ -42,6 +43,8 @@ class CustomData:
         train_split: Its train split.
         validation_split: Its validation split; ``None`` carves validation from train.
         test_split: Its test split.
+        encoding: Text encoding of the csv / tsv / jsonl / json files (a Python codec name: ``utf-8``, ``latin-1``,
+            ``cp1252``, ...). A byte that does not decode is an error naming the file and line.
     """
 
     train_file: str | None = None
@@ -55,6 +58,7 @@ class CustomData:
     train_split: str = "train"
     validation_split: str | None = "validation"
     test_split: str = "test"
+    encoding: str = DEFAULT_ENCODING
 
     def given(self) -> list[str]:
         """Names of the options set away from their defaults."""
@@ -62,8 +66,10 @@ class CustomData:
 
 
 def check_custom(dataset: str, custom: CustomData | None) -> None:
-    """Custom options only with ``dataset="custom"``, and either files or a hub id."""
+    """Custom options only with ``dataset="custom"``, and either files or a hub id; a known ``encoding``."""
     given = custom.given() if custom is not None else []
+    if custom is not None:
+        check_encoding(custom.encoding, "custom data encoding")
     if dataset != "custom" and given:
         raise ValueError(f"{given} only apply to dataset='custom', not to dataset={dataset!r}")
     if dataset == "custom" and custom is not None and custom.hub_id is not None and custom.train_file is not None:
@@ -117,6 +123,8 @@ def _load_files(
         )
     paths = {role: _check_custom_file(f"{role}_file", f, data_dir) for role, f in files.items() if f is not None}
     raw: RawSplits = {"validation": None}
-    raw.update({role: read_table(path, custom.text_column, custom.label_column) for role, path in paths.items()})
+    hint = custom_hint(custom.encoding)
+    for role, path in paths.items():
+        raw[role] = read_table(path, custom.text_column, custom.label_column, custom.encoding, hint)
     encoder = default_encoder([r.label for r in raw["train"] or []], custom.label_names)
     return assemble("custom", encoder, raw, validation_fraction, seed)
