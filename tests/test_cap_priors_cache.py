@@ -96,3 +96,14 @@ def test_interrupted_extraction_resumes_from_disk(tiny_model_dir, tmp_path):
     dm = _fit(tiny_model_dir, tmp_path, resumed)
     assert resumed.calls == len(dm.prior_inputs()[0]) - 8
     assert not list(tmp_path.glob("*/chunk-*.safetensors"))  # merged and cleaned up
+
+
+def test_stale_chunks_are_removed_on_a_cache_hit(tiny_model_dir, tmp_path):
+    _fit(tiny_model_dir, tmp_path, CountingPrior())
+    (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    save_priors(entry / "chunk-00000099.safetensors", [torch.ones(2)], entry.name, 99)  # a crashed run's chunk
+    (entry / ".priors.safetensors.x1y2.tmp").write_bytes(b"half a file")  # a killed writer's temporary file
+    again = CountingPrior()
+    _fit(tiny_model_dir, tmp_path, again)
+    assert again.calls == 0
+    assert sorted(p.name for p in entry.iterdir()) == [MERGED]

@@ -11,6 +11,8 @@ Design decisions:
 - Generators may drop rows (the keyword-injection validity filter), so a chunk's expected indices are a superset
   check: every row's ``index`` must belong to the chunk, and a sidecar ``chunk-<start>.done`` marker (written after the
   chunk) records how many source positions were processed.
+- :func:`run_chunks` holds the entry's file lock (``lmcore.locks``, ``<key>.lock`` next to the folder): a second
+  run on the same entry waits, then finds every chunk finished and computes none.
 - Rows are merged in chunk order into the final split file, itself written atomically.
 """
 
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from cap_lightning.adversarial.format import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
 from lmcore.io import atomic_write_text, json_sha256
+from lmcore.locks import entry_lock
 
 
 def entry_key(description: dict) -> str:
@@ -106,7 +109,10 @@ def run_chunks(
     """
     rows: list[AdversarialExample] = []
     computed = 0
-    with tqdm(total=store.n_items, desc=desc, unit="ex", disable=not progress) as bar:
+    with (
+        entry_lock(store.folder, "adversarial cache entry"),
+        tqdm(total=store.n_items, desc=desc, unit="ex", disable=not progress) as bar,
+    ):
         for chunk in range(store.n_chunks):
             done = store.load(chunk, index_of)
             if done is None:

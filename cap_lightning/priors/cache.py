@@ -80,6 +80,15 @@ def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> lis
     return [values[a:b].clone() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete chunk files and temporary files in an entry ``folder`` (call with the entry's lock held, after the
+    merged file exists, so no process is writing them); returns what was deleted."""
+    stale = sorted([*folder.glob("chunk-*.safetensors"), *folder.glob(".*.tmp")]) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def chunk_path(folder: Path, start: int) -> Path:
     return folder / f"chunk-{start:08d}.safetensors"
 

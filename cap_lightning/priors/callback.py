@@ -12,6 +12,11 @@ Design decisions:
 - Corrupted or truncated files are detected (``cache.load_priors``), deleted and recomputed, never used.
 - Rank 0 decides hit or miss and broadcasts it, so all ranks take the same barriers. Prior computation runs
   under a forked RNG: the student trains identically on a cache hit and a cache miss.
+- Two runs on one entry: rank 0 holds the entry's file lock (``lmcore.locks``, ``<key>.lock`` next to the folder)
+  from the hit/miss decision until every rank has read the merged file. A second run waits (a warning says so),
+  then reads the merged file as a cache hit. Chunk and temporary files are removed under the lock once the merged
+  file exists, so no run deletes files another is writing and no stale chunk stays behind.
+- Known limit: a run waiting for the lock keeps its other DDP ranks at a barrier, within the process-group timeout.
 - Known limit: an exception on one rank while computing leaves the others waiting at the barrier until the
   process-group timeout; the chunks it finished stay on disk for the next run.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -29,9 +35,18 @@ from tqdm.auto import tqdm
 
 from cap_lightning import __version__
 from cap_lightning.priors.base import AttributionPrior
-from cap_lightning.priors.cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
+from cap_lightning.priors.cache import (
+    MERGED,
+    cache_key,
+    chunk_path,
+    chunk_starts,
+    load_priors,
+    remove_leftovers,
+    save_priors,
+)
 from cap_lightning.tokens import split_words
 from lmcore.io import atomic_write_json
+from lmcore.locks import entry_lock
 
 DIAGNOSTICS = "diagnostics.json"
 
@@ -94,6 +109,27 @@ class PriorCacheCallback(L.Callback):
         key = folder.name
         n_words = [len(split_words(t)) for t in texts]
         start = time.perf_counter()
+        # rank 0 holds the entry's lock until every rank has read the merged file: a second run on the same entry
+        # waits, then reads the first one's result; nobody deletes chunks another run is still writing
+        lock = entry_lock(folder, "prior cache entry") if trainer.is_global_zero else nullcontext()
+        with lock:
+            trainer.strategy.barrier("prior_cache_locked")
+            priors, hit = self._read_or_compute(trainer, datamodule, texts, labels, n_words, folder, key)
+            trainer.strategy.barrier("prior_cache_read")
+        seconds = time.perf_counter() - start
+        self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
+        rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
+        datamodule.attach_priors(priors)
+        summary = summarise_diagnostics(folder / DIAGNOSTICS)
+        if summary:
+            rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+        self.last |= summary
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
+            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
+
+    def _read_or_compute(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str):
+        """``(priors, cache hit)``; called with the entry's lock held by rank 0."""
         if self.overwrite and trainer.is_global_zero:
             for stale in [folder / MERGED, *folder.glob("chunk-*.safetensors")]:
                 stale.unlink(missing_ok=True)
@@ -106,35 +142,26 @@ class PriorCacheCallback(L.Callback):
         if hit and priors is None:
             raise RuntimeError(f"{folder / MERGED} was valid on rank 0 but not here: is the cache on a shared disk?")
         if hit:
-            rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
-        else:
-            self._compute_missing(trainer, datamodule, texts, labels, n_words, folder, key)
             if trainer.is_global_zero:
-                merged = []
-                for s in chunk_starts(len(texts), self.chunk_size):
-                    rows = load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size])
-                    if rows is None:
-                        raise RuntimeError(f"prior chunk {chunk_path(folder, s)} is missing or invalid after compute")
-                    merged.extend(rows)
-                save_priors(folder / MERGED, merged, key, 0)
-                for s in chunk_starts(len(texts), self.chunk_size):
-                    chunk_path(folder, s).unlink(missing_ok=True)
-                self._write_diagnostics(folder, texts, labels)
-            trainer.strategy.barrier("prior_cache_merged")
-            priors = load_priors(folder / MERGED, key, 0, n_words)
-            if priors is None:
-                raise RuntimeError(f"merged prior file {folder / MERGED} is missing or invalid")
-        seconds = time.perf_counter() - start
-        self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
-        rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
-        datamodule.attach_priors(priors)
-        summary = summarise_diagnostics(folder / DIAGNOSTICS)
-        if summary:
-            rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
-        self.last |= summary
-        if trainer.logger is not None:
-            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
-            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
+                remove_leftovers(folder)  # e.g. chunks of a run that crashed after another one merged
+            rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
+            return priors, hit
+        self._compute_missing(trainer, datamodule, texts, labels, n_words, folder, key)
+        if trainer.is_global_zero:
+            merged = []
+            for s in chunk_starts(len(texts), self.chunk_size):
+                rows = load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size])
+                if rows is None:
+                    raise RuntimeError(f"prior chunk {chunk_path(folder, s)} is missing or invalid after compute")
+                merged.extend(rows)
+            save_priors(folder / MERGED, merged, key, 0)
+            remove_leftovers(folder)
+            self._write_diagnostics(folder, texts, labels)
+        trainer.strategy.barrier("prior_cache_merged")
+        priors = load_priors(folder / MERGED, key, 0, n_words)
+        if priors is None:
+            raise RuntimeError(f"merged prior file {folder / MERGED} is missing or invalid")
+        return priors, hit
 
     def _write_diagnostics(self, folder: Path, texts, labels) -> None:
         found = self.prior.diagnostics(texts, labels)
