@@ -107,3 +107,42 @@ def test_stale_chunks_are_removed_on_a_cache_hit(tiny_model_dir, tmp_path):
     _fit(tiny_model_dir, tmp_path, again)
     assert again.calls == 0
     assert sorted(p.name for p in entry.iterdir()) == [MERGED]
+
+
+def test_priors_cover_only_what_the_student_reads(tiny_model_dir, teacher_dir, tmp_path, monkeypatch):
+    """A long text: the CAP teacher only scores the words within the student's max_length tokens (bounded work),
+    the other words get prior 0, and a warning counts the truncated texts."""
+    import csv
+
+    from cap_lightning.datasets import CustomData
+    from cap_lightning.priors.cap import ClassAwarePrior
+    from cap_lightning.priors.teacher import TeacherScorer
+    from tests.tiny import WORDS
+
+    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(400))  # 400 words, one tiny-tokenizer token each
+    rows = [("good fun film", "yes"), ("bad boring movie", "no")] * 4 + [(long_text, "yes")]
+    for name in ("train", "validation", "test"):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([("text", "label"), *rows])
+    scored: list[int] = []
+    original = TeacherScorer.score
+
+    def counting(self, texts, labels):
+        scored.extend(len(t.split()) for t in texts)
+        return original(self, texts, labels)
+
+    monkeypatch.setattr(TeacherScorer, "score", counting)
+    files = {f"{name}_file": str(tmp_path / f"{name}.csv") for name in ("train", "validation", "test")}
+    custom = CustomData(**files)
+    prior = ClassAwarePrior(teacher_path=str(teacher_dir), n_samples=8, instruction="classify", text_prefix="q",
+                            answer_prefix="a", example_cache_dir=None)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"1 of \d+ training texts? (is|are) longer than the student's max_length=16"):
+        dm = _fit(tiny_model_dir, tmp_path / "cache", prior, custom=custom, max_length=16)
+    texts = dm.prior_inputs()[0]
+    (i,) = [k for k, t in enumerate(texts) if t == long_text]
+    seen = 16 - 2  # [CLS] + 14 words + [SEP]
+    p = dm._train_priors[i]
+    assert p.shape == (400,) and p[:seen].sum() > 0 and not p[seen:].any()
+    # every variant the teacher scores is at most the visible words long; the long text costs at most n_samples
+    # masks + its LOO rows over the visible words (+ the unmasked row), each 3-word text at most 2^3 masks
+    assert max(scored) <= seen and len(scored) <= (8 + seen + 1) + 8 * 8
