@@ -146,3 +146,23 @@ def test_priors_cover_only_what_the_student_reads(tiny_model_dir, teacher_dir, t
     # every variant the teacher scores is at most the visible words long; the long text costs at most n_samples
     # masks + its LOO rows over the visible words (+ the unmasked row), each 3-word text at most 2^3 masks
     assert max(scored) <= seen and len(scored) <= (8 + seen + 1) + 8 * 8
+
+
+def test_dropping_a_corrupt_cache_file_warns_with_its_name(tmp_path):
+    path = tmp_path / "p.safetensors"
+    save_priors(path, PRIORS, "k", 0)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.warns(UserWarning, match=r"dropping .*p\.safetensors.*recomputed"):
+        assert load_priors(path, "k", 0, N_WORDS) is None
+    assert load_priors(path, "k", 0, N_WORDS) is None  # absent: nothing to say
+
+
+def test_dropping_a_corrupt_adversarial_chunk_warns_with_its_name(tmp_path):
+    from cap_lightning.adversarial.chunks import ChunkStore
+    from cap_lightning.adversarial.format import AdversarialExample
+
+    store = ChunkStore(tmp_path, {"what": "test"}, 4, 2)
+    store.save(0, [AdversarialExample("a b", 0, "a", "test", index=0)])
+    store.path(0).write_text("{not json")
+    with pytest.warns(UserWarning, match=r"dropping .*chunk-00000\.jsonl.*recomputed"):
+        assert store.load(0, lambda p: p) is None

@@ -19,6 +19,7 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -76,13 +77,19 @@ class ChunkStore:
         path, marker = self.path(chunk), self._marker(chunk)
         if not (path.is_file() and marker.is_file()):
             return None
+        problem = None
         try:
             rows = read_adversarial_jsonl(path)
             done = int(marker.read_text().strip())
-        except (ValueError, OSError):
-            rows, done = None, -1
+        except (ValueError, OSError) as e:
+            rows, done, problem = None, -1, f"unreadable: {e}"
         allowed = {index_of(p) for p in self.bounds(chunk)}
-        if rows is None or done != len(self.bounds(chunk)) or any(r.index not in allowed for r in rows):
+        if problem is None and done != len(self.bounds(chunk)):
+            problem = f"marker says {done} positions, the chunk has {len(self.bounds(chunk))}"
+        if problem is None and any(r.index not in allowed for r in rows or []):
+            problem = "rows of other source positions"
+        if problem is not None:
+            warnings.warn(f"dropping adversarial chunk {path} ({problem}); it will be recomputed", stacklevel=2)
             path.unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
             return None

@@ -14,6 +14,7 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,18 +64,20 @@ def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> lis
             meta = f.metadata() or {}
         tensors = load_file(str(path))
         values, offsets = tensors["values"], tensors["offsets"]
-        ok = (
-            meta.get("key") == key
-            and meta.get("start") == str(start)
-            and meta.get("n") == str(len(n_words))
-            and meta.get("sha256") == _checksum(values)
-            and offsets.tolist() == [0, *torch.tensor(list(n_words), dtype=torch.long).cumsum(0).tolist()]
-            and bool(torch.isfinite(values).all())
-            and (values.numel() == 0 or (values.min() >= 0 and values.max() <= 1))
+        expected = [0, *torch.tensor(list(n_words), dtype=torch.long).cumsum(0).tolist()]
+        checks = (
+            (meta.get("key") == key, f"key {meta.get('key')!r}, expected {key!r}"),
+            (meta.get("start") == str(start) and meta.get("n") == str(len(n_words)), "another row range"),
+            (meta.get("sha256") == _checksum(values), "checksum mismatch"),
+            (offsets.tolist() == expected, "word counts differ from the texts'"),
+            (bool(torch.isfinite(values).all()), "non-finite values"),
+            (values.numel() == 0 or bool(values.min() >= 0 and values.max() <= 1), "values outside [0, 1]"),
         )
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
-        ok = False
-    if not ok:
+        problem = next((why for ok, why in checks if not ok), None)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as e:
+        problem = f"unreadable: {e}"
+    if problem is not None:
+        warnings.warn(f"dropping prior cache file {path} ({problem}); it will be recomputed", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
     return [values[a:b].clone() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
