@@ -166,3 +166,26 @@ def test_dropping_a_corrupt_adversarial_chunk_warns_with_its_name(tmp_path):
     store.path(0).write_text("{not json")
     with pytest.warns(UserWarning, match=r"dropping .*chunk-00000\.jsonl.*recomputed"):
         assert store.load(0, lambda p: p) is None
+
+
+def test_safetensors_files_do_not_depend_on_insertion_order(tmp_path):
+    """safetensors writes ``__metadata__`` in hash-map order (it changes from one save to the next): identical
+    results must still be byte-identical files."""
+    import itertools
+
+    from cap_lightning.priors.cache import save_tensors
+
+    tensors = {"values": torch.arange(3.0), "offsets": torch.ones(2, dtype=torch.long)}
+    meta = {"key": "k", "n": "2", "start": "0", "sha256": "abc"}
+    files = set()
+    for i, order in enumerate(itertools.islice(itertools.permutations(meta), 8)):
+        path = tmp_path / f"{i}.safetensors"
+        save_tensors(path, dict(reversed(tensors.items())) if i % 2 else tensors, {k: meta[k] for k in order})
+        files.add(path.read_bytes())
+    assert len(files) == 1
+    header = files.pop()[8:200]
+    assert header.index(b'"key"') < header.index(b'"n"') < header.index(b'"sha256"') < header.index(b'"start"')
+    for name in ("a", "b"):
+        save_priors(tmp_path / name, PRIORS, "k", 0)
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    assert load_priors(tmp_path / "a", "k", 0, N_WORDS) is not None

@@ -6,6 +6,7 @@ computation runs, and ``priors.safetensors`` once all rows exist. Every file hol
 
 Design decisions:
 - Chunks are defined by row ranges, not by rank, so a run interrupted on N processes resumes on M.
+- Files are byte-identical for identical results (:func:`save_tensors` writes the header in sorted key order).
 - Every write goes to a temporary file in the same folder and is renamed into place (``lmcore.io.atomic_write``).
 - A file is used only if its header parses, its key and row range match, its checksum matches, every prior has
   the expected word count and every value is finite and in [0, 1]. Anything else is deleted and recomputed.
@@ -14,13 +15,14 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from lmcore.io import atomic_write
@@ -41,12 +43,35 @@ def _checksum(values: Tensor) -> str:
     return hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header rewritten in sorted key order (``__metadata__`` first,
+    its keys sorted, then the tensors by name); the tensor bytes are unchanged (their offsets are relative)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    ordered: dict = {}
+    if "__metadata__" in header:
+        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    ordered.update(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` (+ string ``metadata``) as safetensors to ``path`` atomically, byte-identical for equal
+    inputs: safetensors writes ``__metadata__`` in hash-map order, which changes from one save to the next."""
+    from safetensors.torch import save
+
+    data = canonical_safetensors(save(dict(sorted(tensors.items())), metadata=metadata))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
 def save_priors(path: Path, priors: Sequence[Tensor], key: str, start: int) -> None:
     """Write ``priors`` (one 1-D tensor per row) atomically to ``path``."""
     values = torch.cat([p.detach().float().cpu().reshape(-1) for p in priors]) if priors else torch.zeros(0)
     lengths = torch.tensor([0] + [p.numel() for p in priors], dtype=torch.long)
     meta = {"key": key, "start": str(start), "n": str(len(priors)), "sha256": _checksum(values)}
-    atomic_write(path, lambda tmp: save_file({"values": values, "offsets": lengths.cumsum(0)}, str(tmp), metadata=meta))
+    save_tensors(path, {"values": values, "offsets": lengths.cumsum(0)}, meta)
 
 
 def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> list[Tensor] | None:

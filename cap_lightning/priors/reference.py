@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 
 from cap_lightning.classifier import inspect_classifier, load_trained_classifier, weights_sha256
 from cap_lightning.priors.base import AttributionPrior
-from lmcore.io import atomic_write
 from lmcore.locks import entry_lock
 
 
@@ -87,11 +86,10 @@ _LAST_REFERENCE: list = []  # [key, model, tokenizer] of the last reference: pri
 
 
 def save_fine_tuned(model, path: Path) -> None:
-    """Write ``model``'s weights to ``path`` (safetensors, sorted keys, atomic)."""
-    from safetensors.torch import save_file
+    """Write ``model``'s weights to ``path`` (safetensors, sorted header, atomic)."""
+    from cap_lightning.priors.cache import save_tensors
 
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in sorted(model.state_dict().items())}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    save_tensors(path, {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
 
 
 def load_fine_tuned(model, path: Path) -> bool:
