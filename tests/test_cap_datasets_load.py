@@ -413,3 +413,24 @@ def test_a_non_utf8_builtin_file_names_the_file_and_line(tmp_path: Path) -> None
 def test_an_unknown_encoding_is_named() -> None:
     with pytest.raises(ValueError, match=r"encoding 'utf-9' is not a known text encoding"):
         load_splits("custom", custom=CustomData(train_file="a.csv", test_file="b.csv", encoding="utf-9"))
+
+
+def _overlapping_files(tmp_path: Path) -> CustomData:
+    train = [("good film", "pos"), ("bad film", "neg"), ("great fun", "pos"), ("awful", "neg"), ("shared one", "pos")]
+    validation = [("fine film", "pos"), ("shared two", "neg")]
+    test = [("shared one", "pos"), ("shared two", "neg"), ("only in test", "pos")]
+    for name, rows in (("train", train), ("validation", validation), ("test", test)):
+        (tmp_path / f"{name}.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    return CustomData(**{f"{n}_file": str(tmp_path / f"{n}.csv") for n in ("train", "validation", "test")})
+
+
+def test_texts_shared_between_custom_splits_are_counted_and_can_be_dropped(tmp_path: Path) -> None:
+    custom = _overlapping_files(tmp_path)
+    with pytest.warns(UserWarning, match=r"1 train and 1 validation texts? also in test.*drop_duplicates"):
+        kept = load_splits("custom", custom=custom)
+    assert "shared one" in [e.text for e in kept.train] and len(kept.test) == 3
+    from dataclasses import replace
+
+    dropped = load_splits("custom", custom=replace(custom, drop_duplicates=True))
+    assert [e.text for e in dropped.train] == ["good film", "bad film", "great fun", "awful"]
+    assert [e.text for e in dropped.validation] == ["fine film"] and len(dropped.test) == 3

@@ -12,9 +12,11 @@ Design decisions:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from cap_lightning.datasets.duplicates import drop_test_duplicates, overlap_message, overlap_with_test
 from cap_lightning.datasets.encoding import DEFAULT_ENCODING, check_encoding, custom_hint
 from cap_lightning.datasets.hub import class_label_names, hub_rows, hub_split
 from cap_lightning.datasets.labels import default_encoder
@@ -45,6 +47,8 @@ class CustomData:
         test_split: Its test split.
         encoding: Text encoding of the csv / tsv / jsonl / json files (a Python codec name: ``utf-8``, ``latin-1``,
             ``cp1252``, ...). A byte that does not decode is an error naming the file and line.
+        drop_duplicates: drop train and validation rows whose text is also in test (exact duplicates). Either way
+            they are counted, with a warning when there are any.
     """
 
     train_file: str | None = None
@@ -59,6 +63,7 @@ class CustomData:
     validation_split: str | None = "validation"
     test_split: str = "test"
     encoding: str = DEFAULT_ENCODING
+    drop_duplicates: bool = False
 
     def given(self) -> list[str]:
         """Names of the options set away from their defaults."""
@@ -79,10 +84,19 @@ def check_custom(dataset: str, custom: CustomData | None) -> None:
 def load_custom(
     custom: CustomData, data_dir: str | Path | None, validation_fraction: float, seed: int
 ) -> LabelledSplits:
-    """The rows ``custom`` describes (checked with :func:`check_custom` beforehand)."""
+    """The rows ``custom`` describes (checked with :func:`check_custom` beforehand); texts shared with test are
+    counted (a warning) and, with ``drop_duplicates``, dropped from train and validation."""
     if custom.hub_id is not None:
-        return _load_hub(custom, validation_fraction, seed)
-    return _load_files(custom, data_dir, validation_fraction, seed)
+        splits = _load_hub(custom, validation_fraction, seed)
+    else:
+        splits = _load_files(custom, data_dir, validation_fraction, seed)
+    message = overlap_message("custom data", overlap_with_test(splits))
+    if message is None:
+        return splits
+    if not custom.drop_duplicates:
+        warnings.warn(message, stacklevel=2)
+        return splits
+    return drop_test_duplicates(splits)
 
 
 def _load_hub(custom: CustomData, validation_fraction: float, seed: int) -> LabelledSplits:
