@@ -63,7 +63,7 @@ def test_ig_prior_refuses_an_untrained_head_unless_fine_tuned(tmp_path):
     tiny_tokenizer().save_pretrained(folder)
     with pytest.raises(ValueError, match="without a trained classification head; set fine_tune_epochs > 0"):
         IGPrior(str(folder)).prepare(TEXTS, LABELS, 2, torch.device("cpu"))
-    tuned = IGPrior(str(folder), steps=4, fine_tune_epochs=1)
+    tuned = IGPrior(str(folder), steps=4, fine_tune_epochs=1, reference_cache_dir=None)
     tuned.prepare(TEXTS, LABELS, 2, torch.device("cpu"))
     assert len(tuned(TEXTS, LABELS)) == 3
 
