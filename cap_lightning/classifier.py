@@ -55,10 +55,15 @@ def read_checkpoint(path: str | Path, **kwargs):
                 raise
             return torch.load(path, map_location="cpu", weights_only=True, **kwargs)  # an old, non-zip file
     except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path}: refused to load: it holds Python objects beyond weights and plain values (only weights-only "
-            f"checkpoints are read, so a file from elsewhere cannot run code): {str(e).splitlines()[0]}"
-        ) from e
+        raise refused(path, e) from e
+
+
+def refused(path: str | Path, error: Exception) -> ValueError:
+    """The error for a checkpoint that a weights-only load refused (it pickles code, not only weights)."""
+    return ValueError(
+        f"{path}: refused to load: it holds Python objects beyond weights and plain values (only weights-only "
+        f"checkpoints are read, so a file from elsewhere cannot run code): {str(error).splitlines()[0]}"
+    )
 
 
 def inspect_classifier(path: str, role: str = "classifier") -> ClassifierInfo:

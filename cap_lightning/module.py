@@ -7,6 +7,8 @@ Design decisions:
   happens and training is bit-for-bit plain fine-tuning.
 - ``__init__`` validates and stores; weights load in ``configure_model`` (also called by ``load_from_checkpoint``).
   ``num_labels=None`` takes the data module's label count, which is then saved in the checkpoint.
+- ``load_from_checkpoint`` reads weights only (``weights_only=True`` explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+  cannot flip it) and refuses ``weights_only=False``: a checkpoint is a user file and its pickle must not run code.
 - Metrics are torchmetrics objects per stage, logged as ``stage/name`` (``val/acc``, ``test/macro_f1``).
 """
 
@@ -114,6 +116,31 @@ class CapModule(L.LightningModule):
         self.faithfulness_metrics = FaithfulnessMetrics()
 
     # ------------------------------------------------------------------------------------------------ set-up
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, weights_only=True,
+                             **kwargs):  # fmt: skip
+        """Lightning's ``load_from_checkpoint``, weights only: a pickle payload in the file is refused, never run.
+
+        Raises:
+            ValueError: ``weights_only`` is not True, or the file holds Python objects beyond weights.
+        """
+        import pickle
+
+        from cap_lightning.classifier import refused
+
+        if weights_only is not True:
+            raise ValueError(
+                f"CapModule.load_from_checkpoint({str(checkpoint_path)!r}, weights_only={weights_only!r}): only "
+                "weights_only=True is allowed (a checkpoint's pickle could run code); drop the argument"
+            )
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path, map_location=map_location, hparams_file=hparams_file, strict=strict,
+                weights_only=True, **kwargs,
+            )  # fmt: skip
+        except pickle.UnpicklingError as e:
+            raise refused(checkpoint_path, e) from e
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         data_labels = getattr(datamodule, "num_labels", None)

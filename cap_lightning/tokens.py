@@ -101,3 +101,13 @@ def content_mask(batch: Mapping[str, Tensor]) -> Tensor:
     if "word_index" not in batch:
         raise ValueError("batch has no 'word_index' (needed to tell content tokens from special tokens)")
     return (batch["word_index"] >= 0) & (batch["attention_mask"] > 0)
+
+
+def visible_word_counts(tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 512) -> list[int]:
+    """How many leading words of each text the student reads: the words with a token among the first
+    ``max_length`` tokens (special tokens included), as :func:`batch_word_index` truncates them."""
+    counts = []
+    for i in range(0, len(texts), batch_size):
+        _, word_index = batch_word_index(tokenizer, texts[i : i + batch_size], max_length)
+        counts.extend((word_index.max(dim=1).values + 1).clamp(min=0).tolist())
+    return counts

@@ -370,3 +370,67 @@ def test_hub_custom_dataset_with_class_labels(fake_hub) -> None:
         ValueError, match=r"me/reviews\[train\]: missing column\(s\) \['text'\]; columns present: \['review', 'stars'\]"
     ):
         load_custom(hub_id="me/reviews", hub_config="en", label_column="stars", validation_split=None)
+
+
+def _latin1_files(tmp_path: Path, suffix: str) -> tuple[Path, Path]:
+    rows = [("a great café visit", "positive"), ("a bad meal", "negative")] * 3 + [("très bien", "positive")]
+    paths = []
+    for name in ("train", "test"):
+        path = tmp_path / f"{name}{suffix}"
+        if suffix == ".csv":
+            body = "text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows)
+        else:
+            body = "".join(json.dumps({"text": t, "label": lab}, ensure_ascii=False) + "\n" for t, lab in rows)
+        path.write_bytes(body.encode("latin-1"))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_non_utf8_file_names_the_file_the_line_and_the_encoding_option(tmp_path: Path, suffix: str) -> None:
+    train, test = _latin1_files(tmp_path, suffix)
+    custom = CustomData(train_file=str(train), test_file=str(test))
+    with pytest.raises(ValueError) as info:
+        load_splits("custom", custom=custom)
+    message = str(info.value)
+    line = 2 if suffix == ".csv" else 1
+    assert f"{train}, line {line}" in message and "not valid utf-8" in message
+    assert "encoding" in message and "latin-1" in message
+    splits = load_splits("custom", custom=CustomData(train_file=str(train), test_file=str(test), encoding="latin-1"))
+    assert "a great café visit" in [e.text for e in splits.train + splits.validation]
+
+
+def test_a_non_utf8_builtin_file_names_the_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "data/emotion"
+    folder.mkdir(parents=True)
+    for name in ("train", "val"):
+        (folder / f"{name}.txt").write_text("text;label_name\ni feel fine;joy\n")
+    (folder / "test.txt").write_bytes("text;label_name\ni feel fine;joy\nun café;joy\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"test\.txt, line 3: not valid utf-8"):
+        load_splits("emotion", str(tmp_path))
+
+
+def test_an_unknown_encoding_is_named() -> None:
+    with pytest.raises(ValueError, match=r"encoding 'utf-9' is not a known text encoding"):
+        load_splits("custom", custom=CustomData(train_file="a.csv", test_file="b.csv", encoding="utf-9"))
+
+
+def _overlapping_files(tmp_path: Path) -> CustomData:
+    train = [("good film", "pos"), ("bad film", "neg"), ("great fun", "pos"), ("awful", "neg"), ("shared one", "pos")]
+    validation = [("fine film", "pos"), ("shared two", "neg")]
+    test = [("shared one", "pos"), ("shared two", "neg"), ("only in test", "pos")]
+    for name, rows in (("train", train), ("validation", validation), ("test", test)):
+        (tmp_path / f"{name}.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    return CustomData(**{f"{n}_file": str(tmp_path / f"{n}.csv") for n in ("train", "validation", "test")})
+
+
+def test_texts_shared_between_custom_splits_are_counted_and_can_be_dropped(tmp_path: Path) -> None:
+    custom = _overlapping_files(tmp_path)
+    with pytest.warns(UserWarning, match=r"1 train and 1 validation texts? also in test.*drop_duplicates"):
+        kept = load_splits("custom", custom=custom)
+    assert "shared one" in [e.text for e in kept.train] and len(kept.test) == 3
+    from dataclasses import replace
+
+    dropped = load_splits("custom", custom=replace(custom, drop_duplicates=True))
+    assert [e.text for e in dropped.train] == ["good film", "bad film", "great fun", "awful"]
+    assert [e.text for e in dropped.validation] == ["fine film"] and len(dropped.test) == 3

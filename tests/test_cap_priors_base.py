@@ -20,7 +20,8 @@ def test_config_is_every_init_argument_but_the_runtime_ones(teacher_dir):
 
 
 def test_runtime_arguments_never_change_the_cache_key(teacher_dir, tmp_path):
-    changes = {"batch_size": 3, "internal_batch_size": 5, "max_tokens": 17, "example_cache_dir": str(tmp_path)}
+    changes = {"batch_size": 3, "internal_batch_size": 5, "max_tokens": 17, "example_cache_dir": str(tmp_path),
+               "reference_cache_dir": str(tmp_path / "refs")}  # fmt: skip
     for prior in _priors(teacher_dir):
         cls, kwargs = type(prior), {}
         for name in prior.runtime_args:

@@ -63,12 +63,13 @@ def test_hybrid_sources_on_the_same_reference_fine_tune_it_once(tiny_model_dir, 
     texts, labels = ["great fun", "bad film"], [1, 0]
     from cap_lightning.priors.ig import IGPrior
 
-    hybrid = HybridPrior([LIMEPrior(str(tiny_model_dir), n_samples=8, fine_tune_epochs=1),
-                          IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1)],
+    no_disk = {"reference_cache_dir": None}
+    hybrid = HybridPrior([LIMEPrior(str(tiny_model_dir), n_samples=8, fine_tune_epochs=1, **no_disk),
+                          IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1, **no_disk)],
                          example_cache_dir=None)  # fmt: skip
     hybrid.prepare(texts, labels, 2, torch.device("cpu"))
     assert len(calls) == 1 and hybrid.sources[0].model is hybrid.sources[1].model
-    IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1, seed=1).prepare(
+    IGPrior(str(tiny_model_dir), steps=4, max_length=64, fine_tune_epochs=1, reference_cache_dir=None, seed=1).prepare(
         texts, labels, 2, torch.device("cpu")
     )
     assert len(calls) == 2  # another seed is another reference

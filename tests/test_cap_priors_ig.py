@@ -63,7 +63,7 @@ def test_ig_prior_refuses_an_untrained_head_unless_fine_tuned(tmp_path):
     tiny_tokenizer().save_pretrained(folder)
     with pytest.raises(ValueError, match="without a trained classification head; set fine_tune_epochs > 0"):
         IGPrior(str(folder)).prepare(TEXTS, LABELS, 2, torch.device("cpu"))
-    tuned = IGPrior(str(folder), steps=4, fine_tune_epochs=1)
+    tuned = IGPrior(str(folder), steps=4, fine_tune_epochs=1, reference_cache_dir=None)
     tuned.prepare(TEXTS, LABELS, 2, torch.device("cpu"))
     assert len(tuned(TEXTS, LABELS)) == 3
 
@@ -75,3 +75,30 @@ def test_ig_prior_rejects_bad_arguments(tmp_path):
         IGPrior(steps=0)
     with pytest.raises(FileNotFoundError, match="train the baseline first"):
         IGPrior(str(tmp_path / "missing.ckpt")).prepare(TEXTS, LABELS, 2, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("prior_class", ["IGPrior", "LIMEPrior"])
+def test_a_resumed_extraction_reuses_the_fine_tuned_reference(prior_class, tiny_model_dir, tmp_path, monkeypatch):
+    """The fine-tuned reference is saved by its key; a second prepare (a resume, a new process) loads it instead of
+    fine-tuning again, and gives identical priors."""
+    from cap_lightning.priors import LIMEPrior, reference
+
+    cls = {"IGPrior": IGPrior, "LIMEPrior": LIMEPrior}[prior_class]
+    extra = {"steps": 2} if cls is IGPrior else {"n_samples": 8}
+    kwargs = dict(model_path=str(tiny_model_dir), fine_tune_epochs=1, reference_cache_dir=str(tmp_path / "refs"))
+    texts, labels = ["a good movie", "a bad film", "great fun", "awful and boring"], [1, 0, 1, 0]
+    first = cls(**kwargs, **extra)
+    first.prepare(texts, labels, 2, torch.device("cpu"))
+    expected = first(texts, labels)
+    assert len(list((tmp_path / "refs").glob("*.safetensors"))) == 1
+    reference._LAST_REFERENCE.clear()  # a new process: nothing in memory
+
+    def no_fine_tune(*args, **kw):
+        raise AssertionError("the reference was fine-tuned again")
+
+    monkeypatch.setattr(reference, "fine_tune", no_fine_tune)
+    again = cls(**kwargs, **extra)
+    again.prepare(texts, labels, 2, torch.device("cpu"))
+    for a, b in zip(again(texts, labels), expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert cls(**kwargs, **extra).cache_key() == cls(**{**kwargs, "reference_cache_dir": None}, **extra).cache_key()

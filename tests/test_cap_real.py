@@ -21,7 +21,7 @@ def sst2(shared_data):
 
 def test_ig_prior_on_minilm_is_complete_and_in_range(sst2):
     texts, labels = sst2
-    prior = IGPrior("minilm", steps=32, batch_size=4, fine_tune_epochs=1)
+    prior = IGPrior("minilm", steps=32, batch_size=4, fine_tune_epochs=1, reference_cache_dir=None)
     prior.prepare(texts, labels, 2, torch.device("cpu"))
     out = prior(texts, labels)
     assert max(prior.convergence_deltas) < 1e-2  # captum completeness on a real 6-layer model

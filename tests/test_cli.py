@@ -48,7 +48,12 @@ def tiny_config(tmp_path: Path, model_dir: Path, **trainer) -> Path:
                         "chunk_size": 4,
                         "prior": {
                             "class_path": "cap_lightning.IGPrior",
-                            "init_args": {"model_path": str(model_dir), "steps": 4, "fine_tune_epochs": 1},
+                            "init_args": {
+                                "model_path": str(model_dir),
+                                "steps": 4,
+                                "fine_tune_epochs": 1,
+                                "reference_cache_dir": str(tmp_path / "refs"),
+                            },
                         },
                     },
                 },

@@ -11,12 +11,15 @@ Design decisions:
 - Generators may drop rows (the keyword-injection validity filter), so a chunk's expected indices are a superset
   check: every row's ``index`` must belong to the chunk, and a sidecar ``chunk-<start>.done`` marker (written after the
   chunk) records how many source positions were processed.
+- :func:`run_chunks` holds the entry's file lock (``lmcore.locks``, ``<key>.lock`` next to the folder): a second
+  run on the same entry waits, then finds every chunk finished and computes none.
 - Rows are merged in chunk order into the final split file, itself written atomically.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 
 from cap_lightning.adversarial.format import AdversarialExample, read_adversarial_jsonl, write_adversarial_jsonl
 from lmcore.io import atomic_write_text, json_sha256
+from lmcore.locks import entry_lock
 
 
 def entry_key(description: dict) -> str:
@@ -73,13 +77,19 @@ class ChunkStore:
         path, marker = self.path(chunk), self._marker(chunk)
         if not (path.is_file() and marker.is_file()):
             return None
+        problem = None
         try:
             rows = read_adversarial_jsonl(path)
             done = int(marker.read_text().strip())
-        except (ValueError, OSError):
-            rows, done = None, -1
+        except (ValueError, OSError) as e:
+            rows, done, problem = None, -1, f"unreadable: {e}"
         allowed = {index_of(p) for p in self.bounds(chunk)}
-        if rows is None or done != len(self.bounds(chunk)) or any(r.index not in allowed for r in rows):
+        if problem is None and done != len(self.bounds(chunk)):
+            problem = f"marker says {done} positions, the chunk has {len(self.bounds(chunk))}"
+        if problem is None and any(r.index not in allowed for r in rows or []):
+            problem = "rows of other source positions"
+        if problem is not None:
+            warnings.warn(f"dropping adversarial chunk {path} ({problem}); it will be recomputed", stacklevel=2)
             path.unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
             return None
@@ -106,7 +116,10 @@ def run_chunks(
     """
     rows: list[AdversarialExample] = []
     computed = 0
-    with tqdm(total=store.n_items, desc=desc, unit="ex", disable=not progress) as bar:
+    with (
+        entry_lock(store.folder, "adversarial cache entry"),
+        tqdm(total=store.n_items, desc=desc, unit="ex", disable=not progress) as bar,
+    ):
         for chunk in range(store.n_chunks):
             done = store.load(chunk, index_of)
             if done is None:

@@ -12,9 +12,12 @@ Design decisions:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from cap_lightning.datasets.duplicates import drop_test_duplicates, overlap_message, overlap_with_test
+from cap_lightning.datasets.encoding import DEFAULT_ENCODING, check_encoding, custom_hint
 from cap_lightning.datasets.hub import class_label_names, hub_rows, hub_split
 from cap_lightning.datasets.labels import default_encoder
 from cap_lightning.datasets.rows import RawSplits, assemble
@@ -42,6 +45,10 @@ class CustomData:
         train_split: Its train split.
         validation_split: Its validation split; ``None`` carves validation from train.
         test_split: Its test split.
+        encoding: Text encoding of the csv / tsv / jsonl / json files (a Python codec name: ``utf-8``, ``latin-1``,
+            ``cp1252``, ...). A byte that does not decode is an error naming the file and line.
+        drop_duplicates: drop train and validation rows whose text is also in test (exact duplicates). Either way
+            they are counted, with a warning when there are any.
     """
 
     train_file: str | None = None
@@ -55,6 +62,8 @@ class CustomData:
     train_split: str = "train"
     validation_split: str | None = "validation"
     test_split: str = "test"
+    encoding: str = DEFAULT_ENCODING
+    drop_duplicates: bool = False
 
     def given(self) -> list[str]:
         """Names of the options set away from their defaults."""
@@ -62,8 +71,10 @@ class CustomData:
 
 
 def check_custom(dataset: str, custom: CustomData | None) -> None:
-    """Custom options only with ``dataset="custom"``, and either files or a hub id."""
+    """Custom options only with ``dataset="custom"``, and either files or a hub id; a known ``encoding``."""
     given = custom.given() if custom is not None else []
+    if custom is not None:
+        check_encoding(custom.encoding, "custom data encoding")
     if dataset != "custom" and given:
         raise ValueError(f"{given} only apply to dataset='custom', not to dataset={dataset!r}")
     if dataset == "custom" and custom is not None and custom.hub_id is not None and custom.train_file is not None:
@@ -73,10 +84,19 @@ def check_custom(dataset: str, custom: CustomData | None) -> None:
 def load_custom(
     custom: CustomData, data_dir: str | Path | None, validation_fraction: float, seed: int
 ) -> LabelledSplits:
-    """The rows ``custom`` describes (checked with :func:`check_custom` beforehand)."""
+    """The rows ``custom`` describes (checked with :func:`check_custom` beforehand); texts shared with test are
+    counted (a warning) and, with ``drop_duplicates``, dropped from train and validation."""
     if custom.hub_id is not None:
-        return _load_hub(custom, validation_fraction, seed)
-    return _load_files(custom, data_dir, validation_fraction, seed)
+        splits = _load_hub(custom, validation_fraction, seed)
+    else:
+        splits = _load_files(custom, data_dir, validation_fraction, seed)
+    message = overlap_message("custom data", overlap_with_test(splits))
+    if message is None:
+        return splits
+    if not custom.drop_duplicates:
+        warnings.warn(message, stacklevel=2)
+        return splits
+    return drop_test_duplicates(splits)
 
 
 def _load_hub(custom: CustomData, validation_fraction: float, seed: int) -> LabelledSplits:
@@ -117,6 +137,8 @@ def _load_files(
         )
     paths = {role: _check_custom_file(f"{role}_file", f, data_dir) for role, f in files.items() if f is not None}
     raw: RawSplits = {"validation": None}
-    raw.update({role: read_table(path, custom.text_column, custom.label_column) for role, path in paths.items()})
+    hint = custom_hint(custom.encoding)
+    for role, path in paths.items():
+        raw[role] = read_table(path, custom.text_column, custom.label_column, custom.encoding, hint)
     encoder = default_encoder([r.label for r in raw["train"] or []], custom.label_names)
     return assemble("custom", encoder, raw, validation_fraction, seed)

@@ -28,7 +28,7 @@ from cap_lightning.datasets.load import load_splits
 from cap_lightning.datasets.prompt import TeacherPrompt
 from cap_lightning.datasets.specs import SPECS, DatasetName
 from cap_lightning.datasets.splits import LabelledSplits, TextExample, data_fingerprint, few_shot
-from cap_lightning.tokens import batch_word_index, split_words, words_to_tokens
+from cap_lightning.tokens import batch_word_index, split_words, visible_word_counts, words_to_tokens
 from lmcore.choices import check_choice
 from lmcore.models import load_tokenizer
 
@@ -186,6 +186,15 @@ class CapDataModule(L.LightningDataModule):
         """Texts, labels and a content fingerprint of the training split, for ``PriorCacheCallback``."""
         train = self._load().train
         return [e.text for e in train], [e.label for e in train], data_fingerprint(train)
+
+    def visible_word_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many leading words of each text the student reads within ``max_length`` tokens (for the priors)."""
+        self.setup()
+        return visible_word_counts(self.tokenizer, texts, self.hparams.max_length)
+
+    @property
+    def max_length(self) -> int:
+        return self.hparams.max_length
 
     def attach_priors(self, priors: Sequence[Tensor]) -> None:
         """Attach one word-level prior (n_words,) per training text, in ``prior_inputs`` order."""

@@ -21,9 +21,10 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cap_lightning.datasets.encoding import BUILTIN_HINT, decoding
 from cap_lightning.datasets.labels import EMOTION_LABELS, SST2_LABELS, id_to_name
 from cap_lightning.datasets.rows import RawSplits, Row
-from cap_lightning.datasets.tables import check_columns, read_delimited, read_json_list
+from cap_lightning.datasets.tables import check_columns, read_delimited, read_json_list, read_text
 
 LocalReader = Callable[[Path], tuple[list[str], RawSplits]]
 
@@ -65,7 +66,7 @@ def read_hwu64(root: Path) -> tuple[list[str], RawSplits]:
 
 def read_clinc150(root: Path) -> tuple[list[str], RawSplits]:
     path = root / "data/data_full.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(path))
     check_columns(list(data), ("train", "val", "test"), f"{path} (top-level keys)")
     raw: RawSplits = {}
     for split, key in (("train", "train"), ("validation", "val"), ("test", "test")):
@@ -77,7 +78,7 @@ def read_clinc150(root: Path) -> tuple[list[str], RawSplits]:
 
 def _read_emotion_file(path: Path) -> list[Row]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
+    with decoding(path, "utf-8", BUILTIN_HINT), path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if (line_no == 1 and line == "text;label_name") or not line.strip():

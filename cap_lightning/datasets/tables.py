@@ -4,16 +4,20 @@ Design decisions:
 - tsv is read without quote handling, as GLUE writes it; csv with standard quoting. Both need a header row.
 - json is a list of objects, or one object of equal-length column lists.
 - Columns are checked before rows are built, and every error names the file (and row) together with what is present.
+- Text files are read in ``encoding`` (UTF-8 by default; csv/tsv also strip a UTF-8 BOM); a byte that does not
+  decode is an error naming the file, the line and ``hint`` (what to set), not a bare ``UnicodeDecodeError``.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cap_lightning.datasets.encoding import BUILTIN_HINT, DEFAULT_ENCODING, decoding
 from cap_lightning.datasets.rows import Row
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -25,10 +29,18 @@ def check_columns(present: Sequence[str], needed: Sequence[str], source: str) ->
         raise ValueError(f"{source}: missing column(s) {missing}; columns present: {list(present)}")
 
 
-def read_delimited(path: Path, text_column: str, label_column: str, delimiter: str) -> list[Row]:
+def read_delimited(
+    path: Path,
+    text_column: str,
+    label_column: str,
+    delimiter: str,
+    encoding: str = DEFAULT_ENCODING,
+    hint: str = BUILTIN_HINT,
+) -> list[Row]:
     """csv (``,``, standard quoting) or tsv (tab, no quoting) with a header row."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    opened = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    with decoding(path, encoding, hint), path.open(encoding=opened, newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter, quoting=quoting)
         check_columns(reader.fieldnames or [], (text_column, label_column), str(path))
         return [
@@ -47,19 +59,27 @@ def _records_to_rows(records: Iterable[Any], text_column: str, label_column: str
     return rows
 
 
-def _jsonl_records(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as handle:
+def _jsonl_records(path: Path, encoding: str, hint: str) -> list[Any]:
+    records = []
+    with decoding(path, encoding, hint), path.open(encoding=encoding) as handle:
         for line_no, line in enumerate(handle, start=1):
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    records.append(json.loads(line))
                 except json.JSONDecodeError as err:
                     raise ValueError(f"{path}, line {line_no}: malformed JSON ({err.msg})") from err
+    return records
 
 
-def _json_records(path: Path) -> list[Any]:
+def read_text(path: Path, encoding: str = DEFAULT_ENCODING, hint: str = BUILTIN_HINT) -> str:
+    """The whole text of ``path``; a byte that does not decode is an error naming the file and line."""
+    with decoding(path, encoding, hint):
+        return path.read_text(encoding=encoding)
+
+
+def _json_records(path: Path, encoding: str, hint: str) -> list[Any]:
     """A JSON list of objects, or one object of equal-length column lists."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(path, encoding, hint))
     if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
         columns = list(data)
         return [dict(zip(columns, values, strict=True)) for values in zip(*data.values(), strict=True)]
@@ -77,20 +97,24 @@ def _parquet_rows(path: Path, text_column: str, label_column: str) -> list[Row]:
     return [Row(t, lab, f"{path}, row {i}") for i, (t, lab) in enumerate(zip(texts, labels, strict=True), start=1)]
 
 
-def read_table(path: Path, text_column: str, label_column: str) -> list[Row]:
-    """Rows of a table file, by suffix (one of :data:`SUPPORTED_SUFFIXES`, checked by the caller beforehand)."""
+def read_table(
+    path: Path, text_column: str, label_column: str, encoding: str = DEFAULT_ENCODING, hint: str = BUILTIN_HINT
+) -> list[Row]:
+    """Rows of a table file, by suffix (one of :data:`SUPPORTED_SUFFIXES`, checked by the caller beforehand);
+    ``encoding`` applies to the text formats (parquet stores UTF-8 itself)."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return read_delimited(path, text_column, label_column, "\t" if suffix == ".tsv" else ",")
+        return read_delimited(path, text_column, label_column, "\t" if suffix == ".tsv" else ",", encoding, hint)
     if suffix == ".parquet":
         return _parquet_rows(path, text_column, label_column)
-    records = _jsonl_records(path) if suffix == ".jsonl" else _json_records(path)
+    reader = _jsonl_records if suffix == ".jsonl" else _json_records
+    records = reader(path, encoding, hint)
     return _records_to_rows(records, text_column, label_column, path)
 
 
 def read_json_list(path: Path) -> list[str]:
     """A JSON list of label names (e.g. ``categories.json``)."""
-    names = json.loads(path.read_text(encoding="utf-8"))
+    names = json.loads(read_text(path))
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: expected a JSON list of label names")
     return names

@@ -6,6 +6,7 @@ computation runs, and ``priors.safetensors`` once all rows exist. Every file hol
 
 Design decisions:
 - Chunks are defined by row ranges, not by rank, so a run interrupted on N processes resumes on M.
+- Files are byte-identical for identical results (:func:`save_tensors` writes the header in sorted key order).
 - Every write goes to a temporary file in the same folder and is renamed into place (``lmcore.io.atomic_write``).
 - A file is used only if its header parses, its key and row range match, its checksum matches, every prior has
   the expected word count and every value is finite and in [0, 1]. Anything else is deleted and recomputed.
@@ -14,12 +15,14 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
+import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from lmcore.io import atomic_write
@@ -40,12 +43,35 @@ def _checksum(values: Tensor) -> str:
     return hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header rewritten in sorted key order (``__metadata__`` first,
+    its keys sorted, then the tensors by name); the tensor bytes are unchanged (their offsets are relative)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    ordered: dict = {}
+    if "__metadata__" in header:
+        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    ordered.update(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` (+ string ``metadata``) as safetensors to ``path`` atomically, byte-identical for equal
+    inputs: safetensors writes ``__metadata__`` in hash-map order, which changes from one save to the next."""
+    from safetensors.torch import save
+
+    data = canonical_safetensors(save(dict(sorted(tensors.items())), metadata=metadata))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
 def save_priors(path: Path, priors: Sequence[Tensor], key: str, start: int) -> None:
     """Write ``priors`` (one 1-D tensor per row) atomically to ``path``."""
     values = torch.cat([p.detach().float().cpu().reshape(-1) for p in priors]) if priors else torch.zeros(0)
     lengths = torch.tensor([0] + [p.numel() for p in priors], dtype=torch.long)
     meta = {"key": key, "start": str(start), "n": str(len(priors)), "sha256": _checksum(values)}
-    atomic_write(path, lambda tmp: save_file({"values": values, "offsets": lengths.cumsum(0)}, str(tmp), metadata=meta))
+    save_tensors(path, {"values": values, "offsets": lengths.cumsum(0)}, meta)
 
 
 def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> list[Tensor] | None:
@@ -63,21 +89,32 @@ def load_priors(path: Path, key: str, start: int, n_words: Sequence[int]) -> lis
             meta = f.metadata() or {}
         tensors = load_file(str(path))
         values, offsets = tensors["values"], tensors["offsets"]
-        ok = (
-            meta.get("key") == key
-            and meta.get("start") == str(start)
-            and meta.get("n") == str(len(n_words))
-            and meta.get("sha256") == _checksum(values)
-            and offsets.tolist() == [0, *torch.tensor(list(n_words), dtype=torch.long).cumsum(0).tolist()]
-            and bool(torch.isfinite(values).all())
-            and (values.numel() == 0 or (values.min() >= 0 and values.max() <= 1))
+        expected = [0, *torch.tensor(list(n_words), dtype=torch.long).cumsum(0).tolist()]
+        checks = (
+            (meta.get("key") == key, f"key {meta.get('key')!r}, expected {key!r}"),
+            (meta.get("start") == str(start) and meta.get("n") == str(len(n_words)), "another row range"),
+            (meta.get("sha256") == _checksum(values), "checksum mismatch"),
+            (offsets.tolist() == expected, "word counts differ from the texts'"),
+            (bool(torch.isfinite(values).all()), "non-finite values"),
+            (values.numel() == 0 or bool(values.min() >= 0 and values.max() <= 1), "values outside [0, 1]"),
         )
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
-        ok = False
-    if not ok:
+        problem = next((why for ok, why in checks if not ok), None)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as e:
+        problem = f"unreadable: {e}"
+    if problem is not None:
+        warnings.warn(f"dropping prior cache file {path} ({problem}); it will be recomputed", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
     return [values[a:b].clone() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete chunk files and temporary files in an entry ``folder`` (call with the entry's lock held, after the
+    merged file exists, so no process is writing them); returns what was deleted."""
+    stale = sorted([*folder.glob("chunk-*.safetensors"), *folder.glob(".*.tmp")]) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def chunk_path(folder: Path, start: int) -> Path:

@@ -9,9 +9,17 @@ Design decisions:
 - Rows are computed in fixed-size chunks, each written atomically as soon as it is done: an interrupted run resumes
   from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
   the chunks into one file, and after a second barrier every rank reads it.
+- Priors cover only what the student reads (``visible.py``): each prior gets the words within the data module's
+  ``max_length`` tokens (``visible_word_counts``, duck-typed; all words without it), the rest get 0 and are never
+  computed, with a warning counting the truncated texts. The truncation is part of the key when it cuts a text.
 - Corrupted or truncated files are detected (``cache.load_priors``), deleted and recomputed, never used.
 - Rank 0 decides hit or miss and broadcasts it, so all ranks take the same barriers. Prior computation runs
   under a forked RNG: the student trains identically on a cache hit and a cache miss.
+- Two runs on one entry: rank 0 holds the entry's file lock (``lmcore.locks``, ``<key>.lock`` next to the folder)
+  from the hit/miss decision until every rank has read the merged file. A second run waits (a warning says so),
+  then reads the merged file as a cache hit. Chunk and temporary files are removed under the lock once the merged
+  file exists, so no run deletes files another is writing and no stale chunk stays behind.
+- Known limit: a run waiting for the lock keeps its other DDP ranks at a barrier, within the process-group timeout.
 - Known limit: an exception on one rank while computing leaves the others waiting at the barrier until the
   process-group timeout; the chunks it finished stay on disk for the next run.
 """
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -29,9 +39,19 @@ from tqdm.auto import tqdm
 
 from cap_lightning import __version__
 from cap_lightning.priors.base import AttributionPrior
-from cap_lightning.priors.cache import MERGED, cache_key, chunk_path, chunk_starts, load_priors, save_priors
+from cap_lightning.priors.cache import (
+    MERGED,
+    cache_key,
+    chunk_path,
+    chunk_starts,
+    load_priors,
+    remove_leftovers,
+    save_priors,
+)
+from cap_lightning.priors.visible import pad_to_words, truncation_warning, visible_texts
 from cap_lightning.tokens import split_words
 from lmcore.io import atomic_write_json
+from lmcore.locks import entry_lock
 
 DIAGNOSTICS = "diagnostics.json"
 
@@ -76,12 +96,22 @@ class PriorCacheCallback(L.Callback):
         self.overwrite = overwrite
         self.last: dict[str, float | int | str | bool] = {}
 
+    def visible_counts(self, datamodule) -> list[int]:
+        """Words of each training text that the student reads (all of them when the data module cannot tell)."""
+        texts = datamodule.prior_inputs()[0]
+        counter = getattr(datamodule, "visible_word_counts", None)
+        return counter(texts) if callable(counter) else [len(split_words(t)) for t in texts]
+
     def entry_dir(self, datamodule) -> Path:
-        _, _, fingerprint = datamodule.prior_inputs()
+        texts, _, fingerprint = datamodule.prior_inputs()
         self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None))
         labels = json.dumps(list(getattr(datamodule, "label_names", []) or []))
-        key = cache_key(self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__)
-        return self.cache_dir / key
+        parts = [self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__]
+        self._counts = self.visible_counts(datamodule)
+        cut = [[i, c] for i, (t, c) in enumerate(zip(texts, self._counts)) if c < len(split_words(t))]
+        if cut:  # the student's truncation changes those texts' priors (nothing changes for the others)
+            parts.append(json.dumps(cut))
+        return self.cache_dir / cache_key(*parts)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -93,7 +123,33 @@ class PriorCacheCallback(L.Callback):
         folder = self.entry_dir(datamodule)
         key = folder.name
         n_words = [len(split_words(t)) for t in texts]
+        counts = self._counts  # set by entry_dir
+        message = truncation_warning(counts, n_words, getattr(datamodule, "max_length", None))
+        if message and trainer.is_global_zero:
+            warnings.warn(message, stacklevel=2)
+        self._visible = visible_texts(texts, counts)
         start = time.perf_counter()
+        # rank 0 holds the entry's lock until every rank has read the merged file: a second run on the same entry
+        # waits, then reads the first one's result; nobody deletes chunks another run is still writing
+        lock = entry_lock(folder, "prior cache entry") if trainer.is_global_zero else nullcontext()
+        with lock:
+            trainer.strategy.barrier("prior_cache_locked")
+            priors, hit = self._read_or_compute(trainer, datamodule, texts, labels, n_words, folder, key)
+            trainer.strategy.barrier("prior_cache_read")
+        seconds = time.perf_counter() - start
+        self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
+        rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
+        datamodule.attach_priors(priors)
+        summary = summarise_diagnostics(folder / DIAGNOSTICS)
+        if summary:
+            rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+        self.last |= summary
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
+            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
+
+    def _read_or_compute(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str):
+        """``(priors, cache hit)``; called with the entry's lock held by rank 0."""
         if self.overwrite and trainer.is_global_zero:
             for stale in [folder / MERGED, *folder.glob("chunk-*.safetensors")]:
                 stale.unlink(missing_ok=True)
@@ -106,35 +162,26 @@ class PriorCacheCallback(L.Callback):
         if hit and priors is None:
             raise RuntimeError(f"{folder / MERGED} was valid on rank 0 but not here: is the cache on a shared disk?")
         if hit:
-            rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
-        else:
-            self._compute_missing(trainer, datamodule, texts, labels, n_words, folder, key)
             if trainer.is_global_zero:
-                merged = []
-                for s in chunk_starts(len(texts), self.chunk_size):
-                    rows = load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size])
-                    if rows is None:
-                        raise RuntimeError(f"prior chunk {chunk_path(folder, s)} is missing or invalid after compute")
-                    merged.extend(rows)
-                save_priors(folder / MERGED, merged, key, 0)
-                for s in chunk_starts(len(texts), self.chunk_size):
-                    chunk_path(folder, s).unlink(missing_ok=True)
-                self._write_diagnostics(folder, texts, labels)
-            trainer.strategy.barrier("prior_cache_merged")
-            priors = load_priors(folder / MERGED, key, 0, n_words)
-            if priors is None:
-                raise RuntimeError(f"merged prior file {folder / MERGED} is missing or invalid")
-        seconds = time.perf_counter() - start
-        self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
-        rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
-        datamodule.attach_priors(priors)
-        summary = summarise_diagnostics(folder / DIAGNOSTICS)
-        if summary:
-            rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
-        self.last |= summary
-        if trainer.logger is not None:
-            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
-            trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
+                remove_leftovers(folder)  # e.g. chunks of a run that crashed after another one merged
+            rank_zero_info(f"[priors] cache hit: {len(priors)} priors read from {folder / MERGED}")
+            return priors, hit
+        self._compute_missing(trainer, datamodule, texts, labels, n_words, folder, key)
+        if trainer.is_global_zero:
+            merged = []
+            for s in chunk_starts(len(texts), self.chunk_size):
+                rows = load_priors(chunk_path(folder, s), key, s, n_words[s : s + self.chunk_size])
+                if rows is None:
+                    raise RuntimeError(f"prior chunk {chunk_path(folder, s)} is missing or invalid after compute")
+                merged.extend(rows)
+            save_priors(folder / MERGED, merged, key, 0)
+            remove_leftovers(folder)
+            self._write_diagnostics(folder, self._visible, labels)
+        trainer.strategy.barrier("prior_cache_merged")
+        priors = load_priors(folder / MERGED, key, 0, n_words)
+        if priors is None:
+            raise RuntimeError(f"merged prior file {folder / MERGED} is missing or invalid")
+        return priors, hit
 
     def _write_diagnostics(self, folder: Path, texts, labels) -> None:
         found = self.prior.diagnostics(texts, labels)
@@ -152,9 +199,10 @@ class PriorCacheCallback(L.Callback):
         if todo:
             # the prior's own randomness (reference head, fine-tune) must not shift the student's RNG stream:
             # a cache hit and a cache miss then train exactly the same student
+            shown = self._visible  # what the student reads of each text; the rest gets prior 0
             with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
                 self.prior.prepare(
-                    texts,
+                    shown,
                     labels,
                     datamodule.num_labels,
                     trainer.strategy.root_device,
@@ -162,7 +210,8 @@ class PriorCacheCallback(L.Callback):
                 )
                 bar = tqdm(total=len(todo), desc=f"priors (rank {rank})", disable=rank != 0, unit="chunk")
                 for s in todo:
-                    rows = self.prior(texts[s : s + self.chunk_size], labels[s : s + self.chunk_size])
+                    rows = self.prior(shown[s : s + self.chunk_size], labels[s : s + self.chunk_size])
+                    rows = pad_to_words(rows, n_words[s : s + self.chunk_size])
                     save_priors(chunk_path(folder, s), rows, key, s)
                     bar.update(1)
                 bar.close()

@@ -100,9 +100,10 @@ class ClassAwarePrior(AttributionPrior):
         check_choice("target", target, Target)
         check_choice("nonfinite", nonfinite, NonFinite)
         check_choice("teacher_dtype", teacher_dtype, TeacherDtype)
-        for name, value in (("n_samples", n_samples - 1), ("contrastive_k", contrastive_k), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} is too small: got {value + (name == 'n_samples')}")
+        for name, value, least in (("n_samples", n_samples, 2), ("contrastive_k", contrastive_k, 1),
+                                   ("batch_size", batch_size, 1)):  # fmt: skip
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
         if kernel_width <= 0 or ridge_lambda <= 0:
             raise ValueError(f"kernel_width and ridge_lambda must be > 0, got {kernel_width}, {ridge_lambda}")
         if not mask_token.strip():
@@ -148,7 +149,10 @@ class ClassAwarePrior(AttributionPrior):
         if names is None:
             raise ValueError("ClassAwarePrior needs label names: set label_names, or use a data module that has them")
         if len(names) != num_labels:
-            raise ValueError(f"{len(names)} label names for {num_labels} labels: {names}")
+            raise ValueError(
+                f"{len(names)} label names for {num_labels} labels: {names}; give one name per label "
+                "(ClassAwarePrior label_names, or leave it unset to take the data module's)"
+            )
         bad = sorted({int(y) for y in labels if not 0 <= int(y) < len(names)})
         if bad:
             raise ValueError(

@@ -40,9 +40,11 @@ class IGPrior(ReferencePrior):
             (the docs/cap.md reference SLM in one command; use 0 with a trained checkpoint).
         fine_tune_lr: learning rate of that fine-tune.
         seed: seeds that fine-tune.
+        reference_cache_dir: folder where the fine-tuned reference is kept by its key (None: not kept), so a
+            resumed or repeated extraction loads it instead of fine-tuning again.
     """
 
-    runtime_args = ("internal_batch_size", "batch_size")
+    runtime_args = ("internal_batch_size", "batch_size", "reference_cache_dir")
     cache_name = "cap_lightning.priors.IGPrior"
 
     def __init__(
@@ -56,6 +58,7 @@ class IGPrior(ReferencePrior):
         fine_tune_epochs: int = 0,
         fine_tune_lr: float = 5e-5,
         seed: int = 0,
+        reference_cache_dir: str | None = "cache/references",
     ) -> None:
         check_choice("baseline", baseline, IGBaseline)
         for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size), ("batch_size", batch_size)):
@@ -65,6 +68,7 @@ class IGPrior(ReferencePrior):
             raise ValueError(f"fine_tune_epochs must be >= 0, got {fine_tune_epochs}")
         self.model_path, self.steps, self.internal_batch_size = str(model_path), steps, internal_batch_size
         self.baseline, self.batch_size, self.max_length = baseline, batch_size, max_length
+        self.reference_cache_dir = reference_cache_dir
         self.fine_tune_epochs, self.fine_tune_lr, self.seed = fine_tune_epochs, fine_tune_lr, seed
         self.convergence_deltas: list[float] = []
 

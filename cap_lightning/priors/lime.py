@@ -39,9 +39,11 @@ class LIMEPrior(ReferencePrior):
         fine_tune_epochs: CE fine-tune of the reference on the training split first (0: use it as given).
         fine_tune_lr: learning rate of that fine-tune.
         seed: seeds the masks and the fine-tune.
+        reference_cache_dir: folder where the fine-tuned reference is kept by its key (None: not kept), so a
+            resumed or repeated extraction loads it instead of fine-tuning again.
     """
 
-    runtime_args = ("batch_size",)
+    runtime_args = ("batch_size", "reference_cache_dir")
     cache_name = "cap_lightning.lime_prior.LIMEPrior"
 
     def __init__(
@@ -57,6 +59,7 @@ class LIMEPrior(ReferencePrior):
         fine_tune_epochs: int = 0,
         fine_tune_lr: float = 5e-5,
         seed: int = 0,
+        reference_cache_dir: str | None = "cache/references",
     ) -> None:
         check_choice("mask_strategy", mask_strategy, MaskStrategy)
         if n_samples < 2 or batch_size < 1 or fine_tune_epochs < 0:
@@ -69,6 +72,7 @@ class LIMEPrior(ReferencePrior):
         self.model_path, self.n_samples, self.mask_strategy = str(model_path), n_samples, mask_strategy
         self.kernel_width, self.ridge_lambda, self.mask_token = kernel_width, ridge_lambda, mask_token
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
+        self.reference_cache_dir = reference_cache_dir
         self.fine_tune_epochs, self.fine_tune_lr = fine_tune_epochs, fine_tune_lr
 
     @torch.inference_mode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from cap_lightning.classifier import inspect_classifier, load_trained_classifier
+from cap_lightning.classifier import inspect_classifier, load_trained_classifier, weights_sha256
 from cap_lightning.priors.base import AttributionPrior
+from lmcore.locks import entry_lock
 
 
 def load_reference(model_path: str, num_labels: int):
@@ -44,18 +46,22 @@ def prepare_reference(
     fine_tune_lr: float = 5e-5,
     max_length: int = 64,
     seed: int = 0,
+    cache_dir: str | Path | None = None,
 ):
     """Load the reference classifier and its tokenizer, fine-tuned with CE first when ``fine_tune_epochs > 0``.
 
     A plain pretrained encoder (no trained head) is refused when it would not be fine-tuned. The last reference is
     kept, so several priors on the same reference and split (IG and LIME in a CAP Hybrid) load and fine-tune it once.
+    With ``cache_dir``, the fine-tuned weights are also saved there by the key (atomically, under a file lock), and
+    a later prepare with the same key (a resumed extraction, another run) loads them instead of fine-tuning.
     """
     from lmcore.models import resolve_model_path
 
     path = str(model_path)
+    local = Path(resolve_model_path(path)) if not path.endswith(".ckpt") else Path(path)
     key = hashlib.sha256(
-        json.dumps([path, num_labels, list(texts), [int(y) for y in labels], str(device), fine_tune_epochs,
-                    fine_tune_lr, max_length, seed]).encode()
+        json.dumps([path, weights_sha256(local), num_labels, list(texts), [int(y) for y in labels], str(device),
+                    fine_tune_epochs, fine_tune_lr, max_length, seed]).encode()
     ).hexdigest()  # fmt: skip
     if _LAST_REFERENCE and _LAST_REFERENCE[0] == key:  # e.g. the IG and LIME sources of one CAP Hybrid
         return _LAST_REFERENCE[1], _LAST_REFERENCE[2]
@@ -64,13 +70,44 @@ def prepare_reference(
     torch.manual_seed(seed)  # the reference's fresh head (if any) and its fine-tune follow `seed`
     model, tokenizer = load_reference(path, num_labels)
     model = model.to(device).eval()
-    if fine_tune_epochs > 0:
+    if fine_tune_epochs > 0 and cache_dir is not None:
+        saved = Path(cache_dir) / f"{key[:32]}.safetensors"
+        with entry_lock(saved, "fine-tuned reference"):  # a second run waits for the first one's fine-tune
+            if not load_fine_tuned(model, saved):
+                fine_tune(model, tokenizer, texts, labels, fine_tune_epochs, fine_tune_lr, max_length, seed=seed)
+                save_fine_tuned(model, saved)
+    elif fine_tune_epochs > 0:
         fine_tune(model, tokenizer, texts, labels, fine_tune_epochs, fine_tune_lr, max_length=max_length, seed=seed)
     _LAST_REFERENCE[:] = [key, model, tokenizer]
     return model, tokenizer
 
 
 _LAST_REFERENCE: list = []  # [key, model, tokenizer] of the last reference: priors with the same one share it
+
+
+def save_fine_tuned(model, path: Path) -> None:
+    """Write ``model``'s weights to ``path`` (safetensors, sorted header, atomic)."""
+    from cap_lightning.priors.cache import save_tensors
+
+    save_tensors(path, {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
+
+
+def load_fine_tuned(model, path: Path) -> bool:
+    """Load weights saved by :func:`save_fine_tuned` into ``model``; False when there are none. A file that does not
+    load is deleted with a warning naming it (the reference is then fine-tuned again)."""
+    if not path.is_file():
+        return False
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        model.load_state_dict(load_file(str(path), device=str(next(model.parameters()).device)))
+    except (SafetensorError, OSError, RuntimeError, KeyError) as e:
+        warnings.warn(f"dropping the unreadable fine-tuned reference {path} ({e}); fine-tuning again", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return False
+    model.eval()
+    return True
 
 
 def require_trained_head(folder: str, fine_tune_epochs: int) -> None:
@@ -133,6 +170,7 @@ class ReferencePrior(AttributionPrior):
     fine_tune_lr: float
     max_length: int
     seed: int
+    reference_cache_dir: str | None = None
     model = None
     tokenizer = None
 
@@ -147,7 +185,7 @@ class ReferencePrior(AttributionPrior):
         if self.model is None:
             self.model, self.tokenizer = prepare_reference(
                 self.model_path, num_labels, texts, labels, device, self.fine_tune_epochs, self.fine_tune_lr,
-                self.max_length, self.seed,
+                self.max_length, self.seed, self.reference_cache_dir,
             )  # fmt: skip
 
     def release(self) -> None:

@@ -11,6 +11,8 @@ Design decisions:
 - Each ``save`` writes one new JSON part file (``lmcore.io.atomic_write_text``); ``load`` merges all parts. Parts
   are never rewritten, so concurrent writers (DDP ranks, parallel runs) cannot corrupt each other; an unreadable
   part is skipped with a warning and its examples are recomputed.
+- Computing is locked per set of missing examples (``lmcore.locks``): two runs missing the same examples compute
+  them once (the second waits, re-reads the parts, and finds them); different examples never wait for each other.
 - Records are small JSON objects (``prior`` scores and diagnostics). :func:`lookup_or_compute` is the one loop over
   them: records in memory, else valid stored ones (``prior`` has one value in [0, 1] per word), else computed and
   saved. A hit and a recompute give the same scores.
@@ -28,6 +30,7 @@ from typing import Any
 
 from cap_lightning.tokens import split_words
 from lmcore.io import atomic_write_text, text_sha256
+from lmcore.locks import entry_lock
 
 Record = dict[str, Any]
 
@@ -59,6 +62,13 @@ class ExampleStore:
                 continue
             records.update(data)
         return records
+
+    def lock(self, keys: Sequence[str]):
+        """The lock of computing the examples ``keys`` (a context manager): two runs about to compute the same
+        examples take the same lock, so the second waits and then reads the first's part; runs (or DDP ranks)
+        computing other examples do not wait for each other."""
+        digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:20]
+        return entry_lock(self.folder / f"compute-{digest}", "per-example prior store")
 
     def save(self, records: dict[str, Record]) -> None:
         if not records:
@@ -97,9 +107,17 @@ def lookup_or_compute(
         if key not in memory and valid_record(stored.get(key), text):
             memory[key] = stored[key]
     todo = [i for i, key in enumerate(keys) if key not in memory]
-    if todo:
-        new = dict(zip([keys[i] for i in todo], compute(todo)))
-        memory.update(new)
-        if store is not None:
-            store.save(new)
+    if todo and store is None:
+        memory.update(zip([keys[i] for i in todo], compute(todo)))
+    elif todo:
+        with store.lock([keys[i] for i in todo]):
+            stored = store.load()  # another run may have saved them while this one waited
+            for i in todo:
+                if valid_record(stored.get(keys[i]), texts[i]):
+                    memory[keys[i]] = stored[keys[i]]
+            todo = [i for i in todo if keys[i] not in memory]
+            if todo:
+                new = dict(zip([keys[i] for i in todo], compute(todo)))
+                memory.update(new)
+                store.save(new)
     return [memory[key] for key in keys]

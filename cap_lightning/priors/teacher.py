@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from lmcore.packing import block_causal_mask, model_attention_mask, pack_rows
 from lmcore.padding import forward_padded, pad_batch
@@ -162,13 +163,15 @@ class TeacherScorer:
         return logits
 
     @torch.inference_mode()
-    def score(self, texts: Sequence[str], labels: Sequence[int]) -> Tensor:
-        """``log p(label_i | prompt(text_i))`` for each pair, float64 ``(N,)``."""
+    def score(self, texts: Sequence[str], labels: Sequence[int], progress: bool = True) -> Tensor:
+        """``log p(label_i | prompt(text_i))`` for each pair, float64 ``(N,)``; ``progress`` shows a bar (rows
+        scored, with rate and ETA) while it runs."""
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         rows = [self.text_ids(t) + self.label_ids[y] for t, y in zip(texts, labels)]
         n_label = [len(self.label_ids[y]) for y in labels]
         out = torch.empty(len(rows), dtype=torch.float64)
+        bar = tqdm(total=len(rows), desc="teacher: masked variants", unit="variant", leave=False, disable=not progress)
         for chunk in pack_rows([len(r) for r in rows], self.max_tokens, self.batch_size):
             if self.use_prefix_cache:
                 blocks = [rows[i][:-1] for i in chunk]  # the last token predicts nothing we need
@@ -192,6 +195,8 @@ class TeacherScorer:
                     n = n_label[i]  # label tokens are the last n, predicted one position earlier
                     targets = torch.tensor(rows[i][-n:], device=logp.device)
                     out[i] = logp[j, width - 1 - n : width - 1].gather(-1, targets[:, None]).sum().cpu()
+            bar.update(len(chunk))
+        bar.close()
         return out
 
     @torch.inference_mode()
