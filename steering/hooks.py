@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
@@ -141,6 +142,9 @@ def steer(
         prompt_length: number of prompt tokens for ``scope``; default = the length of the first forward call.
         path: dotted path of the decoder-layer list, if discovery needs help.
     """
+    if not math.isfinite(float(alpha)):
+        raise ValueError(f"alpha {alpha} must be a finite number: a NaN or infinite strength turns every steered "
+                         "hidden state into NaN; pass a real number (e.g. 4.0, or 0 for no steering)")  # fmt: skip
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r} is not one of {SCOPES}")
     norm = normalize if normalize is not None else ("per_token" if preserve_norm else "none")

@@ -167,3 +167,13 @@ def test_every_family_is_steerable_and_restored(family):
         steered = model(input_ids=ids).logits
     assert not torch.allclose(base, steered)
     assert torch.equal(model(input_ids=ids).logits, base)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_alpha_is_refused(alpha):
+    """NaN / inf α would turn every steered hidden state (and so every logit) into NaN: refused up front."""
+    model = tiny_causal_lm("llama")
+    with pytest.raises(ValueError, match=r"alpha (nan|inf|-inf) must be a finite number"):
+        with steer(model, _vector(model), alpha=alpha):
+            pass
+    assert _hooks(model) == 0
