@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from steering.layers import find_decoder_layers, model_hidden_size
+from steering.tensor_files import check_finite, load_tensors, save_tensors
 
 Aggregate = Literal["pca", "pca_uncentred", "mean"]
 AGGREGATES = ("pca", "pca_uncentred", "mean")
@@ -89,6 +90,11 @@ def build_steering_vector(
     return SteeringVector(vectors, meta)
 
 
+def _by_layer(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``layer.{i}`` tensors keyed ``layer {i}``, for messages."""
+    return {k.replace(".", " ", 1): v for k, v in tensors.items()}
+
+
 @dataclass(frozen=True)
 class SteeringVector:
     """Per-layer steering directions plus provenance.
@@ -139,27 +145,30 @@ class SteeringVector:
             raise ValueError(f"steering vector layers {bad} are out of range for {name} with {n} layers")
 
     def save(self, path: str | Path) -> Path:
-        """Write a ``.safetensors`` file (tensors ``layer.{i}``, metadata as JSON strings)."""
-        from safetensors.torch import save_file
+        """Write a ``.safetensors`` file atomically (tensors ``layer.{i}``, metadata as JSON strings, sorted header).
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"layer.{i}": v.detach().float().cpu().contiguous() for i, v in self.vectors.items()}
+        Refuses (``ValueError``) a vector with NaN / inf entries.
+        """
+        tensors = {f"layer.{i}": v.detach().float().cpu() for i, v in sorted(self.vectors.items())}
+        fix = "refusing to write it: check the deltas it was built from (e.g. fp16 overflow) and re-run predict"
+        check_finite(_by_layer(tensors), f"steering vector for {path}", fix)
         meta = {"format": FORMAT, "metadata": json.dumps(self.metadata, sort_keys=True, default=str)}
-        save_file(tensors, str(path), metadata=meta)
-        return path
+        return save_tensors(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> SteeringVector:
-        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``."""
-        from safetensors import safe_open
+        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``.
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            if header.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a steering vector file (format {header.get('format')!r}, "
-                                 f"expected {FORMAT!r})")  # fmt: skip
-            vectors = {int(k.split(".", 1)[1]): f.get_tensor(k) for k in f.keys()}
+        Only safetensors files are read (a pickle / ``torch.save`` file is refused unopened); NaN / inf are refused.
+        """
+        tensors, header = load_tensors(path)
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a steering vector file (format {header.get('format')!r}, "
+                             f"expected {FORMAT!r})")  # fmt: skip
+        check_finite(
+            _by_layer(tensors), str(path), "the file is corrupt or was written from NaN deltas: re-run predict"
+        )
+        vectors = {int(k.split(".", 1)[1]): v for k, v in tensors.items()}
         vector = cls(vectors, json.loads(header.get("metadata", "{}")))
         if model is not None:
             vector.check_compatible(model)
