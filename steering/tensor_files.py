@@ -46,21 +46,21 @@ def _not_safetensors_reason(path: Path) -> str | None:
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(8)
-        if len(head) < 8:
-            return f"{size} bytes, shorter than a safetensors header"
-        if head[:1] == b"\x80":
-            return "it starts with a pickle opcode"
-        if head[:4] == b"PK\x03\x04":
-            return "it is a zip archive, as torch.save writes"
-        n = int.from_bytes(head, "little")
-        if n < 2 or 8 + n > size:
-            return f"its header length {n} does not fit the {size}-byte file"
-        text = fh.read(n)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        text = fh.read(n) if 2 <= n <= size - 8 else b""
     try:
-        header = json.loads(text)
+        header = json.loads(text) if text[:1] == b"{" else None
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return "its header is not JSON"
-    return None if isinstance(header, dict) else "its header is not a JSON object"
+        header = None
+    if isinstance(header, dict):
+        return None
+    if head[:1] == b"\x80":
+        return "it starts with a pickle protocol opcode"
+    if head[:4] == b"PK\x03\x04":
+        return "it is a zip archive, as torch.save writes"
+    if len(head) < 8:
+        return f"{size} bytes, shorter than a safetensors header"
+    return f"no JSON header of the {n} bytes its first 8 bytes announce"
 
 
 def check_safetensors_file(path: str | Path) -> None:

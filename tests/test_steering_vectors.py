@@ -176,3 +176,14 @@ def test_identical_results_are_byte_identical_files(tmp_path):
         header = json.loads(files[0][8 : 8 + n])
         assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
     assert SteeringVector.load(outs[0] + ".vector.safetensors").metadata == {"b": 1, "a": [2, 3], "z": "x"}
+
+
+def test_every_header_length_reads_as_safetensors(tmp_path):
+    """A header length whose first byte is 0x80 (a pickle opcode) is still a safetensors file."""
+    first_bytes = set()
+    for n in range(0, 264, 8):  # header lengths are multiples of 8: every residue mod 256 once
+        vec = SteeringVector({1: torch.ones(16)}, {"pad": "x" * n})
+        path = vec.save(tmp_path / f"v{n}.safetensors")
+        first_bytes.add(path.read_bytes()[0])
+        assert SteeringVector.load(path).metadata["pad"] == "x" * n
+    assert 0x80 in first_bytes
