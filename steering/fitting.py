@@ -48,8 +48,12 @@ def example_deltas(
     config: GrainsConfig,
     top_ks: Sequence[int],
     batch_size: int = 4,
+    indices: Sequence[int] | None = None,
 ) -> ExampleDeltas:
-    """Layer ids and, per k, deltas (pos (B, R, L, d), neg (B, R, L, d) or None) for a batch of pairs."""
+    """Layer ids and, per k, deltas (pos (B, R, L, d), neg (B, R, L, d) or None) for a batch of pairs.
+
+    ``indices``: the pairs' dataset indices (seeds of the random-k draw; default ``0 … B-1``).
+    """
     spec = get_method(method)
     B = len(pairs)
     if spec.deltas == "paired":
@@ -61,7 +65,8 @@ def example_deltas(
     errors: list[float] = []
     for k in top_ks if spec.uses_k else top_ks[:1]:
         cfg = replace(spec.configure(config), top_k=int(k))
-        ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions)
+        ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions,
+                            indices=indices)  # fmt: skip
         if spec.uses_attributions and attributions is None:
             attributions, errors = ex.attributions, ex.completeness_errors
         layer_ids = ex.layers

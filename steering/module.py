@@ -166,7 +166,7 @@ class SteeringModule(L.LightningModule):
         with torch.inference_mode(False), torch.enable_grad():
             layer_ids, deltas, _ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
-                self.top_ks, batch_size=len(pairs),
+                self.top_ks, batch_size=len(pairs), indices=batch["index"].tolist(),
             )  # fmt: skip
         return {"index": batch["index"].cpu(), "layers": layer_ids,
                 "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip

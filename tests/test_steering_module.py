@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -122,6 +123,23 @@ def test_baselines_through_the_same_module(tiny_dir, pairs_file, tmp_path, metho
     assert vector.metadata["method"] == method and vector.metadata["n_examples_gathered"] == 5
 
 
+def test_random_k_draw_does_not_depend_on_the_batch_size(tiny_dir, pairs_file, tmp_path):
+    """Each example's random k tokens are seeded by its dataset index, not by its position within a batch, so batch
+    size (and world size) do not change the random_k vector."""
+    grains = replace(GRAINS, top_k=1)  # fewer tokens than candidates, so the draw matters
+    vectors, tops = [], []
+    for bs in (1, 5, 2):
+        vec = tmp_path / f"bs{bs}.safetensors"
+        module = _module(tiny_dir, vec, method="random_k", grains=grains, extra_top_k=None)
+        _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file, batch_size=bs))
+        vectors.append(SteeringVector.load(vec))
+        tops.append(load_deltas(deltas_path(vec))[1][1][0])
+    for other, deltas in zip(vectors[1:], tops[1:]):
+        torch.testing.assert_close(deltas, tops[0], atol=1e-6, rtol=0)
+        for layer in vectors[0].layers:
+            torch.testing.assert_close(other.vectors[layer], vectors[0].vectors[layer], atol=1e-6, rtol=0)
+
+
 def test_test_before_predict_names_the_command(tiny_dir, pairs_file, tmp_path, monkeypatch):
     monkeypatch.setitem(launch_state, "config", "experiments/x.yaml")
     module = _module(tiny_dir, tmp_path / "missing.safetensors")
@@ -206,6 +224,15 @@ def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
     assert got["test/n_examples"] == 5
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, abs=1e-5), key
+    # random_k: each example's draw is seeded by its dataset index, so the ranks' batching does not change it
+    rk_one, rk_two = tmp_path / "rk_one.safetensors", tmp_path / "rk_two.safetensors"
+    random_k = ["--model.init_args.method=random_k", "--model.init_args.grains.top_k=1"]
+    run_cli(["predict", "--config", str(_config(tmp_path, tiny_dir, pairs_file, rk_one)), *random_k])
+    _lightning("predict", "--config", str(ddp), *random_k, f"--model.init_args.vector_path={rk_two}", cwd=tmp_path)
+    a, b = SteeringVector.load(rk_one), SteeringVector.load(rk_two)
+    assert a.metadata["method"] == b.metadata["method"] == "random_k" and b.metadata["n_examples_gathered"] == 5
+    for layer in a.layers:
+        torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-5, rtol=0)
 
 
 def test_device_map_path_gives_the_same_vector(tiny_dir, pairs_file, tmp_path):
