@@ -32,7 +32,7 @@ from lmcore.cli import launch_command
 from steering.extract import GrainsConfig
 from steering.fitting import example_deltas, fit_metadata
 from steering.hooks import NORMALIZE, steer
-from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
+from steering.loading import DTYPES, check_layers, check_steerable, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
 from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
@@ -132,16 +132,25 @@ class SteeringModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         hidden, num_layers = config_shape(hp.model_path)
+        check_steerable(hp.model_path)
         check_layers(hp.layers, num_layers, hp.model_path)
         if stage == "test":
             path = Path(hp.vector_path)
             if not path.is_file():
                 raise FileNotFoundError(f"steering vector {path} does not exist: run predict first: {_predict_hint()}")
-            meta = SteeringVector.load(path).metadata
+            vector = SteeringVector.load(path)
+            meta = vector.metadata
             for key, have in (("hidden_size", hidden), ("num_layers", num_layers)):
                 if meta.get(key) is not None and int(meta[key]) != have:
                     raise ValueError(f"steering vector {path} was fit with {key} {meta[key]} ({meta.get('model_id')}),"
                                      f" but {hp.model_path!r} has {key} {have}; re-run {_predict_hint()}")  # fmt: skip
+            if vector.hidden_size != hidden:  # the tensors themselves, for a file without that metadata
+                raise ValueError(f"steering vector {path} has hidden size {vector.hidden_size}, but {hp.model_path!r} "
+                                 f"has hidden_size {hidden}; re-run {_predict_hint()}")  # fmt: skip
+            bad = [layer for layer in vector.layers if not 0 <= layer < num_layers]
+            if bad:
+                raise ValueError(f"steering vector {path}: layers {bad} are out of range for {hp.model_path!r}, which "
+                                 f"has {num_layers} decoder layers; re-run {_predict_hint()}")  # fmt: skip
             check_layers(hp.steer_layers, num_layers, hp.model_path)
 
     def configure_model(self) -> None:

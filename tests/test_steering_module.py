@@ -157,6 +157,40 @@ def test_vector_for_another_model_is_refused(tiny_dir, pairs_file, tmp_path):
     assert module.hf_model is None
 
 
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [({1: torch.ones(32)}, r"hidden size 32.*has hidden_size 16"),
+     ({5: torch.ones(16)}, r"layers \[5\] .*3 decoder layers")],
+)  # fmt: skip
+def test_vector_without_metadata_is_checked_before_loading(tiny_dir, pairs_file, tmp_path, vector, message):
+    """Without ``hidden_size`` / ``num_layers`` metadata the tensors themselves are checked against the config."""
+    vec = tmp_path / "bare.safetensors"
+    SteeringVector(vector).save(vec)
+    module = _module(tiny_dir, vec)
+    with pytest.raises(ValueError, match=message):
+        _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert module.hf_model is None
+
+
+def test_model_without_decoder_layers_is_refused_before_loading(pairs_file, tmp_path):
+    """An encoder (BERT) has no decoder layers to steer: refused from its config, before any weights load."""
+    import transformers as tf
+
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    config = tf.BertConfig(vocab_size=128, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32)  # fmt: skip
+    tf.BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    tiny_lm_tokenizer().save_pretrained(tmp_path / "bert")
+    for stage in ("predict", "test"):
+        module = _module(tmp_path / "bert", tmp_path / "v.safetensors", layers=None)
+        if stage == "test":
+            SteeringVector({1: torch.ones(16)}).save(tmp_path / "v.safetensors")
+        with pytest.raises(ValueError, match=r"bert.*\(bert\) has no decoder layers to steer.*causal LM"):
+            getattr(_trainer(), stage)(module, datamodule=_dm(tmp_path / "bert", pairs_file))
+        assert module.hf_model is None
+
+
 def test_layers_beyond_the_model_are_refused_before_loading(tiny_dir, pairs_file, tmp_path):
     module = _module(tiny_dir, tmp_path / "v.safetensors", layers=[1, 7])
     with pytest.raises(ValueError, match=r"layers \[7\] are out of range .* 3 decoder layers"):
