@@ -203,7 +203,7 @@ class SteeringModule(L.LightningModule):
         from steering.layers import resolve_layers
 
         self._place()
-        self.vector = SteeringVector.load(self.hparams.vector_path, model=self.hf_model)
+        self.vector = SteeringVector.load(self.hparams.vector_path, model=self.hf_model, tokenizer=self.tokenizer)
         self._log_vector_metadata()
         if self.hparams.steer_layers is not None:
             missing = [

@@ -156,8 +156,9 @@ class SteeringVector:
         return save_tensors(path, tensors, meta)
 
     @classmethod
-    def load(cls, path: str | Path, model: nn.Module | None = None) -> SteeringVector:
-        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``.
+    def load(cls, path: str | Path, model: nn.Module | None = None, tokenizer=None) -> SteeringVector:
+        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``; with ``tokenizer``,
+        refuse a vector whose stored ``tokenizer_hash`` is another tokenizer's.
 
         Only safetensors files are read (a pickle / ``torch.save`` file is refused unopened); NaN / inf are refused.
         """
@@ -170,6 +171,14 @@ class SteeringVector:
         )
         vectors = {int(k.split(".", 1)[1]): v for k, v in tensors.items()}
         vector = cls(vectors, json.loads(header.get("metadata", "{}")))
+        if tokenizer is not None:
+            from steering.pairs import tokenizer_hash
+
+            stored, have = vector.metadata.get("tokenizer_hash"), tokenizer_hash(tokenizer)
+            if stored is not None and stored != have:
+                raise ValueError(f"{path} was fit with tokenizer hash {stored}, but this {type(tokenizer).__name__} "
+                                 f"hashes to {have}: its token ids mean other tokens; re-run predict with this model "
+                                 "and tokenizer")  # fmt: skip
         if model is not None:
             vector.check_compatible(model)
         return vector

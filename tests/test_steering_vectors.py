@@ -187,3 +187,17 @@ def test_every_header_length_reads_as_safetensors(tmp_path):
         first_bytes.add(path.read_bytes()[0])
         assert SteeringVector.load(path).metadata["pad"] == "x" * n
     assert 0x80 in first_bytes
+
+
+def test_tokenizer_hash_is_checked_when_a_tokenizer_is_given(tmp_path):
+    from steering.pairs import tokenizer_hash
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    tok = tiny_lm_tokenizer()
+    good = SteeringVector({1: torch.ones(16)}, {"tokenizer_hash": tokenizer_hash(tok)}).save(tmp_path / "a.safetensors")
+    assert SteeringVector.load(good, tokenizer=tok).layers == [1]
+    other = SteeringVector({1: torch.ones(16)}, {"tokenizer_hash": "0123456789abcdef"}).save(tmp_path / "b.safetensors")
+    with pytest.raises(ValueError, match=rf"{other.name} was fit with tokenizer hash 0123456789abcdef.*"
+                                         rf"{tokenizer_hash(tok)}.*re-run predict"):  # fmt: skip
+        SteeringVector.load(other, tokenizer=tok)
+    assert SteeringVector.load(other).layers == [1]  # without a tokenizer there is nothing to compare
