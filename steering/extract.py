@@ -95,10 +95,8 @@ class GrainsConfig:
         check_objective(self.objective)
         check_mask_method(self.mask)
         check_padding_side(self.padding_side)
-        if self.position not in ("last_input", "last"):
-            raise ValueError(f"position {self.position!r} is not one of ('last_input', 'last')")
-        if self.selection not in ("attribution", "random", "all"):
-            raise ValueError(f"selection {self.selection!r} is not one of ('attribution', 'random', 'all')")
+        check_choice("position", self.position, Position)
+        check_choice("selection", self.selection, Selection)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,14 @@ Design decisions:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from lmcore.choices import check_choice
+
+DType = Literal["float32", "bfloat16", "float16"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # the values of DType
 
 
 def config_shape(model_path: str) -> tuple[int, int]:
@@ -60,14 +65,13 @@ def check_layers(layers: list[int] | None, num_layers: int, model_path: str) -> 
                          f"(allowed: {-num_layers} … {num_layers - 1})")  # fmt: skip
 
 
-def load_model_and_tokenizer(model_path: str, dtype: str = "float32", device_map: str | None = None):
+def load_model_and_tokenizer(model_path: str, dtype: DType = "float32", device_map: str | None = None):
     """An eval-mode, gradient-free model and its tokenizer."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from lmcore.models import load_causal_lm, load_tokenizer, resolve_model_path
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    check_choice("dtype", dtype, DType)
     path = resolve_model_path(model_path)
     kwargs = {"device_map": device_map} if device_map else {}
     if getattr(AutoConfig.from_pretrained(path), "vision_config", None) is not None:

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 
+from lmcore.choices import check_choice
 from lmcore.cli import launch_command
 from steering.extract import GrainsConfig
 from steering.fitting import example_deltas, fit_metadata
-from steering.hooks import NORMALIZE, steer
-from steering.loading import DTYPES, check_layers, check_steerable, config_shape, load_model_and_tokenizer
+from steering.hooks import Normalize, steer
+from steering.loading import DType, check_layers, check_steerable, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
 from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
@@ -47,7 +48,7 @@ from steering.tasks import (
     score_examples,
 )
 from steering.tasks.generation import HALLUCINATION_BELOW
-from steering.vectors import AGGREGATES, MODES, SteeringVector
+from steering.vectors import Aggregate, Mode, SteeringVector
 from steering.writer import SteeringResultsWriter, SteeringVectorWriter
 
 CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
@@ -65,14 +66,14 @@ class SteeringModule(L.LightningModule):
         layers: list[int] | None = None,
         grains: GrainsConfig = CANONICAL_GRAINS,
         extra_top_k: list[int] | None = None,
-        aggregate: Literal["pca", "pca_uncentred", "mean"] = "pca",
-        mode: Literal["pos", "both"] = "both",
+        aggregate: Aggregate = "pca",
+        mode: Mode = "both",
         unit_norm: bool = True,
         alpha: float = 4.0,
         steer_layers: list[int] | None = None,
-        normalize: Literal["per_token", "none", "legacy_seq_axis"] = "per_token",
+        normalize: Normalize = "per_token",
         vector_path: str = "runs/steer/vector.safetensors",
-        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        dtype: DType = "float32",
         device_map: str | None = None,
         score_batch_size: int = 16,
         side_effects: bool = True,
@@ -105,10 +106,9 @@ class SteeringModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        for name, value, allowed in (("aggregate", aggregate, AGGREGATES), ("mode", mode, MODES),
-                                     ("normalize", normalize, NORMALIZE), ("dtype", dtype, tuple(DTYPES))):  # fmt: skip
-            if value not in allowed:
-                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        for name, value, alias in (("aggregate", aggregate, Aggregate), ("mode", mode, Mode),
+                                   ("normalize", normalize, Normalize), ("dtype", dtype, DType)):  # fmt: skip
+            check_choice(name, value, alias)
         get_method(method).settings(aggregate, mode)
         if extra_top_k is not None and any(k < 1 for k in extra_top_k):
             raise ValueError(f"extra_top_k {extra_top_k} must hold ints >= 1")

@@ -20,13 +20,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice, choices
 from steering.layers import find_decoder_layers, model_hidden_size
 from steering.tensor_files import check_finite, load_tensors, save_tensors
 
 Aggregate = Literal["pca", "pca_uncentred", "mean"]
-AGGREGATES = ("pca", "pca_uncentred", "mean")
+AGGREGATES = choices(Aggregate)
 Mode = Literal["pos", "both"]
-MODES = ("pos", "both")
+MODES = choices(Mode)
 FORMAT = "cap_lightning.steering.v1"
 
 
@@ -39,14 +40,9 @@ def package_version() -> str:
         return "0.1.0+src"
 
 
-def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} is not one of {allowed}")
-
-
 def aggregate_deltas(deltas: torch.Tensor, aggregate: Aggregate = "pca") -> torch.Tensor:
     """One direction (d,) from deltas (N, d): oriented unit PC1 (``pca``, ``pca_uncentred``) or the ``mean``."""
-    _check(aggregate, AGGREGATES, "aggregate")
+    check_choice("aggregate", aggregate, Aggregate)
     if deltas.ndim != 2 or deltas.shape[0] == 0:
         raise ValueError(f"deltas must have shape (N >= 1, d), got {tuple(deltas.shape)}")
     x = deltas.double()
@@ -72,8 +68,8 @@ def build_steering_vector(
     metadata: Mapping[str, Any] | None = None,
 ) -> SteeringVector:
     """Per-layer vectors from deltas (N, L, d) at ``layers`` (L indices): u⁺ (``pos``) or u⁺ − u⁻ (``both``)."""
-    _check(mode, MODES, "mode")
-    _check(aggregate, AGGREGATES, "aggregate")
+    check_choice("mode", mode, Mode)
+    check_choice("aggregate", aggregate, Aggregate)
     if deltas_pos.ndim != 3 or deltas_pos.shape[1] != len(layers):
         raise ValueError(f"deltas_pos must be (N, {len(layers)}, d) for layers {list(layers)}, got "
                          f"{tuple(deltas_pos.shape)}")  # fmt: skip

@@ -18,11 +18,14 @@ import csv
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
+from lmcore.choices import check_choice, choices
 from steering.tasks.prompts import format_answer, format_prompt
 from steering.tasks.types import MCExample
 
-VARIANTS = ("mc", "binary_2025")
+Variant = Literal["mc", "binary_2025"]
+VARIANTS = choices(Variant)
 HUB_ID = "truthfulqa/truthful_qa"
 MC_KEYS = ("question", "mc1_targets", "mc2_targets")
 CSV_COLUMNS = ("Question", "Best Answer", "Best Incorrect Answer", "Correct Answers", "Incorrect Answers")
@@ -127,11 +130,10 @@ def _binary_2025_examples(data_dir: str, tokenizer, chat_template: bool) -> list
 
 
 def load_truthfulqa(
-    tokenizer, data_dir: str | None = None, variant: str = "mc", chat_template: bool = False, seed: int = 0
+    tokenizer, data_dir: str | None = None, variant: Variant = "mc", chat_template: bool = False, seed: int = 0
 ) -> list[MCExample]:
     """TruthfulQA questions as ``MCExample`` (targets ``mc1``, ``mc2``, ``binary``), in file order."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    check_choice("variant", variant, Variant)
     if variant == "binary_2025":
         if data_dir is None:
             raise ValueError("variant 'binary_2025' is read from local files only; pass data_dir")
