@@ -132,7 +132,7 @@ class LauncherCLI(LightningCLI):
             return
         trainer = self.trainer
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=False)
+        results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=True)
         folder = run_dir(trainer)  # may be a collective: every rank calls it
         if trainer.is_global_zero and results:
             config = self.config[self.subcommand]

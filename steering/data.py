@@ -21,9 +21,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from steering.tasks import NEEDS_MODEL_PATH, TASKS, GenExample, MCExample, load_task
+from lmcore.choices import check_choice, choices
+from steering.tasks import NEEDS_MODEL_PATH, GenExample, MCExample, TaskName, load_task
 
-EVAL_SPLITS = ("test", "dev")
+EvalSplit = Literal["test", "dev"]
+EVAL_SPLITS = choices(EvalSplit)
 
 
 class IndexedExamples(Dataset):
@@ -64,7 +66,7 @@ class SteeringDataModule(L.LightningDataModule):
         n_steer: int = 50,
         n_dev: int = 100,
         n_test: int | None = None,
-        eval_split: Literal["test", "dev"] = "test",
+        eval_split: EvalSplit = "test",
         seed: int = 0,
         batch_size: int = 4,
         eval_batch_size: int = 8,
@@ -85,14 +87,12 @@ class SteeringDataModule(L.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        if task not in TASKS:
-            raise ValueError(f"task {task!r} is not one of {sorted(TASKS)}")
+        check_choice("task", task, TaskName)
         if n_steer < 1:
             raise ValueError(f"n_steer {n_steer} must be >= 1: the steering set cannot be empty")
         if n_dev < 0 or (n_test is not None and n_test < 1):
             raise ValueError(f"n_dev {n_dev} must be >= 0 and n_test {n_test} >= 1 (or None for the rest)")
-        if eval_split not in EVAL_SPLITS:
-            raise ValueError(f"eval_split {eval_split!r} is not one of {EVAL_SPLITS}")
+        check_choice("eval_split", eval_split, EvalSplit)
         for name in ("batch_size", "eval_batch_size"):
             if getattr(self.hparams, name) < 1:
                 raise ValueError(f"{name} {getattr(self.hparams, name)} must be >= 1")

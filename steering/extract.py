@@ -95,10 +95,8 @@ class GrainsConfig:
         check_objective(self.objective)
         check_mask_method(self.mask)
         check_padding_side(self.padding_side)
-        if self.position not in ("last_input", "last"):
-            raise ValueError(f"position {self.position!r} is not one of ('last_input', 'last')")
-        if self.selection not in ("attribution", "random", "all"):
-            raise ValueError(f"selection {self.selection!r} is not one of ('attribution', 'random', 'all')")
+        check_choice("position", self.position, Position)
+        check_choice("selection", self.selection, Selection)
 
 
 @dataclass(frozen=True)
@@ -172,10 +170,13 @@ def extract_deltas(
     config: GrainsConfig | None = None,
     batch_size: int = 4,
     attributions: Sequence[ContrastiveAttribution | None] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Extraction:
     """Run attribution, selection and masking for ``pairs`` and return per-layer deltas (see module docstring).
 
     ``attributions`` (one per pair, from an earlier ``Extraction``) skips IG: a k sweep re-uses one attribution pass.
+    ``indices`` (one per pair; default ``0 … N-1``) are the pairs' dataset indices: ``selection="random"`` seeds each
+    pair's draw with ``config.seed + index``, so the draw does not depend on batching or on the number of ranks.
     """
     config = config or GrainsConfig()
     if len(pairs) == 0:
@@ -184,6 +185,9 @@ def extract_deltas(
         raise ValueError(f"batch_size {batch_size} must be >= 1")
     if attributions is not None and len(attributions) != len(pairs):
         raise ValueError(f"{len(attributions)} attributions for {len(pairs)} pairs")
+    indices = list(range(len(pairs))) if indices is None else [int(i) for i in indices]
+    if len(indices) != len(pairs):
+        raise ValueError(f"{len(indices)} indices for {len(pairs)} pairs")
     layer_ids = resolve_layers(model, layers)
     replacement = replacement_embedding(model, tokenizer, config.mask)
     emb = model.get_input_embeddings()
@@ -204,7 +208,7 @@ def extract_deltas(
         rows, n_rows = [], 0
         for j, i in enumerate(idx):
             text, image = _candidates(tokenizer, model, enc[j][0], config)
-            generator = torch.Generator().manual_seed(config.seed + i)
+            generator = torch.Generator().manual_seed(config.seed + indices[i])
             a = batch_attrs[j]
             if config.position == "last_input":
                 seqs = [(xs[j], a.scores if a is not None else None, text, image)]

@@ -14,6 +14,7 @@ Design decisions:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import NamedTuple
@@ -24,7 +25,7 @@ from torch import nn
 from steering.differences import paired_differences
 from steering.extract import GrainsConfig, extract_deltas, provenance
 from steering.methods import get_method, method_for_selection
-from steering.pairs import ContrastivePair
+from steering.pairs import ContrastivePair, check_pairs, identical_pairs
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
 
 Deltas = dict[int, tuple[torch.Tensor, torch.Tensor | None]]
@@ -47,8 +48,12 @@ def example_deltas(
     config: GrainsConfig,
     top_ks: Sequence[int],
     batch_size: int = 4,
+    indices: Sequence[int] | None = None,
 ) -> ExampleDeltas:
-    """Layer ids and, per k, deltas (pos (B, R, L, d), neg (B, R, L, d) or None) for a batch of pairs."""
+    """Layer ids and, per k, deltas (pos (B, R, L, d), neg (B, R, L, d) or None) for a batch of pairs.
+
+    ``indices``: the pairs' dataset indices (seeds of the random-k draw; default ``0 … B-1``).
+    """
     spec = get_method(method)
     B = len(pairs)
     if spec.deltas == "paired":
@@ -60,7 +65,8 @@ def example_deltas(
     errors: list[float] = []
     for k in top_ks if spec.uses_k else top_ks[:1]:
         cfg = replace(spec.configure(config), top_k=int(k))
-        ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions)
+        ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions,
+                            indices=indices)  # fmt: skip
         if spec.uses_attributions and attributions is None:
             attributions, errors = ex.attributions, ex.completeness_errors
         layer_ids = ex.layers
@@ -118,11 +124,23 @@ def fit_vector(
     """The steering vector of ``method`` (``steering.methods.METHODS``) from contrastive triples, at ``config.top_k``;
     the same vector ``SteeringModule`` writes for the same pairs and settings."""
     config = config or GrainsConfig()
+    check_pairs(pairs)
+    same = identical_pairs(pairs)
+    if same:
+        if len(same) == len(pairs):
+            raise ValueError(f"all {len(pairs)} pairs have identical preferred and dispreferred answers: nothing to "
+                             "contrast; pass pairs whose answers differ")  # fmt: skip
+        warnings.warn(f"skipped {len(same)} of {len(pairs)} pairs (pairs {same}) whose preferred and dispreferred "
+                      "answers are identical: their contrastive objective is 0, so they carry no steering signal",
+                      stacklevel=2)  # fmt: skip
+        pairs = [p for i, p in enumerate(pairs) if i not in set(same)]
     result = example_deltas(model, tokenizer, pairs, method, layers, config, [config.top_k], batch_size)
     errors = result.completeness_errors
     ig_error = sum(map(abs, errors)) / len(errors) if errors else None
     meta = fit_metadata(model, tokenizer, pairs, method, config, unit_norm=unit_norm,
                         ig_completeness_mean_abs_error=ig_error)  # fmt: skip
+    if same:
+        meta["n_identical_pairs_skipped"] = len(same)
     pos, neg = result.deltas[config.top_k]
     return vector_from_deltas(method, pos, neg, result.layers, aggregate, mode, unit_norm, meta)
 

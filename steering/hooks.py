@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
@@ -21,13 +22,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice, choices
 from steering.layers import find_decoder_layers, layer_hidden, replace_hidden, resolve_layers
 from steering.vectors import SteeringVector
 
 Scope = Literal["all", "prompt", "generated"]
-SCOPES = ("all", "prompt", "generated")
+SCOPES = choices(Scope)
 Normalize = Literal["per_token", "none", "legacy_seq_axis"]
-NORMALIZE = ("per_token", "none", "legacy_seq_axis")
+NORMALIZE = choices(Normalize)
 POSITION_WISE = ("per_token", "none")  # each token steered on its own: shared-prompt packing is exact
 _WHOLE_SEQUENCE = "_steering_whole_sequence"  # model attribute: count of active steers that are not position-wise
 
@@ -157,11 +159,12 @@ def steer(
             each sequence (a forward with an empty KV cache starts a new one, e.g. a second ``generate()``).
         path: dotted path of the decoder-layer list, if discovery needs help.
     """
-    if scope not in SCOPES:
-        raise ValueError(f"scope {scope!r} is not one of {SCOPES}")
+    if not math.isfinite(float(alpha)):
+        raise ValueError(f"alpha {alpha} must be a finite number: a NaN or infinite strength turns every steered "
+                         "hidden state into NaN; pass a real number (e.g. 4.0, or 0 for no steering)")  # fmt: skip
+    check_choice("scope", scope, Scope)
     norm = normalize if normalize is not None else ("per_token" if preserve_norm else "none")
-    if norm not in NORMALIZE:
-        raise ValueError(f"normalize {norm!r} is not one of {NORMALIZE}")
+    check_choice("normalize", norm, Normalize)
     vector.check_compatible(model)
     chosen = vector.layers if layers is None else resolve_layers(model, layers, path)
     missing = [layer for layer in chosen if layer not in vector.vectors]

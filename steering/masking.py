@@ -16,14 +16,15 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice, choices
+
 MaskMethod = Literal["baseline", "pad_id", "unk_id", "mask_id", "mean", "attention"]
-MASK_METHODS = ("baseline", "pad_id", "unk_id", "mask_id", "mean", "attention")
+MASK_METHODS = choices(MaskMethod)
 Sign = Literal["pos", "neg"]
 
 
 def check_mask_method(method: str) -> None:
-    if method not in MASK_METHODS:
-        raise ValueError(f"mask {method!r} is not one of {MASK_METHODS}")
+    check_choice("mask", method, MaskMethod)
 
 
 def top_k_positions(
@@ -35,8 +36,7 @@ def top_k_positions(
     """
     if k < 1:
         raise ValueError(f"k {k} must be >= 1")
-    if sign not in ("pos", "neg"):
-        raise ValueError(f"sign {sign!r} is not one of ('pos', 'neg')")
+    check_choice("sign", sign, Sign)
     s = scores.float() if sign == "pos" else -scores.float()
     if candidates is not None:
         s = torch.where(candidates.bool().to(s.device), s, torch.full_like(s, -torch.inf))

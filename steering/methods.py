@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
+from lmcore.choices import check_choice
 from steering.vectors import AGGREGATES, Aggregate, Mode
 
 if TYPE_CHECKING:
@@ -55,8 +56,10 @@ class SteeringMethod:
 
     def settings(self, aggregate: Aggregate, mode: Mode) -> tuple[Aggregate, Mode]:
         """The (aggregate, mode) this method builds its vector with, given the caller's."""
-        if aggregate not in self.aggregates:
-            raise ValueError(f"aggregate {aggregate!r} is not one of {self.aggregates} for method {self.name!r}")
+        try:
+            check_choice("aggregate", aggregate, Literal[self.aggregates])
+        except ValueError as err:
+            raise ValueError(f"{err} for method {self.name!r}") from None
         return self.aggregate or aggregate, self.mode or mode
 
 
@@ -74,8 +77,7 @@ METHODS: dict[str, SteeringMethod] = {
 
 def get_method(name: str) -> SteeringMethod:
     """The registry entry of ``name``; ``ValueError`` naming the choices otherwise."""
-    if name not in METHODS:
-        raise ValueError(f"method {name!r} is not one of {tuple(METHODS)}")
+    check_choice("method", name, MethodName)
     return METHODS[name]
 
 

@@ -9,9 +9,15 @@ inside ``compute``, which torchmetrics runs on the synced states.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
+
+from lmcore.choices import check_choice
+
+Reduce = Literal["mean", "count"]
 
 
 class IndexedMean(Metric):
@@ -19,10 +25,9 @@ class IndexedMean(Metric):
 
     full_state_update = False
 
-    def __init__(self, reduce: str = "mean", **kwargs) -> None:
+    def __init__(self, reduce: Reduce = "mean", **kwargs) -> None:
         super().__init__(**kwargs)
-        if reduce not in ("mean", "count"):
-            raise ValueError(f"reduce {reduce!r} is not one of ('mean', 'count')")
+        check_choice("reduce", reduce, Reduce)
         self.reduce = reduce
         self.add_state("index", default=[], dist_reduce_fx="cat")
         self.add_state("value", default=[], dist_reduce_fx="cat")

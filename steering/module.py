@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 
+from lmcore.choices import check_choice
 from lmcore.cli import launch_command
 from steering.extract import GrainsConfig
 from steering.fitting import example_deltas, fit_metadata
-from steering.hooks import NORMALIZE, steer
-from steering.loading import DTYPES, check_layers, config_shape, load_model_and_tokenizer
+from steering.hooks import Normalize, steer
+from steering.loading import DType, check_layers, check_steerable, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
 from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
@@ -47,7 +48,7 @@ from steering.tasks import (
     score_examples,
 )
 from steering.tasks.generation import HALLUCINATION_BELOW
-from steering.vectors import AGGREGATES, MODES, SteeringVector
+from steering.vectors import Aggregate, Mode, SteeringVector
 from steering.writer import SteeringResultsWriter, SteeringVectorWriter
 
 CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
@@ -65,14 +66,14 @@ class SteeringModule(L.LightningModule):
         layers: list[int] | None = None,
         grains: GrainsConfig = CANONICAL_GRAINS,
         extra_top_k: list[int] | None = None,
-        aggregate: Literal["pca", "pca_uncentred", "mean"] = "pca",
-        mode: Literal["pos", "both"] = "both",
+        aggregate: Aggregate = "pca",
+        mode: Mode = "both",
         unit_norm: bool = True,
         alpha: float = 4.0,
         steer_layers: list[int] | None = None,
-        normalize: Literal["per_token", "none", "legacy_seq_axis"] = "per_token",
+        normalize: Normalize = "per_token",
         vector_path: str = "runs/steer/vector.safetensors",
-        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        dtype: DType = "float32",
         device_map: str | None = None,
         score_batch_size: int = 16,
         side_effects: bool = True,
@@ -105,10 +106,9 @@ class SteeringModule(L.LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        for name, value, allowed in (("aggregate", aggregate, AGGREGATES), ("mode", mode, MODES),
-                                     ("normalize", normalize, NORMALIZE), ("dtype", dtype, tuple(DTYPES))):  # fmt: skip
-            if value not in allowed:
-                raise ValueError(f"{name} {value!r} is not one of {allowed}")
+        for name, value, alias in (("aggregate", aggregate, Aggregate), ("mode", mode, Mode),
+                                   ("normalize", normalize, Normalize), ("dtype", dtype, DType)):  # fmt: skip
+            check_choice(name, value, alias)
         get_method(method).settings(aggregate, mode)
         if extra_top_k is not None and any(k < 1 for k in extra_top_k):
             raise ValueError(f"extra_top_k {extra_top_k} must hold ints >= 1")
@@ -132,16 +132,25 @@ class SteeringModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         hidden, num_layers = config_shape(hp.model_path)
+        check_steerable(hp.model_path)
         check_layers(hp.layers, num_layers, hp.model_path)
         if stage == "test":
             path = Path(hp.vector_path)
             if not path.is_file():
                 raise FileNotFoundError(f"steering vector {path} does not exist: run predict first: {_predict_hint()}")
-            meta = SteeringVector.load(path).metadata
+            vector = SteeringVector.load(path)
+            meta = vector.metadata
             for key, have in (("hidden_size", hidden), ("num_layers", num_layers)):
                 if meta.get(key) is not None and int(meta[key]) != have:
                     raise ValueError(f"steering vector {path} was fit with {key} {meta[key]} ({meta.get('model_id')}),"
                                      f" but {hp.model_path!r} has {key} {have}; re-run {_predict_hint()}")  # fmt: skip
+            if vector.hidden_size != hidden:  # the tensors themselves, for a file without that metadata
+                raise ValueError(f"steering vector {path} has hidden size {vector.hidden_size}, but {hp.model_path!r} "
+                                 f"has hidden_size {hidden}; re-run {_predict_hint()}")  # fmt: skip
+            bad = [layer for layer in vector.layers if not 0 <= layer < num_layers]
+            if bad:
+                raise ValueError(f"steering vector {path}: layers {bad} are out of range for {hp.model_path!r}, which "
+                                 f"has {num_layers} decoder layers; re-run {_predict_hint()}")  # fmt: skip
             check_layers(hp.steer_layers, num_layers, hp.model_path)
 
     def configure_model(self) -> None:
@@ -166,7 +175,7 @@ class SteeringModule(L.LightningModule):
         with torch.inference_mode(False), torch.enable_grad():
             layer_ids, deltas, _ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
-                self.top_ks, batch_size=len(pairs),
+                self.top_ks, batch_size=len(pairs), indices=batch["index"].tolist(),
             )  # fmt: skip
         return {"index": batch["index"].cpu(), "layers": layer_ids,
                 "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
@@ -194,7 +203,7 @@ class SteeringModule(L.LightningModule):
         from steering.layers import resolve_layers
 
         self._place()
-        self.vector = SteeringVector.load(self.hparams.vector_path, model=self.hf_model)
+        self.vector = SteeringVector.load(self.hparams.vector_path, model=self.hf_model, tokenizer=self.tokenizer)
         self._log_vector_metadata()
         if self.hparams.steer_layers is not None:
             missing = [

@@ -40,6 +40,23 @@ class ContrastivePair:
         return ContrastivePair(self.prompt, self.dispreferred, self.preferred, self.pixel_values, self.image_kwargs)
 
 
+def check_pairs(pairs: Sequence[ContrastivePair]) -> None:
+    """Raise ``ValueError`` naming the first pair whose preferred or dispreferred answer is empty or whitespace."""
+    for i, pair in enumerate(pairs):
+        for name in ("preferred", "dispreferred"):
+            value = getattr(pair, name)
+            if not value.strip():
+                raise ValueError(
+                    f"pair {i} has an empty {name} answer ({value!r}; prompt {pair.prompt[:60]!r}): every "
+                    "pair needs non-empty preferred and dispreferred answers; fill it in or drop the pair"
+                )
+
+
+def identical_pairs(pairs: Sequence[ContrastivePair]) -> list[int]:
+    """Indices of the pairs whose preferred and dispreferred answers are the same text (contrast ≡ 0)."""
+    return [i for i, p in enumerate(pairs) if p.preferred == p.dispreferred]
+
+
 def encode_pair(tokenizer, pair: ContrastivePair) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ids of x (n,), y⁺ (m⁺,) and y⁻ (m⁻,)."""
     x, y_pos = encode_prompt_response(tokenizer, pair.prompt, pair.preferred)

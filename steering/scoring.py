@@ -16,15 +16,15 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice, choices
 from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 
 Objective = Literal["sum", "mean", "last_token", "legacy_off_by_one"]
-OBJECTIVES = ("sum", "mean", "last_token", "legacy_off_by_one")
+OBJECTIVES = choices(Objective)
 
 
 def check_objective(objective: str) -> None:
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    check_choice("objective", objective, Objective)
 
 
 def _last_index(mask: torch.Tensor) -> torch.Tensor:

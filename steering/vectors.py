@@ -20,12 +20,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lmcore.choices import check_choice, choices
 from steering.layers import find_decoder_layers, model_hidden_size
+from steering.tensor_files import check_finite, load_tensors, save_tensors
 
 Aggregate = Literal["pca", "pca_uncentred", "mean"]
-AGGREGATES = ("pca", "pca_uncentred", "mean")
+AGGREGATES = choices(Aggregate)
 Mode = Literal["pos", "both"]
-MODES = ("pos", "both")
+MODES = choices(Mode)
 FORMAT = "cap_lightning.steering.v1"
 
 
@@ -38,14 +40,9 @@ def package_version() -> str:
         return "0.1.0+src"
 
 
-def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} {value!r} is not one of {allowed}")
-
-
 def aggregate_deltas(deltas: torch.Tensor, aggregate: Aggregate = "pca") -> torch.Tensor:
     """One direction (d,) from deltas (N, d): oriented unit PC1 (``pca``, ``pca_uncentred``) or the ``mean``."""
-    _check(aggregate, AGGREGATES, "aggregate")
+    check_choice("aggregate", aggregate, Aggregate)
     if deltas.ndim != 2 or deltas.shape[0] == 0:
         raise ValueError(f"deltas must have shape (N >= 1, d), got {tuple(deltas.shape)}")
     x = deltas.double()
@@ -71,8 +68,8 @@ def build_steering_vector(
     metadata: Mapping[str, Any] | None = None,
 ) -> SteeringVector:
     """Per-layer vectors from deltas (N, L, d) at ``layers`` (L indices): u⁺ (``pos``) or u⁺ − u⁻ (``both``)."""
-    _check(mode, MODES, "mode")
-    _check(aggregate, AGGREGATES, "aggregate")
+    check_choice("mode", mode, Mode)
+    check_choice("aggregate", aggregate, Aggregate)
     if deltas_pos.ndim != 3 or deltas_pos.shape[1] != len(layers):
         raise ValueError(f"deltas_pos must be (N, {len(layers)}, d) for layers {list(layers)}, got "
                          f"{tuple(deltas_pos.shape)}")  # fmt: skip
@@ -87,6 +84,11 @@ def build_steering_vector(
     meta = {"aggregate": aggregate, "mode": mode, "layers": [int(x) for x in layers], "n_examples": len(deltas_pos)}
     meta.update(metadata or {})
     return SteeringVector(vectors, meta)
+
+
+def _by_layer(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``layer.{i}`` tensors keyed ``layer {i}``, for messages."""
+    return {k.replace(".", " ", 1): v for k, v in tensors.items()}
 
 
 @dataclass(frozen=True)
@@ -139,28 +141,40 @@ class SteeringVector:
             raise ValueError(f"steering vector layers {bad} are out of range for {name} with {n} layers")
 
     def save(self, path: str | Path) -> Path:
-        """Write a ``.safetensors`` file (tensors ``layer.{i}``, metadata as JSON strings)."""
-        from safetensors.torch import save_file
+        """Write a ``.safetensors`` file atomically (tensors ``layer.{i}``, metadata as JSON strings, sorted header).
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"layer.{i}": v.detach().float().cpu().contiguous() for i, v in self.vectors.items()}
+        Refuses (``ValueError``) a vector with NaN / inf entries.
+        """
+        tensors = {f"layer.{i}": v.detach().float().cpu() for i, v in sorted(self.vectors.items())}
+        fix = "refusing to write it: check the deltas it was built from (e.g. fp16 overflow) and re-run predict"
+        check_finite(_by_layer(tensors), f"steering vector for {path}", fix)
         meta = {"format": FORMAT, "metadata": json.dumps(self.metadata, sort_keys=True, default=str)}
-        save_file(tensors, str(path), metadata=meta)
-        return path
+        return save_tensors(path, tensors, meta)
 
     @classmethod
-    def load(cls, path: str | Path, model: nn.Module | None = None) -> SteeringVector:
-        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``."""
-        from safetensors import safe_open
+    def load(cls, path: str | Path, model: nn.Module | None = None, tokenizer=None) -> SteeringVector:
+        """Read a file written by ``save``; with ``model``, also ``check_compatible(model)``; with ``tokenizer``,
+        refuse a vector whose stored ``tokenizer_hash`` is another tokenizer's.
 
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            if header.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a steering vector file (format {header.get('format')!r}, "
-                                 f"expected {FORMAT!r})")  # fmt: skip
-            vectors = {int(k.split(".", 1)[1]): f.get_tensor(k) for k in f.keys()}
+        Only safetensors files are read (a pickle / ``torch.save`` file is refused unopened); NaN / inf are refused.
+        """
+        tensors, header = load_tensors(path)
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a steering vector file (format {header.get('format')!r}, "
+                             f"expected {FORMAT!r})")  # fmt: skip
+        check_finite(
+            _by_layer(tensors), str(path), "the file is corrupt or was written from NaN deltas: re-run predict"
+        )
+        vectors = {int(k.split(".", 1)[1]): v for k, v in tensors.items()}
         vector = cls(vectors, json.loads(header.get("metadata", "{}")))
+        if tokenizer is not None:
+            from steering.pairs import tokenizer_hash
+
+            stored, have = vector.metadata.get("tokenizer_hash"), tokenizer_hash(tokenizer)
+            if stored is not None and stored != have:
+                raise ValueError(f"{path} was fit with tokenizer hash {stored}, but this {type(tokenizer).__name__} "
+                                 f"hashes to {have}: its token ids mean other tokens; re-run predict with this model "
+                                 "and tokenizer")  # fmt: skip
         if model is not None:
             vector.check_compatible(model)
         return vector

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from steering.fitting import vector_from_deltas
 from steering.pairs import ContrastivePair
+from steering.tensor_files import load_tensors, save_tensors
 from steering.vectors import SteeringVector
 
 
@@ -84,24 +85,18 @@ def merge_predictions(predictions: list[dict[str, Any]], expected: int | None = 
 
 
 def save_deltas(path: Path, merged: dict[str, Any], metadata: dict[str, Any]) -> Path:
-    from safetensors.torch import save_file
-
     tensors = {"index": merged["index"].contiguous()}
     for k, (pos, neg) in merged["deltas"].items():
         tensors[f"k{k}.pos"] = pos.float().contiguous()
         if neg is not None:
             tensors[f"k{k}.neg"] = neg.float().contiguous()
     meta = {"layers": json.dumps(merged["layers"]), "metadata": json.dumps(metadata, default=str, sort_keys=True)}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return save_tensors(path, tensors, meta)
 
 
 def load_deltas(path: str | Path) -> tuple[list[int], dict[int, tuple[torch.Tensor, torch.Tensor | None]], dict]:
     """(layers, {k: (pos (N, R, L, d), neg or None)}, metadata) from a file written by ``save_deltas``."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    tensors, header = load_tensors(path)
     ks = sorted({int(key.split(".")[0][1:]) for key in tensors if key.startswith("k")})
     deltas = {k: (tensors[f"k{k}.pos"], tensors.get(f"k{k}.neg")) for k in ks}
     return json.loads(header["layers"]), deltas, json.loads(header.get("metadata", "{}"))

@@ -143,3 +143,27 @@ def test_alpha_zero_leaves_the_fitted_margin_unchanged(model_tok):
     base = margin()
     with steer(model, vec, alpha=0.0):
         assert margin() == base
+
+
+@pytest.mark.parametrize("field", ["preferred", "dispreferred"])
+def test_library_pair_with_an_empty_answer_is_named(model_tok, field):
+    from steering import fit_vector
+
+    model, tok = model_tok
+    bad = replace(PAIRS[1], **{field: "  "})
+    with pytest.raises(ValueError, match=rf"pair 1 has an empty {field} answer"):
+        fit_vector(model, tok, [PAIRS[0], bad, PAIRS[2]], "grains", [1, 2], CFG)
+
+
+def test_library_identical_pairs_are_skipped_and_counted(model_tok):
+    """preferred == dispreferred makes the contrastive objective identically 0: skipped with a warning."""
+    from steering import fit_vector
+
+    model, tok = model_tok
+    same = replace(PAIRS[1], dispreferred=PAIRS[1].preferred)
+    with pytest.warns(UserWarning, match=r"skipped 1 of 3 pairs \(pairs \[1\]\).*identical"):
+        got = fit_vector(model, tok, [PAIRS[0], same, PAIRS[2]], "grains", [1, 2], CFG)
+    ref = fit_vector(model, tok, [PAIRS[0], PAIRS[2]], "grains", [1, 2], CFG)
+    assert got.metadata["n_identical_pairs_skipped"] == 1 and got.metadata["n_pairs"] == 2
+    for layer in (1, 2):
+        torch.testing.assert_close(got.vectors[layer], ref.vectors[layer])

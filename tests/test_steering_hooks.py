@@ -183,3 +183,13 @@ def test_generated_scope_resets_the_prompt_for_every_new_sequence():
             long, max_new_tokens=2, do_sample=False, output_logits=True, return_dict_in_generate=True
         )
     torch.testing.assert_close(first.logits[0], base[:, -1])  # the prompt's last position predicts token 1: unsteered
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_alpha_is_refused(alpha):
+    """NaN / inf α would turn every steered hidden state (and so every logit) into NaN: refused up front."""
+    model = tiny_causal_lm("llama")
+    with pytest.raises(ValueError, match=r"alpha (nan|inf|-inf) must be a finite number"):
+        with steer(model, _vector(model), alpha=alpha):
+            pass
+    assert _hooks(model) == 0

@@ -28,3 +28,27 @@ def test_every_public_name_resolves():
     for name in steering.__all__:
         assert getattr(steering, name) is not None, name
     assert "SteeringModule" in dir(steering)
+
+
+def test_options_are_checked_against_their_literal_alias():
+    """Option values are validated by ``lmcore.choices.check_choice`` against the one ``Literal`` alias that types
+    them, never by a hand-written ``X is not one of (...)`` check that can drift from the type."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{i}"
+        for path in sorted((REPO / "steering").rglob("*.py"))
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if "is not one of" in line
+    ]
+    assert offenders == []
+
+
+def test_the_literal_aliases_match_the_tables():
+    from typing import get_args
+
+    from steering.data import EvalSplit
+    from steering.loading import DTYPES, DType
+    from steering.methods import METHODS, MethodName
+    from steering.tasks import TASKS, TaskName
+
+    assert set(get_args(TaskName)) == set(TASKS) and set(get_args(MethodName)) == set(METHODS)
+    assert set(get_args(DType)) == set(DTYPES) and get_args(EvalSplit) == ("test", "dev")

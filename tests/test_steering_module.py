@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -122,6 +123,23 @@ def test_baselines_through_the_same_module(tiny_dir, pairs_file, tmp_path, metho
     assert vector.metadata["method"] == method and vector.metadata["n_examples_gathered"] == 5
 
 
+def test_random_k_draw_does_not_depend_on_the_batch_size(tiny_dir, pairs_file, tmp_path):
+    """Each example's random k tokens are seeded by its dataset index, not by its position within a batch, so batch
+    size (and world size) do not change the random_k vector."""
+    grains = replace(GRAINS, top_k=1)  # fewer tokens than candidates, so the draw matters
+    vectors, tops = [], []
+    for bs in (1, 5, 2):
+        vec = tmp_path / f"bs{bs}.safetensors"
+        module = _module(tiny_dir, vec, method="random_k", grains=grains, extra_top_k=None)
+        _trainer().predict(module, datamodule=_dm(tiny_dir, pairs_file, batch_size=bs))
+        vectors.append(SteeringVector.load(vec))
+        tops.append(load_deltas(deltas_path(vec))[1][1][0])
+    for other, deltas in zip(vectors[1:], tops[1:]):
+        torch.testing.assert_close(deltas, tops[0], atol=1e-6, rtol=0)
+        for layer in vectors[0].layers:
+            torch.testing.assert_close(other.vectors[layer], vectors[0].vectors[layer], atol=1e-6, rtol=0)
+
+
 def test_test_before_predict_names_the_command(tiny_dir, pairs_file, tmp_path, monkeypatch):
     monkeypatch.setitem(launch_state, "config", "experiments/x.yaml")
     module = _module(tiny_dir, tmp_path / "missing.safetensors")
@@ -137,6 +155,40 @@ def test_vector_for_another_model_is_refused(tiny_dir, pairs_file, tmp_path):
     with pytest.raises(ValueError, match="hidden_size 32.*has hidden_size 16"):
         _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
     assert module.hf_model is None
+
+
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [({1: torch.ones(32)}, r"hidden size 32.*has hidden_size 16"),
+     ({5: torch.ones(16)}, r"layers \[5\] .*3 decoder layers")],
+)  # fmt: skip
+def test_vector_without_metadata_is_checked_before_loading(tiny_dir, pairs_file, tmp_path, vector, message):
+    """Without ``hidden_size`` / ``num_layers`` metadata the tensors themselves are checked against the config."""
+    vec = tmp_path / "bare.safetensors"
+    SteeringVector(vector).save(vec)
+    module = _module(tiny_dir, vec)
+    with pytest.raises(ValueError, match=message):
+        _trainer().test(module, datamodule=_dm(tiny_dir, pairs_file))
+    assert module.hf_model is None
+
+
+def test_model_without_decoder_layers_is_refused_before_loading(pairs_file, tmp_path):
+    """An encoder (BERT) has no decoder layers to steer: refused from its config, before any weights load."""
+    import transformers as tf
+
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    config = tf.BertConfig(vocab_size=128, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=32)  # fmt: skip
+    tf.BertForMaskedLM(config).save_pretrained(tmp_path / "bert")
+    tiny_lm_tokenizer().save_pretrained(tmp_path / "bert")
+    for stage in ("predict", "test"):
+        module = _module(tmp_path / "bert", tmp_path / "v.safetensors", layers=None)
+        if stage == "test":
+            SteeringVector({1: torch.ones(16)}).save(tmp_path / "v.safetensors")
+        with pytest.raises(ValueError, match=r"bert.*\(bert\) has no decoder layers to steer.*causal LM"):
+            getattr(_trainer(), stage)(module, datamodule=_dm(tmp_path / "bert", pairs_file))
+        assert module.hf_model is None
 
 
 def test_layers_beyond_the_model_are_refused_before_loading(tiny_dir, pairs_file, tmp_path):
@@ -206,6 +258,15 @@ def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
     assert got["test/n_examples"] == 5
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, abs=1e-5), key
+    # random_k: each example's draw is seeded by its dataset index, so the ranks' batching does not change it
+    rk_one, rk_two = tmp_path / "rk_one.safetensors", tmp_path / "rk_two.safetensors"
+    random_k = ["--model.init_args.method=random_k", "--model.init_args.grains.top_k=1"]
+    run_cli(["predict", "--config", str(_config(tmp_path, tiny_dir, pairs_file, rk_one)), *random_k])
+    _lightning("predict", "--config", str(ddp), *random_k, f"--model.init_args.vector_path={rk_two}", cwd=tmp_path)
+    a, b = SteeringVector.load(rk_one), SteeringVector.load(rk_two)
+    assert a.metadata["method"] == b.metadata["method"] == "random_k" and b.metadata["n_examples_gathered"] == 5
+    for layer in a.layers:
+        torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-5, rtol=0)
 
 
 def test_device_map_path_gives_the_same_vector(tiny_dir, pairs_file, tmp_path):

@@ -68,6 +68,62 @@ def test_truthfulqa_missing_keys_named(tmp_path, model_tok):
         load_task("x", tok)
 
 
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"mc1_targets": {}, "mc2_targets": {"a": 1, "b": 0}}, r"mc1_targets is empty"),
+        ({"mc1_targets": {"a": 0, "b": 0}, "mc2_targets": {"a": 1, "b": 0}}, r"mc1_targets has no true answer"),
+        ({"mc1_targets": {"a": 1}, "mc2_targets": {"a": 1, "b": 0}}, r"mc1_targets has no false answer"),
+        ({"mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {}}, r"mc2_targets is empty"),
+        ({"mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {"b": 0}}, r"mc2_targets has no true answer"),
+        ({"mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {" ": 1, "b": 0}}, r"mc2_targets has no true answer"),
+    ],
+)
+def test_truthfulqa_rows_without_true_or_false_answers_are_named(tmp_path, model_tok, row, problem):
+    """A row that cannot give MC1 / MC2 / binary targets names the file and the row instead of an IndexError."""
+    import json
+
+    _, tok = model_tok
+    good = {"question": "q", "mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {"a": 1, "b": 0}}
+    path = tmp_path / "TruthfulQA" / "data" / "mc_task.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([good, {"question": "q2", **row}]))
+    with pytest.raises(ValueError, match=rf"{path}: row 1 .*{problem}.*fix or drop the row"):
+        load_truthfulqa(tok, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [({"preferred": "", "dispreferred": "no"}, "preferred"), ({"preferred": "  ", "dispreferred": "no"}, "preferred"),
+     ({"preferred": "yes", "dispreferred": " "}, "dispreferred")],
+)  # fmt: skip
+def test_pairs_file_empty_answers_are_named(tmp_path, model_tok, row, problem):
+    import json
+
+    _, tok = model_tok
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"question": "q", "preferred": "yes", "dispreferred": "no"}, {"question": "q2", **row}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=rf"{path}: row 1 has an empty {problem} answer"):
+        load_task("pairs_file", tok, path=str(path))
+
+
+def test_pairs_file_identical_answers_are_skipped_and_counted(tmp_path, model_tok):
+    """preferred == dispreferred makes the contrastive objective 0: such rows are skipped, with one warning."""
+    import json
+
+    _, tok = model_tok
+    path = tmp_path / "pairs.csv"
+    rows = [{"question": "q", "preferred": "yes", "dispreferred": "no"},
+            {"question": "q2", "preferred": "same", "dispreferred": " same "},
+            {"question": "q3", "preferred": "x", "dispreferred": "x"},
+            {"question": "q4", "preferred": "red", "dispreferred": "blue"}]  # fmt: skip
+    path.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UserWarning, match=r"skipped 2 of 4 rows .*rows \[1, 2\].*preferred and dispreferred"):
+        examples = load_task("pairs_file", tok, path=str(path.with_suffix(".jsonl")))
+    assert [e.meta["row"] for e in examples] == [0, 3]
+
+
 def _examples(tok):
     from tests.tiny_lm import TINY_QUESTIONS
 

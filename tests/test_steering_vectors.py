@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -91,3 +93,111 @@ def test_gguf_export_round_trip(tmp_path):
     torch.testing.assert_close(back.vectors[2], 2.0 * vec.vectors[2])
     with pytest.raises(ValueError, match="layer 0"):
         export_gguf(SteeringVector({0: torch.randn(16)}), tmp_path / "bad.gguf")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_vectors_are_refused_on_save_and_load(tmp_path, bad):
+    from safetensors.torch import save_file
+
+    v = torch.ones(16)
+    v[3] = bad
+    vec = SteeringVector({1: torch.ones(16), 2: v}, {"num_layers": 3})
+    with pytest.raises(ValueError, match=r"layer 2 .*non-finite"):
+        vec.save(tmp_path / "v.safetensors")
+    assert not (tmp_path / "v.safetensors").exists()
+    # a file written by other means (or edited) is refused when read
+    path = tmp_path / "nan.safetensors"
+    save_file({"layer.1": torch.ones(16), "layer.2": v}, str(path),
+              metadata={"format": "cap_lightning.steering.v1", "metadata": "{}"})  # fmt: skip
+    with pytest.raises(ValueError, match=rf"{path.name}.*layer 2 .*non-finite"):
+        SteeringVector.load(path)
+
+
+class _Payload:
+    """Creates a marker file when unpickled: proves a pickle given as a vector is never executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch_save"])
+def test_pickle_given_as_a_vector_is_named_and_never_executed(tmp_path, writer):
+    import pickle
+
+    from steering.writer import load_deltas
+
+    marker = tmp_path / "executed"
+    path = tmp_path / "vector.pt"
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+    else:
+        torch.save({"layer.1": torch.ones(16), "x": _Payload(marker)}, path)
+    for load in (SteeringVector.load, load_deltas):
+        with pytest.raises(ValueError, match=rf"{path.name} is not a safetensors file.*pickle.* not accepted"):
+            load(path)
+    assert not marker.exists()
+
+
+def test_identical_results_are_byte_identical_files(tmp_path):
+    """The safetensors header (metadata included) is written with sorted keys, so files depend only on content.
+
+    safetensors itself writes ``__metadata__`` from a hash map, whose order changes from process to process.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from steering import SteeringVector\n"
+        "from steering.writer import save_deltas\n"
+        "out = sys.argv[1]\n"
+        "v = SteeringVector({1: torch.arange(16.0), 2: torch.ones(16)}, {'b': 1, 'a': [2, 3], 'z': 'x'})\n"
+        "v.save(out + '.vector.safetensors')\n"
+        "merged = {'index': torch.arange(3), 'layers': [1, 2],\n"
+        "          'deltas': {2: (torch.ones(3, 1, 2, 4), torch.zeros(3, 1, 2, 4)),\n"
+        "                     3: (torch.ones(3, 1, 2, 4), None)}}\n"
+        "save_deltas(Path(out + '.deltas.safetensors'), merged, {'y': 1, 'c': 2})\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    outs = []
+    for i in range(4):
+        out = str(tmp_path / f"run{i}")
+        subprocess.run([sys.executable, "-c", script, out], check=True, cwd=repo, env={"PYTHONPATH": str(repo)})
+        outs.append(out)
+    for suffix in (".vector.safetensors", ".deltas.safetensors"):
+        files = [Path(o + suffix).read_bytes() for o in outs]
+        assert all(f == files[0] for f in files[1:]), suffix
+        n = int.from_bytes(files[0][:8], "little")
+        header = json.loads(files[0][8 : 8 + n])
+        assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert SteeringVector.load(outs[0] + ".vector.safetensors").metadata == {"b": 1, "a": [2, 3], "z": "x"}
+
+
+def test_every_header_length_reads_as_safetensors(tmp_path):
+    """A header length whose first byte is 0x80 (a pickle opcode) is still a safetensors file."""
+    first_bytes = set()
+    for n in range(0, 264, 8):  # header lengths are multiples of 8: every residue mod 256 once
+        vec = SteeringVector({1: torch.ones(16)}, {"pad": "x" * n})
+        path = vec.save(tmp_path / f"v{n}.safetensors")
+        first_bytes.add(path.read_bytes()[0])
+        assert SteeringVector.load(path).metadata["pad"] == "x" * n
+    assert 0x80 in first_bytes
+
+
+def test_tokenizer_hash_is_checked_when_a_tokenizer_is_given(tmp_path):
+    from steering.pairs import tokenizer_hash
+    from tests.tiny_lm import tiny_lm_tokenizer
+
+    tok = tiny_lm_tokenizer()
+    good = SteeringVector({1: torch.ones(16)}, {"tokenizer_hash": tokenizer_hash(tok)}).save(tmp_path / "a.safetensors")
+    assert SteeringVector.load(good, tokenizer=tok).layers == [1]
+    other = SteeringVector({1: torch.ones(16)}, {"tokenizer_hash": "0123456789abcdef"}).save(tmp_path / "b.safetensors")
+    with pytest.raises(ValueError, match=rf"{other.name} was fit with tokenizer hash 0123456789abcdef.*"
+                                         rf"{tokenizer_hash(tok)}.*re-run predict"):  # fmt: skip
+        SteeringVector.load(other, tokenizer=tok)
+    assert SteeringVector.load(other).layers == [1]  # without a tokenizer there is nothing to compare

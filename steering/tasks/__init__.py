@@ -8,6 +8,9 @@ loader module per task.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from lmcore.choices import check_choice
 from steering.tasks.faitheval import load_faitheval
 from steering.tasks.generation import generate_answers, judge_scores, load_judge, reference_overlap_judge
 from steering.tasks.metrics import choice_metrics
@@ -31,13 +34,15 @@ TASKS = {
     "faitheval": load_faitheval,
     "mmhal": load_mmhal,
 }
+TaskName = Literal[
+    "truthfulqa", "pairs_file", "synthetic_vlm", "spa_vl", "toxigen", "faitheval", "mmhal"
+]  # TASKS' keys
 NEEDS_MODEL_PATH = ("spa_vl", "mmhal")  # image preprocessing uses the model's processor
 
 
 def load_task(name: str, tokenizer, **options) -> list[MCExample | GenExample]:
     """The examples of task ``name`` (one of ``TASKS``), in a deterministic order."""
-    if name not in TASKS:
-        raise ValueError(f"task {name!r} is not one of {sorted(TASKS)}")
+    check_choice("task", name, TaskName)
     return TASKS[name](tokenizer=tokenizer, **options)
 
 

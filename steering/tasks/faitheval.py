@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
+from lmcore.choices import check_choice
 from steering.tasks.prompts import format_answer, format_prompt
 from steering.tasks.types import MCExample
 
@@ -52,8 +54,7 @@ def _options(row: dict, where: str) -> tuple[list[str], int]:
         labels, texts = [str(x) for x in choices.get("label", [])], [str(x) for x in choices.get("text", [])]
         if not texts or len(labels) != len(texts):
             raise ValueError(f"{where}: choices needs equal-length 'label' and 'text' lists, got {choices!r}")
-        if str(key) not in labels:
-            raise ValueError(f"{where}: answerKey {key!r} is not one of the labels {labels}")
+        check_choice(f"{where}: answerKey", str(key), Literal[tuple(labels)])
         return texts, labels.index(str(key))
     texts = [str(x) for x in choices]
     letters = [chr(ord("A") + i) for i in range(len(texts))]

@@ -8,7 +8,8 @@ Design decisions:
   binary setting), MC2 over the ``;``-separated correct / incorrect lists, MC1 = Best Answer vs the incorrect list.
 - ``data_dir`` is the folder holding ``TruthfulQA/`` and ``binary_2025/`` (``../shared/data/truthfulqa``; the parent
   ``../shared/data`` works too). ``None`` loads ``truthfulqa/truthful_qa`` (``multiple_choice``) from the hub.
-- A file with missing keys/columns is a ``ValueError`` naming them and the file, raised before any model is loaded.
+- A file with missing keys/columns, or a row whose mc1 / mc2 targets lack a true or a false answer, is a
+  ``ValueError`` naming the file and the row, raised before any model is loaded.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import csv
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
+from lmcore.choices import check_choice, choices
 from steering.tasks.prompts import format_answer, format_prompt
 from steering.tasks.types import MCExample
 
-VARIANTS = ("mc", "binary_2025")
+Variant = Literal["mc", "binary_2025"]
+VARIANTS = choices(Variant)
 HUB_ID = "truthfulqa/truthful_qa"
 MC_KEYS = ("question", "mc1_targets", "mc2_targets")
 CSV_COLUMNS = ("Question", "Best Answer", "Best Incorrect Answer", "Correct Answers", "Incorrect Answers")
@@ -34,7 +38,7 @@ def _find(data_dir: Path, rel: str) -> Path:
     raise FileNotFoundError(f"{rel} not found under {data_dir} (expected e.g. data_dir='../shared/data/truthfulqa')")
 
 
-def _load_mc_rows(data_dir: str | None) -> list[dict]:
+def _load_mc_rows(data_dir: str | None) -> tuple[list[dict], str]:
     if data_dir is None:
         from datasets import load_dataset
 
@@ -42,21 +46,42 @@ def _load_mc_rows(data_dir: str | None) -> list[dict]:
         return [{"question": r["question"],
                  "mc1_targets": dict(zip(r["mc1_targets"]["choices"], r["mc1_targets"]["labels"])),
                  "mc2_targets": dict(zip(r["mc2_targets"]["choices"], r["mc2_targets"]["labels"]))}
-                for r in rows]  # fmt: skip
+                for r in rows], f"{HUB_ID} (multiple_choice, validation)"  # fmt: skip
     path = _find(Path(data_dir), "TruthfulQA/data/mc_task.json")
     rows = json.loads(path.read_text(encoding="utf-8"))
     for i, row in enumerate(rows):
         missing = [k for k in MC_KEYS if k not in row]
         if missing:
             raise ValueError(f"{path} row {i} is missing keys {missing}; expected {list(MC_KEYS)}")
-    return rows
+    return rows, str(path)
 
 
 def _unique(answers: list[str]) -> list[str]:
     return list(dict.fromkeys(a.strip() for a in answers if a.strip()))
 
 
-def _mc_example(row: dict, i: int, tokenizer, chat_template: bool, seed: int) -> MCExample:
+def _check_targets(row: dict, i: int, source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` and row ``i`` unless mc1 / mc2 each hold a true and a false answer."""
+    for key in ("mc1_targets", "mc2_targets"):
+        targets = row[key]
+        if not isinstance(targets, dict):
+            problem = f"{key} is a {type(targets).__name__}, not an {{answer: label}} mapping"
+        elif not targets:
+            problem = f"{key} is empty"
+        elif not _unique([a for a, y in targets.items() if y == 1]):
+            problem = f"{key} has no true answer (label 1)"
+        elif not _unique([a for a, y in targets.items() if y == 0]):
+            problem = f"{key} has no false answer (label 0)"
+        else:
+            continue
+        raise ValueError(
+            f"{source}: row {i} ({str(row.get('question'))[:60]!r}): {problem}; every row needs at least "
+            "one non-empty true and one false answer in mc1_targets and mc2_targets: fix or drop the row"
+        )
+
+
+def _mc_example(row: dict, i: int, tokenizer, chat_template: bool, seed: int, source: str) -> MCExample:
+    _check_targets(row, i, source)
     mc1_true = [a for a, y in row["mc1_targets"].items() if y == 1]
     mc1_false = [a for a, y in row["mc1_targets"].items() if y == 0]
     mc2_true = [a for a, y in row["mc2_targets"].items() if y == 1]
@@ -105,14 +130,13 @@ def _binary_2025_examples(data_dir: str, tokenizer, chat_template: bool) -> list
 
 
 def load_truthfulqa(
-    tokenizer, data_dir: str | None = None, variant: str = "mc", chat_template: bool = False, seed: int = 0
+    tokenizer, data_dir: str | None = None, variant: Variant = "mc", chat_template: bool = False, seed: int = 0
 ) -> list[MCExample]:
     """TruthfulQA questions as ``MCExample`` (targets ``mc1``, ``mc2``, ``binary``), in file order."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    check_choice("variant", variant, Variant)
     if variant == "binary_2025":
         if data_dir is None:
             raise ValueError("variant 'binary_2025' is read from local files only; pass data_dir")
         return _binary_2025_examples(data_dir, tokenizer, chat_template)
-    rows = _load_mc_rows(data_dir)
-    return [_mc_example(r, i, tokenizer, chat_template, seed) for i, r in enumerate(rows)]
+    rows, source = _load_mc_rows(data_dir)
+    return [_mc_example(r, i, tokenizer, chat_template, seed, source) for i, r in enumerate(rows)]

@@ -11,9 +11,11 @@ Design decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
+from lmcore.choices import check_choice
 from steering.pairs import ContrastivePair
 
 
@@ -53,8 +55,7 @@ class MCExample:
 
     def restricted(self, target: str) -> MCExample:
         """The same question with only the choices of ``target`` (e.g. ``binary``: 2 choices), for cheap sweeps."""
-        if target not in self.targets:
-            raise ValueError(f"target {target!r} is not one of {sorted(self.targets)}")
+        check_choice("target", target, Literal[tuple(sorted(self.targets))])
         true, false = self.targets[target]
         keep = list(dict.fromkeys((*true, *false, *self.pair)))
         new = {i: j for j, i in enumerate(keep)}
