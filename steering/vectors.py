@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from lmcore.choices import check_choice, choices
+from lmcore.tensor_files import check_finite, load_tensors, save_tensors
 from steering.layers import find_decoder_layers, model_hidden_size
-from steering.tensor_files import check_finite, load_tensors, save_tensors
 
 Aggregate = Literal["pca", "pca_uncentred", "mean"]
 AGGREGATES = choices(Aggregate)

@@ -29,9 +29,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lmcore.tensor_files import load_tensors, save_tensors
 from steering.fitting import vector_from_deltas
 from steering.pairs import ContrastivePair
-from steering.tensor_files import load_tensors, save_tensors
 from steering.vectors import SteeringVector
 
 

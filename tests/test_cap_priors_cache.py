@@ -173,7 +173,7 @@ def test_safetensors_files_do_not_depend_on_insertion_order(tmp_path):
     results must still be byte-identical files."""
     import itertools
 
-    from cap_lightning.priors.cache import save_tensors
+    from lmcore.tensor_files import save_tensors
 
     tensors = {"values": torch.arange(3.0), "offsets": torch.ones(2, dtype=torch.long)}
     meta = {"key": "k", "n": "2", "start": "0", "sha256": "abc"}

@@ -15,7 +15,6 @@ Design decisions:
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from lmcore.io import atomic_write
+from lmcore.tensor_files import save_tensors
 
 MERGED = "priors.safetensors"
 
@@ -41,29 +40,6 @@ def cache_key(*parts: str) -> str:
 
 def _checksum(values: Tensor) -> str:
     return hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()
-
-
-def canonical_safetensors(data: bytes) -> bytes:
-    """``data`` (a safetensors file) with its JSON header rewritten in sorted key order (``__metadata__`` first,
-    its keys sorted, then the tensors by name); the tensor bytes are unchanged (their offsets are relative)."""
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + n])
-    ordered: dict = {}
-    if "__metadata__" in header:
-        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
-    ordered.update(sorted(header.items()))
-    text = json.dumps(ordered, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # safetensors pads the header to 8 bytes
-    return len(text).to_bytes(8, "little") + text + data[8 + n :]
-
-
-def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> Path:
-    """Write ``tensors`` (+ string ``metadata``) as safetensors to ``path`` atomically, byte-identical for equal
-    inputs: safetensors writes ``__metadata__`` in hash-map order, which changes from one save to the next."""
-    from safetensors.torch import save
-
-    data = canonical_safetensors(save(dict(sorted(tensors.items())), metadata=metadata))
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def save_priors(path: Path, priors: Sequence[Tensor], key: str, start: int) -> None:

@@ -87,7 +87,7 @@ _LAST_REFERENCE: list = []  # [key, model, tokenizer] of the last reference: pri
 
 def save_fine_tuned(model, path: Path) -> None:
     """Write ``model``'s weights to ``path`` (safetensors, sorted header, atomic)."""
-    from cap_lightning.priors.cache import save_tensors
+    from lmcore.tensor_files import save_tensors
 
     save_tensors(path, {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
 

@@ -1,4 +1,4 @@
-"""safetensors files as steering writes and reads them: canonical bytes, finite values, and nothing but safetensors.
+"""safetensors files as both packages write and read them: canonical bytes, finite values, nothing but safetensors.
 
 Design decisions:
 - safetensors writes its ``__metadata__`` map in hash order, which changes from process to process; ``save_tensors``
@@ -19,15 +19,17 @@ import torch
 
 from lmcore.io import atomic_write
 
-_NOT_ACCEPTED = ("pickle and torch.save files (.pt / .pth / .bin) are not accepted, since loading them can run "
-                 "arbitrary code: write the file with SteeringVector.save or safetensors.torch.save_file")  # fmt: skip
+_NOT_ACCEPTED = (
+    "pickle and torch.save files (.pt / .pth / .bin) are not accepted, since loading them can run arbitrary code: "
+    "write the file with safetensors.torch.save_file (or SteeringVector.save)"
+)
 
 
-def canonical_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+def canonical_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
     """The safetensors serialisation of ``tensors`` and ``metadata`` with a sorted, compact header."""
     from safetensors.torch import save
 
-    raw = save(dict(tensors), metadata=dict(metadata))
+    raw = save(dict(tensors), metadata=dict(metadata) if metadata else None)
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + n])
     text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -35,7 +37,9 @@ def canonical_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, 
     return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
-def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> Path:
+def save_tensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write ``tensors`` (contiguous CPU copies) and ``metadata`` to ``path`` atomically, canonically."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     data = canonical_bytes(tensors, metadata)
