@@ -66,3 +66,19 @@ def teacher_dir(tmp_path_factory) -> Path:
     from tests.tiny_lm import save_tiny_lm
 
     return save_tiny_lm(tmp_path_factory.mktemp("tiny-teacher"))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A saved tiny random Llama + tokenizer folder (the steering Lightning tests' model)."""
+    from tests.tiny_lm import save_tiny_lm
+
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory) -> Path:
+    """A 12-row contrastive pairs file over the tiny Llama's vocabulary."""
+    from tests.tiny_lm import write_tiny_pairs
+
+    return write_tiny_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 12)

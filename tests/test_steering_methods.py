@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch
@@ -19,7 +17,7 @@ from steering import (
 )
 from steering.data import SteeringDataModule
 from steering.module import SteeringModule
-from tests.tiny_lm import save_tiny_lm, tiny_pairs, write_tiny_pairs
+from tests.tiny_lm import tiny_pairs
 
 CFG = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=4)
 LIBRARY = {
@@ -29,16 +27,6 @@ LIBRARY = {
     "caa": lambda m, t, p, layers: fit_caa_vector(m, t, p, layers),
     "pca": lambda m, t, p, layers: fit_pca_vector(m, t, p, layers),
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory) -> Path:
-    return write_tiny_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 12)
 
 
 @pytest.mark.parametrize("method", sorted(LIBRARY))

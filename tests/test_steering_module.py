@@ -25,20 +25,9 @@ from steering.data import SteeringDataModule, split_indices
 from steering.metrics import IndexedMean
 from steering.module import SteeringModule
 from steering.writer import deltas_path, load_deltas, merge_predictions, splits_path
-from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 GRAINS = GrainsConfig(top_k=2, ig_steps=4, internal_batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return save_tiny_lm(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory) -> Path:
-    return write_tiny_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", 12)
 
 
 def _dm(tiny_dir, pairs_file, **kw) -> SteeringDataModule:

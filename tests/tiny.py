@@ -19,27 +19,30 @@ WORDS = (
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def tiny_tokenizer():
-    """A WordLevel fast tokenizer over ~70 words; unknown words map to ``[UNK]``."""
+def word_level_tokenizer(
+    words, specials, unk: str, template: str, max_length: int, pair: str | None = None, **special_tokens
+):
+    """A lower-casing, whitespace-split WordLevel fast tokenizer over ``specials + words``; ``template`` is the
+    single-sequence post-processing template (e.g. ``"[CLS] $A [SEP]"``)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    vocab = {tok: i for i, tok in enumerate(list(specials) + list(words))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=64,
-    )
+    used = [t for t in vocab if t in template.split()]
+    extra = {"pair": pair} if pair else {}
+    tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[(t, vocab[t]) for t in used],
+                                                       **extra)  # fmt: skip
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=unk, model_max_length=max_length, **special_tokens)
+
+
+def tiny_tokenizer():
+    """A WordLevel fast tokenizer over ~70 words; unknown words map to ``[UNK]``."""
+    specials = dict(pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return word_level_tokenizer(WORDS, SPECIALS, "[UNK]", "[CLS] $A [SEP]", 64, pair="[CLS] $A [SEP] $B [SEP]",
+                                **specials)  # fmt: skip
 
 
 def tiny_classifier(num_labels: int = 2, seed: int = 0):

@@ -26,26 +26,12 @@ VLM_FAMILIES = ("llava", "llava_next", "qwen2_5_vl")
 
 def tiny_lm_tokenizer():
     """A WordLevel fast tokenizer (~80 words) that prepends ``<s>``; pad ``<pad>``, unk ``<unk>``, mask ``<mask>``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tests.tiny import word_level_tokenizer
 
-    vocab = {tok: i for i, tok in enumerate(LM_SPECIALS + LM_WORDS)}
-    assert len(vocab) <= VOCAB_SIZE
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        additional_special_tokens=[IMAGE_TOKEN],
-        model_max_length=128,
-    )
-    return tokenizer
+    assert len(LM_SPECIALS) + len(LM_WORDS) <= VOCAB_SIZE
+    specials = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", mask_token="<mask>")
+    return word_level_tokenizer(LM_WORDS, LM_SPECIALS, "<unk>", "<s> $A", 128, additional_special_tokens=[IMAGE_TOKEN],
+                                **specials)  # fmt: skip
 
 
 def _text_kwargs(hidden: int = 16, layers: int = 3) -> dict:
