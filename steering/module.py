@@ -5,6 +5,11 @@ Design decisions (docs/design.md §6 "predict-then-test"):
   grad inside ``inference_mode(False)``, so ``trainer.inference_mode`` need not be touched); the module's own
   ``SteeringVectorWriter`` (added by ``configure_callbacks``) gathers them, drops sampler duplicates by index,
   builds the vector (provenance from ``vector_provenance``) and writes vector, deltas and split record from rank 0.
+- Resume: ``on_predict_start`` sets ``delta_parts`` (``steering.writer.DeltaParts``) keyed by
+  ``extraction_key()`` (everything that changes the deltas). ``predict_step`` first asks it for a saved part holding
+  exactly the batch's dataset indices and texts, and returns that part without running the model; the writer saves
+  every computed batch as a part and removes the parts once the vector is written. A rerun after a kill therefore
+  recomputes only the missing batches and gives the vector of an uninterrupted run. The module still writes no file.
 - ``test`` loads that vector (``run predict first`` when it is missing) and scores every choice of every example
   for the base model and under ``steer(...)``; per-example metrics go into ``IndexedMean`` torchmetrics (synced
   across ranks, each example counted once). Side effects: KL to the base next-token distribution and perplexity on
@@ -22,6 +27,7 @@ Design decisions (docs/design.md §6 "predict-then-test"):
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,7 @@ import torch
 
 from lmcore.choices import check_choice
 from lmcore.cli import launch_command
+from lmcore.io import json_sha256
 from steering.extract import GrainsConfig
 from steering.fitting import example_deltas, fit_metadata
 from steering.hooks import Normalize, steer
@@ -37,7 +44,7 @@ from steering.loading import DType, check_layers, check_steerable, config_shape,
 from steering.methods import METHODS, MethodName, get_method
 from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
-from steering.pairs import ContrastivePair
+from steering.pairs import ContrastivePair, pairs_hash, tokenizer_hash
 from steering.tasks import (
     GenExample,
     choice_metrics,
@@ -48,8 +55,8 @@ from steering.tasks import (
     score_examples,
 )
 from steering.tasks.generation import HALLUCINATION_BELOW
-from steering.vectors import Aggregate, Mode, SteeringVector
-from steering.writer import SteeringResultsWriter, SteeringVectorWriter
+from steering.vectors import Aggregate, Mode, SteeringVector, package_version
+from steering.writer import DeltaParts, SteeringResultsWriter, SteeringVectorWriter
 
 CANONICAL_GRAINS = GrainsConfig()  # frozen: a safe shared default
 
@@ -126,6 +133,7 @@ class SteeringModule(L.LightningModule):
         self.hf_model = None
         self.tokenizer = None
         self.vector: SteeringVector | None = None
+        self.delta_parts: DeltaParts | None = None  # set in on_predict_start (resume of an interrupted predict)
         self.metrics = torch.nn.ModuleDict()
 
     # ---- set-up: checks before weights, then the model -------------------------------------------------------
@@ -170,14 +178,38 @@ class SteeringModule(L.LightningModule):
         return None
 
     # ---- predict: per-example deltas --------------------------------------------------------------------------
+    def extraction_key(self) -> dict[str, Any]:
+        """Everything that changes the deltas (the key of the resume parts): model, tokenizer, method, settings."""
+        hp, model = self.hparams, self.hf_model
+        config = getattr(model, "config", None)
+        params = [p for p in model.parameters() if p.device.type != "meta"]
+        fingerprint = [
+            json_sha256(p.detach().flatten()[:4096].double().cpu().tolist()) for p in params[:1] + params[-1:]
+        ]
+        return {
+            "format": 1, "model_path": str(hp.model_path), "model_class": type(model).__name__,
+            "revision": getattr(config, "_commit_hash", None),
+            "config_hash": json_sha256(config.to_dict()) if hasattr(config, "to_dict") else None,
+            "weights_fingerprint": fingerprint, "n_parameters": sum(p.numel() for p in model.parameters()),
+            "tokenizer_hash": tokenizer_hash(self.tokenizer), "method": hp.method, "grains": asdict(self.grains),
+            "layers": hp.layers, "top_ks": self.top_ks, "dtype": hp.dtype,
+            "param_dtype": str(next(model.parameters()).dtype), "package_version": package_version(),
+            "torch_version": torch.__version__,
+        }  # fmt: skip
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         pairs = [ex.to_pair() for ex in batch["examples"]]
+        indices, batch_hash = batch["index"].tolist(), pairs_hash(pairs)
+        if self.delta_parts is not None:
+            saved = self.delta_parts.load(indices, batch_hash)
+            if saved is not None:
+                return saved  # resumed: the model does not run for this batch
         with torch.inference_mode(False), torch.enable_grad():
             layer_ids, deltas, _ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
-                self.top_ks, batch_size=len(pairs), indices=batch["index"].tolist(),
+                self.top_ks, batch_size=len(pairs), indices=indices,
             )  # fmt: skip
-        return {"index": batch["index"].cpu(), "layers": layer_ids,
+        return {"index": batch["index"].cpu(), "layers": layer_ids, "batch_hash": batch_hash,
                 "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
 
     def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:
@@ -198,6 +230,7 @@ class SteeringModule(L.LightningModule):
 
     def on_predict_start(self) -> None:
         self._place()
+        self.delta_parts = DeltaParts(self.hparams.vector_path, self.extraction_key())
 
     def on_test_start(self) -> None:
         from steering.layers import resolve_layers

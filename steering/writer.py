@@ -13,14 +13,29 @@ Design decisions (docs/design.md "rank-safe writing"):
   layers: what a layer × α × k sweep needs, no recomputation) and ``<stem>.splits.json`` (the split record). The
   vector is built here (``vector_from_deltas`` with the module's method and settings); the module supplies its
   provenance (``vector_provenance``: model, tokenizer, data, extraction settings).
+- Resume (a killed ``predict`` restarts where it stopped): after every predict batch the writer saves that batch's
+  prediction atomically to ``<stem>.parts/<key[:16]>/part-<first>-<last>-<h>.safetensors`` (``DeltaParts``; the
+  name holds the batch's first and last dataset index and a hash of all of them, so ranks never collide; tensors in
+  their own dtype, so a resumed run is bit-equal). The key is the sha256 of everything that changes the deltas
+  (``SteeringModule.extraction_key``: model path, class, revision, config and a weight fingerprint, tokenizer hash,
+  method, every ``GrainsConfig`` field, layers, the k list, dtype, package and torch versions); the folder holds it
+  in ``key.json``, and each part holds it, its exact indices and the hash of its batch's texts (``pairs_hash``), so
+  another setting, another split or other data never reuses a part. ``SteeringModule.predict_step`` returns a part
+  that matches the batch exactly instead of running the model; an unreadable or mismatching part is ignored with a
+  warning naming it, recomputed and overwritten. After the vector is written and every rank has passed the barrier,
+  rank 0 removes the key folder (and ``<stem>.parts`` when nothing else is left in it).
 - ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
   the end of ``test``, after the module has computed ``test_results``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +44,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lmcore.io import atomic_write_json
 from lmcore.tensor_files import load_tensors, save_tensors
 from steering.fitting import vector_from_deltas
 from steering.pairs import ContrastivePair
@@ -61,6 +77,74 @@ def splits_path(vector_path: str | Path) -> Path:
 def results_path(vector_path: str | Path) -> Path:
     p = Path(vector_path)
     return p.with_name(p.name.removesuffix(".safetensors") + ".test.json")
+
+
+def parts_root(vector_path: str | Path) -> Path:
+    p = Path(vector_path)
+    return p.with_name(p.name.removesuffix(".safetensors") + ".parts")
+
+
+class DeltaParts:
+    """One predict batch per file under ``<vector stem>.parts/<key[:16]>/``, for resuming an interrupted predict.
+
+    ``key`` is the full sha256 of ``key_fields`` (everything that changes the deltas); see the module docstring.
+    """
+
+    def __init__(self, vector_path: str | Path, key_fields: dict[str, Any]) -> None:
+        self.key_fields = key_fields
+        self.key = hashlib.sha256(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()
+        self.root = parts_root(vector_path)
+        self.folder = self.root / self.key[:16]
+
+    def path(self, indices: Sequence[int]) -> Path:
+        h = hashlib.sha256(json.dumps(list(indices)).encode()).hexdigest()[:8]
+        return self.folder / f"part-{indices[0]}-{indices[-1]}-{h}.safetensors"
+
+    def load(self, indices: Sequence[int], batch_hash: str) -> dict[str, Any] | None:
+        """The saved prediction of exactly these dataset indices (and texts), or None (then the batch is computed)."""
+        indices = [int(i) for i in indices]
+        path = self.path(indices)
+        if not path.is_file():
+            return None
+        try:
+            tensors, meta = load_tensors(path)
+            why = None
+            if meta.get("key") != self.key:
+                why = f"its key {meta.get('key', '(none)')[:16]} is not this run's {self.key[:16]}"
+            elif meta.get("batch_hash") != batch_hash:
+                why = "its examples are not this batch's (the data or split changed)"
+            elif tensors["index"].tolist() != indices:
+                why = f"its indices {tensors['index'].tolist()} are not the batch's {indices}"
+            if why is None:
+                deltas = {int(k): (tensors[f"k{k}.pos"], tensors.get(f"k{k}.neg")) for k in json.loads(meta["ks"])}
+                return {"index": tensors["index"], "layers": json.loads(meta["layers"]), "deltas": deltas,
+                        "batch_hash": batch_hash, "resumed": True}  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed
+            why = f"it is unreadable ({type(err).__name__}: {err})"
+        warnings.warn(f"ignoring saved predict part {path}: {why}; recomputing that batch", stacklevel=2)
+        return None
+
+    def save(self, prediction: dict[str, Any]) -> Path:
+        """Write one batch's prediction (and ``key.json`` once) atomically."""
+        key_file = self.folder / "key.json"
+        if not key_file.is_file():
+            atomic_write_json(key_file, {"key": self.key, "fields": self.key_fields}, default=str, sort_keys=True)
+        index = torch.as_tensor(prediction["index"]).cpu()
+        tensors = {"index": index}
+        for k, (pos, neg) in prediction["deltas"].items():
+            tensors[f"k{k}.pos"] = pos
+            if neg is not None:
+                tensors[f"k{k}.neg"] = neg
+        meta = {"key": self.key, "batch_hash": prediction["batch_hash"], "layers": json.dumps(prediction["layers"]),
+                "ks": json.dumps([int(k) for k in prediction["deltas"]])}  # fmt: skip
+        return save_tensors(self.path(index.tolist()), tensors, meta)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.root.rmdir()  # only when no other key's parts are left
+        except OSError:
+            pass
 
 
 def merge_predictions(predictions: list[dict[str, Any]], expected: int | None = None) -> dict[str, Any]:
@@ -118,6 +202,9 @@ class SteeringVectorWriter(BasePredictionWriter):
         self._predictions = []
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        parts = getattr(pl_module, "delta_parts", None)
+        if parts is not None and not prediction.get("resumed") and "batch_hash" in prediction:
+            parts.save(prediction)  # before the next batch: a kill loses at most the batch in flight
         self._predictions.append(prediction)
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -133,6 +220,9 @@ class SteeringVectorWriter(BasePredictionWriter):
             dm = trainer.datamodule
             self.write(pl_module, merged, pairs, dm.split_record() if hasattr(dm, "split_record") else None)
         trainer.strategy.barrier("steering_vector_written")
+        parts = getattr(pl_module, "delta_parts", None)
+        if trainer.is_global_zero and parts is not None:
+            parts.remove()  # every rank has passed the barrier: no rank reads or writes a part any more
         self._predictions = []
 
     def write(

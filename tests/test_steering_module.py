@@ -392,3 +392,112 @@ def test_evaluation_metric_names_depend_on_the_split_not_on_a_rank_s_batches():
     assert evaluation_metric_names([gen], eval_base=False) == [
         "steered/judge_score", "steered/hallucination_rate", "n_examples"
     ]  # fmt: skip
+
+
+# ---- resume of an interrupted predict (parts) ---------------------------------------------------------------------
+class _Counting:
+    """Counts ``example_deltas`` calls (model runs, one per computed batch); raises on call ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        import steering.module as module
+
+        self.real, self.calls, self.fail_at = module.example_deltas, 0, fail_at
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("killed")
+        return self.real(*args, **kwargs)
+
+
+def _predict(monkeypatch, tiny_dir, pairs_file, vec, fail_at=None, **module_kw) -> _Counting:
+    counter = _Counting(fail_at)
+    monkeypatch.setattr("steering.module.example_deltas", counter)
+    dm = _dm(tiny_dir, pairs_file, n_steer=7, n_dev=2, n_test=3)  # 4 batches of 2 (the last holds 1)
+    _trainer().predict(_module(tiny_dir, vec, **module_kw), datamodule=dm)
+    return counter
+
+
+def _interrupt(monkeypatch, tiny_dir, pairs_file, vec, **module_kw) -> list[Path]:
+    """Kill predict on its 3rd batch; returns the parts the first two left."""
+    from steering.writer import parts_root
+
+    with pytest.raises(RuntimeError, match="killed"):
+        _predict(monkeypatch, tiny_dir, pairs_file, vec, fail_at=3, **module_kw)
+    assert not vec.exists()
+    parts = sorted(parts_root(vec).glob("*/part-*.safetensors"))
+    assert len(parts) == 2 and all((p.parent / "key.json").is_file() for p in parts)
+    return parts
+
+
+def _assert_same_vector(a: Path, b: Path) -> None:
+    va, vb = SteeringVector.load(a), SteeringVector.load(b)
+    assert va.layers == vb.layers and vb.metadata["n_examples_gathered"] == 7
+    for layer in va.layers:
+        torch.testing.assert_close(va.vectors[layer], vb.vectors[layer], atol=1e-6, rtol=0)
+    (_, da, _), (_, db, _) = load_deltas(deltas_path(a)), load_deltas(deltas_path(b))
+    for k in da:
+        torch.testing.assert_close(da[k][0], db[k][0], atol=1e-6, rtol=0)
+
+
+def test_interrupted_predict_resumes_from_its_parts(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    """A killed predict keeps one part per finished batch; the rerun computes only the missing batches and writes the
+    vector of an uninterrupted run."""
+    from steering.writer import parts_root
+
+    ref, vec = tmp_path / "ref.safetensors", tmp_path / "v.safetensors"
+    assert _predict(monkeypatch, tiny_dir, pairs_file, ref).calls == 4
+    _interrupt(monkeypatch, tiny_dir, pairs_file, vec)
+    assert _predict(monkeypatch, tiny_dir, pairs_file, vec).calls == 2  # batches 3 and 4 only
+    _assert_same_vector(ref, vec)
+    assert not parts_root(vec).exists()
+
+
+def test_changed_setting_does_not_reuse_parts(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    from steering.writer import parts_root
+
+    ref, vec = tmp_path / "ref.safetensors", tmp_path / "v.safetensors"
+    other = replace(GRAINS, ig_steps=5)
+    _predict(monkeypatch, tiny_dir, pairs_file, ref, grains=other)
+    old = _interrupt(monkeypatch, tiny_dir, pairs_file, vec)
+    assert _predict(monkeypatch, tiny_dir, pairs_file, vec, grains=other).calls == 4  # nothing reused
+    _assert_same_vector(ref, vec)
+    assert all(p.is_file() for p in old)  # the other setting's parts are not this run's to remove
+    assert [p.name for p in parts_root(vec).iterdir()] == [old[0].parent.name]
+
+
+def test_parts_are_written_per_batch_and_removed_after_success(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    from steering.writer import parts_root
+
+    vec = tmp_path / "v.safetensors"
+    seen: list[int] = []
+
+    class Watch(L.Callback):
+        def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            seen.append(len(list(parts_root(vec).glob("*/part-*.safetensors"))))
+
+    counter = _Counting()
+    monkeypatch.setattr("steering.module.example_deltas", counter)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Watch()])  # fmt: skip
+    trainer.predict(_module(tiny_dir, vec), datamodule=_dm(tiny_dir, pairs_file, n_steer=7, n_dev=2, n_test=3))
+    assert seen == [0, 1, 2, 3] and counter.calls == 4  # each batch's part exists before the next starts
+    assert not parts_root(vec).exists() and vec.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.deltas.safetensors", "v.safetensors", "v.splits.json"]
+
+
+def test_unreadable_or_foreign_part_is_recomputed_with_a_warning(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    from lmcore.tensor_files import load_tensors, save_tensors
+
+    ref, vec = tmp_path / "ref.safetensors", tmp_path / "v.safetensors"
+    _predict(monkeypatch, tiny_dir, pairs_file, ref)
+    broken, foreign = _interrupt(monkeypatch, tiny_dir, pairs_file, vec)
+    broken.write_bytes(b"\x00" * 5)  # a torn write from outside the atomic writer
+    tensors, meta = load_tensors(foreign)
+    save_tensors(foreign, tensors, {**meta, "key": "0" * 64})
+    with pytest.warns(UserWarning) as record:
+        assert _predict(monkeypatch, tiny_dir, pairs_file, vec).calls == 4
+    messages = [str(w.message) for w in record if "ignoring saved predict part" in str(w.message)]
+    assert any(str(broken) in m and "unreadable" in m for m in messages)
+    assert any(str(foreign) in m and "key" in m for m in messages)
+    _assert_same_vector(ref, vec)
