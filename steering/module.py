@@ -33,6 +33,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from lmcore.choices import check_choice
 from lmcore.cli import launch_command
@@ -202,8 +203,10 @@ class SteeringModule(L.LightningModule):
         indices, batch_hash = batch["index"].tolist(), pairs_hash(pairs)
         if self.delta_parts is not None:
             saved = self.delta_parts.load(indices, batch_hash)
-            if saved is not None:
-                return saved  # resumed: the model does not run for this batch
+            if saved is not None:  # resumed: the model does not run for this batch
+                rank_zero_info(f"[steering] batch {batch_idx}: deltas of examples {indices[0]}..{indices[-1]} read "
+                               f"from {self.delta_parts.path(indices)} (resumed)")  # fmt: skip
+                return saved
         with torch.inference_mode(False), torch.enable_grad():
             layer_ids, deltas, _ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
