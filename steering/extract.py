@@ -19,9 +19,10 @@ Design decisions (vs the released code, docs/grains.md §2.10–§2.12):
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -107,6 +108,7 @@ class Extraction:
         layers: the L layer indices. deltas_pos / deltas_neg: (R, L, d) fp32, R = N (``last_input``) or 2N.
         attributions: per example, or None when ``selection`` is not ``attribution``.
         top_pos / top_neg: per delta row, the masked positions P and Q (indices into that row's sequence).
+        effective_top_k: the text k actually used (``effective_top_k``): a k beyond a row's candidates is clamped.
     """
 
     layers: list[int]
@@ -116,6 +118,7 @@ class Extraction:
     top_pos: list[torch.Tensor]
     top_neg: list[torch.Tensor]
     config: GrainsConfig
+    effective_top_k: dict[str, Any] | None = None
 
     @property
     def completeness_errors(self) -> list[float]:
@@ -141,25 +144,37 @@ def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tu
     return keep & ~image, keep & image
 
 
-def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """P and Q (indices) from scores (n,) or by the control selections, with per-modality k."""
-    out = []
+def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """P and Q (indices) from scores (n,) or by the control selections, with per-modality k; and the text k actually
+    used (the smaller of P's and Q's text picks; None for ``selection="all"``, where k does not apply)."""
+    out, used = [], []
     for sign in ("pos", "neg"):
         picked = []
         for cand, k in ((text, config.top_k), (image, config.top_k_image)):
             if not cand.any():
                 continue
             if config.selection == "all":
-                picked.append(torch.nonzero(cand)[:, 0])
+                chosen = torch.nonzero(cand)[:, 0]
             elif config.selection == "random":
-                picked.append(random_positions(cand, k, generator))
+                chosen = random_positions(cand, k, generator)
             else:
                 if config.signed_selection:
                     cand = cand & ((scores > 0) if sign == "pos" else (scores < 0)).to(cand.device)
-                if cand.any():
-                    picked.append(top_k_positions(scores, k, sign, cand))
+                chosen = top_k_positions(scores, k, sign, cand) if cand.any() else torch.zeros(0, dtype=torch.long)
+            picked.append(chosen)
+            if k == config.top_k and cand is not image:
+                used.append(len(chosen))
         out.append(torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long))
-    return out[0], out[1]
+    k_used = None if config.selection == "all" else min(used, default=0)
+    return out[0], out[1], k_used
+
+
+def effective_top_k(requested: int, used: Sequence[int]) -> dict[str, Any]:
+    """``{"requested", "min", "mean", "rows_below"}`` of the text k actually used per delta row."""
+    if not used:
+        return {"requested": requested, "min": None, "mean": None, "rows_below": 0}
+    return {"requested": requested, "min": int(min(used)), "mean": round(sum(used) / len(used), 4),
+            "rows_below": sum(u < requested for u in used)}  # fmt: skip
 
 
 def extract_deltas(
@@ -191,7 +206,7 @@ def extract_deltas(
     layer_ids = resolve_layers(model, layers)
     replacement = replacement_embedding(model, tokenizer, config.mask)
     emb = model.get_input_embeddings()
-    d_pos, d_neg, attrs, tops_p, tops_q = [], [], [], [], []
+    d_pos, d_neg, attrs, tops_p, tops_q, used = [], [], [], [], [], []
     for idx in chunks(len(pairs), batch_size):
         enc = [encode_pair(tokenizer, pairs[i]) for i in idx]
         xs = [embed_inputs(model, e[0], pairs[i].pixel_values, **pairs[i].image_kwargs) for e, i in zip(enc, idx)]
@@ -223,7 +238,9 @@ def extract_deltas(
                     scores = None if a is None else torch.cat([a.scores, ys if ys is not None else torch.zeros(m)])
                     seqs.append((seq, scores, torch.cat([text, resp]), torch.cat([image, torch.zeros(m, dtype=bool)])))
             for seq, scores, txt, img in seqs:
-                p, q = _select(scores, txt, img, config, generator)
+                p, q, k_used = _select(scores, txt, img, config, generator)
+                if k_used is not None:
+                    used.append(k_used)
                 tops_p.append(p)
                 tops_q.append(q)
                 clean = (seq, torch.ones(len(seq), dtype=torch.long))
@@ -236,7 +253,12 @@ def extract_deltas(
         d_pos.append(h[:, 0] - h[:, 1])  # (rows, L, d)
         d_neg.append(h[:, 0] - h[:, 2])
         attrs += batch_attrs
-    return Extraction(layer_ids, torch.cat(d_pos), torch.cat(d_neg), attrs, tops_p, tops_q, config)
+    effective = effective_top_k(config.top_k, used)
+    if effective["rows_below"]:
+        warnings.warn(f"top_k {config.top_k}: {effective['rows_below']} of {len(used)} delta rows had fewer candidate "
+                      f"tokens (k used: min {effective['min']}, mean {effective['mean']}); the masks hold what was "
+                      "available and the vector's metadata records the effective k", stacklevel=2)  # fmt: skip
+    return Extraction(layer_ids, torch.cat(d_pos), torch.cat(d_neg), attrs, tops_p, tops_q, config, effective)
 
 
 def provenance(model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], **extra) -> dict:

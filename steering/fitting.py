@@ -37,6 +37,7 @@ class ExampleDeltas(NamedTuple):
     layers: list[int]
     deltas: Deltas
     completeness_errors: list[float]
+    effective_top_k: dict | None = None  # of the first k (the vector's); None for the paired-difference methods
 
 
 def example_deltas(
@@ -63,6 +64,7 @@ def example_deltas(
     attributions = None
     layer_ids: list[int] = []
     errors: list[float] = []
+    effective = None
     for k in top_ks if spec.uses_k else top_ks[:1]:
         cfg = replace(spec.configure(config), top_k=int(k))
         ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions,
@@ -70,10 +72,11 @@ def example_deltas(
         if spec.uses_attributions and attributions is None:
             attributions, errors = ex.attributions, ex.completeness_errors
         layer_ids = ex.layers
+        effective = effective or (ex.effective_top_k if spec.uses_k else None)
         R = ex.deltas_pos.shape[0] // B
         out[int(k)] = (ex.deltas_pos.view(B, R, *ex.deltas_pos.shape[1:]),
                        ex.deltas_neg.view(B, R, *ex.deltas_neg.shape[1:]))  # fmt: skip
-    return ExampleDeltas(layer_ids, out, errors)
+    return ExampleDeltas(layer_ids, out, errors, effective)
 
 
 def vector_from_deltas(
@@ -141,6 +144,8 @@ def fit_vector(
                         ig_completeness_mean_abs_error=ig_error)  # fmt: skip
     if same:
         meta["n_identical_pairs_skipped"] = len(same)
+    if result.effective_top_k is not None:
+        meta["effective_top_k"] = result.effective_top_k
     pos, neg = result.deltas[config.top_k]
     return vector_from_deltas(method, pos, neg, result.layers, aggregate, mode, unit_norm, meta)
 

@@ -208,7 +208,7 @@ class SteeringModule(L.LightningModule):
                                f"from {self.delta_parts.path(indices)} (resumed)")  # fmt: skip
                 return saved
         with torch.inference_mode(False), torch.enable_grad():
-            layer_ids, deltas, _ = example_deltas(
+            layer_ids, deltas, *_ = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
                 self.top_ks, batch_size=len(pairs), indices=indices,
             )  # fmt: skip

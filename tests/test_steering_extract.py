@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -167,3 +168,20 @@ def test_library_identical_pairs_are_skipped_and_counted(model_tok):
     assert got.metadata["n_identical_pairs_skipped"] == 1 and got.metadata["n_pairs"] == 2
     for layer in (1, 2):
         torch.testing.assert_close(got.vectors[layer], ref.vectors[layer])
+
+
+def test_top_k_beyond_the_candidates_is_warned_and_the_effective_k_recorded(model_tok):
+    """A k larger than a pair's candidate tokens cannot be honoured: the clamp is warned about and the vector's
+    metadata records the k actually used, beside the requested one."""
+    model, tok = model_tok
+    config = GrainsConfig(top_k=50, ig_steps=2, internal_batch_size=4)
+    with pytest.warns(UserWarning, match="top_k 50"):
+        vec = fit_steering_vector(model, tok, PAIRS, layers=[1], config=config)
+    effective = vec.metadata["effective_top_k"]
+    assert effective["requested"] == 50 and effective["rows_below"] > 0
+    assert 0 <= effective["min"] <= effective["mean"] < 50
+    quiet = GrainsConfig(top_k=1, ig_steps=2, internal_batch_size=4, signed_selection=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small = fit_steering_vector(model, tok, PAIRS, layers=[1], config=quiet)
+    assert small.metadata["effective_top_k"] == {"requested": 1, "min": 1, "mean": 1.0, "rows_below": 0}

@@ -26,17 +26,17 @@ def test_one_ig_pass_serves_every_k(model_tok, monkeypatch):
     real = extract.contrastive_ig_embeds
     monkeypatch.setattr(extract, "contrastive_ig_embeds", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = GrainsConfig(ig_steps=4, internal_batch_size=4)
-    layers, deltas, _ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [1, 2, 3], batch_size=3)
+    layers, deltas, *_ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [1, 2, 3], batch_size=3)
     assert len(calls) == 1 and sorted(deltas) == [1, 2, 3]  # one batch, one IG call, three k
     assert deltas[1][0].shape == (3, 1, 2, 16) and not deltas[1][0].equal(deltas[3][0])
     # the re-used attribution gives the same deltas as a fresh extraction at that k
-    _, fresh, _ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [3], batch_size=3)
+    _, fresh, *_ = example_deltas(model, tok, tiny_pairs(), "grains", [1, 2], cfg, [3], batch_size=3)
     assert fresh[3][0].equal(deltas[3][0])
 
 
 def _saved_deltas(model, tok, path: Path) -> Path:
     cfg = GrainsConfig(ig_steps=4, internal_batch_size=4)
-    layers, deltas, _ = example_deltas(model, tok, tiny_pairs(), "grains", [0, 1, 2], cfg, [1, 2], batch_size=3)
+    layers, deltas, *_ = example_deltas(model, tok, tiny_pairs(), "grains", [0, 1, 2], cfg, [1, 2], batch_size=3)
     merged = merge_predictions([{"index": list(range(3)), "layers": layers, "deltas": deltas}], expected=3)
     return save_deltas(path, merged, {"method": "grains"})
 
