@@ -90,6 +90,20 @@ def block_causal_mask(blocks: Sequence[tuple[int, int, int, int]], context: int 
     return allowed
 
 
+PACKING_BACKENDS = ("eager", "sdpa")  # attention implementations that take a custom 4-D mask
+
+
+def packing_supported(model: nn.Module, longest: int) -> bool:
+    """Whether packed rows score exactly as padded ones on ``model`` for sequences (prompt + answer) of up to
+    ``longest`` tokens: its attention must take a 4-D mask (eager / SDPA), and a sliding window, which counts
+    distance in the packed row rather than in each restarted sequence, must not be exceeded."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if (getattr(model.config, "_attn_implementation", None) or "sdpa") not in PACKING_BACKENDS:
+        return False
+    window = getattr(config, "sliding_window", None)
+    return not (isinstance(window, int) and window > 0 and longest > window)
+
+
 def model_attention_mask(allowed: torch.Tensor, model: nn.Module) -> torch.Tensor:
     """``allowed`` (…, Q, K) bool as the model takes a custom 4-D mask: bool, or additive float for eager attention."""
     if getattr(model.config, "_attn_implementation", "sdpa") != "eager":

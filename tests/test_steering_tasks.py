@@ -326,3 +326,34 @@ def test_sequence_dependent_steering_is_never_packed(model_tok, kwargs):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
     with steer(model, vec, 3.0):
         assert not steers_whole_sequences(model)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "mistral", "qwen2"])
+def test_packing_falls_back_when_a_row_exceeds_the_sliding_window(family):
+    """Packing restarts positions but a sliding window counts packed distance: when prompt + answer is longer than
+    the window, scores must still equal one padded row per choice (the scorer falls back to padded rows)."""
+    from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+    torch.manual_seed(0)
+    model, tok = tiny_causal_lm(family), tiny_lm_tokenizer()
+    cfg = model.config.get_text_config()
+    cfg.sliding_window = 8
+    if hasattr(cfg, "use_sliding_window"):
+        cfg.use_sliding_window = True
+    long = "q is the sky blue and is the fire cold and is the water wet a"
+    ex = [MCExample(long, (" yes it is blue and the fire is hot", " no it is green", " red"),
+                    {"mc1": ((0,), (1, 2))}, (0, 1))]  # fmt: skip
+    padded = score_examples(model, tok, ex, batch_size=4, packed=False)
+    packed = score_examples(model, tok, ex, batch_size=4, packed=True)
+    for a, b in zip(padded, packed):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+def test_packing_needs_an_attention_backend_that_takes_a_4d_mask():
+    from lmcore.packing import packing_supported
+    from tests.tiny_lm import tiny_causal_lm
+
+    model = tiny_causal_lm("llama")
+    assert packing_supported(model, 100)
+    model.config._attn_implementation = "flash_attention_2"
+    assert not packing_supported(model, 10)

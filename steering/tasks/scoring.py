@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lmcore.packing import pack_groups, pack_rows, packed_logprobs
+from lmcore.packing import pack_groups, pack_rows, packed_logprobs, packing_supported
 from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import steers_whole_sequences
 from steering.pairs import embed_inputs
@@ -51,18 +51,23 @@ def score_examples(
 ) -> list[torch.Tensor]:
     """Log-likelihood of every choice of every example, batched across examples; one (n_choices,) tensor each.
 
-    ``packed`` (text only, and not under a ``steer`` whose effect depends on position or on the whole sequence):
+    ``packed`` (text only, not under a ``steer`` whose effect depends on position or on the whole sequence, and only
+    where ``lmcore.packing.packing_supported``: eager / SDPA attention, no sliding window shorter than a sequence):
     each question's prompt is read once and its choices follow it in the same row (``lmcore.packing``), up to
     ``batch_size`` answers per forward. Otherwise (always with images) every
     (prompt, choice) is its own padded row, ``batch_size`` rows per forward, in order of length (then restored)
     so a batch pads little: on TruthfulQA the answers range from 2 to 40 tokens.
     """
     images = any(ex.pixel_values is not None for ex in examples)
+    groups = []
     if packed and not images and not steers_whole_sequences(model):
-        groups = []
         for ex in examples:
             encoded = [encode_prompt_response(tokenizer, ex.prompt, c) for c in ex.choices]
             groups.append((encoded[0][0], [y for _, y in encoded]))
+        longest = max(len(x) + max(len(y) for y in ys) for x, ys in groups)
+        if not packing_supported(model, longest):  # a sliding window or a backend without 4-D masks: padded rows
+            groups = []
+    if groups:
         flat = torch.cat([packed_logprobs(model, pack_groups([groups[i] for i in idx]))
                           for idx in pack_rows([len(ex.choices) for ex in examples], batch_size)])  # fmt: skip
     else:
