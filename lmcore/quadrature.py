@@ -13,6 +13,8 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+from lmcore.choices import check_choice
+
 Quadrature = Literal[
     "gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "middle", "trapezoid"
 ]
@@ -21,8 +23,6 @@ QUADRATURES: tuple[str, ...] = get_args(Quadrature)
 
 def quadrature_points(steps: int, kind: Quadrature = "gausslegendre") -> tuple[torch.Tensor, torch.Tensor]:
     """Points (steps,) and weights (steps,) summing to 1, float64."""
-    from lmcore.choices import check_choice
-
     check_choice("quadrature", kind, Quadrature)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

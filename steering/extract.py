@@ -150,7 +150,7 @@ def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch
     out, used = [], []
     for sign in ("pos", "neg"):
         picked = []
-        for cand, k in ((text, config.top_k), (image, config.top_k_image)):
+        for modality, cand, k in (("text", text, config.top_k), ("image", image, config.top_k_image)):
             if not cand.any():
                 continue
             if config.selection == "all":
@@ -162,7 +162,7 @@ def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch
                     cand = cand & ((scores > 0) if sign == "pos" else (scores < 0)).to(cand.device)
                 chosen = top_k_positions(scores, k, sign, cand) if cand.any() else torch.zeros(0, dtype=torch.long)
             picked.append(chosen)
-            if k == config.top_k and cand is not image:
+            if modality == "text":
                 used.append(len(chosen))
         out.append(torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long))
     k_used = None if config.selection == "all" else min(used, default=0)

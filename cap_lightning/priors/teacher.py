@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -141,7 +142,7 @@ class TeacherScorer:
         and its own earlier tokens only (block-causal 4-D mask, positions restarting at ``context``). Returns the
         logits ``(len(keep), V)`` at the packed positions ``keep``."""
         ids = torch.tensor([t for b in blocks for t in b], device=self.device)[None]  # (1, Q)
-        starts = [sum(len(x) for x in blocks[:i]) for i in range(len(blocks))]
+        starts = list(accumulate((len(b) for b in blocks[:-1]), initial=0))
         allowed = block_causal_mask([(s, len(b), s, 0) for s, b in zip(starts, blocks)], context)  # (Q, C + Q)
         pos = torch.cat([torch.arange(context, context + len(b)) for b in blocks])
         out = self.model(
