@@ -1,0 +1,27 @@
+"""The benchmark timing helper: interleaving, paired ratios, input checks."""
+
+import pytest
+
+from benchmarks.timing import interleave, ratio, ratio_cell
+
+
+def test_interleave_runs_every_case_each_round_in_rotated_order():
+    calls = []
+    cases = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    out = interleave(cases, repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert len(out["a"]["runs"]) == 3 and out["a"]["min"] <= out["a"]["median"] <= out["a"]["max"]
+    assert set(out["load"]) == {"before", "after"}
+
+
+def test_ratio_pairs_rounds():
+    timings = {"x": {"runs": [2.0, 4.0, 9.0]}, "y": {"runs": [1.0, 1.0, 3.0]}}
+    r = ratio(timings, "x", "y")
+    assert (r["min"], r["median"], r["max"]) == (2.0, 3.0, 4.0)
+    assert "not met" in ratio_cell(r, target=3.5) and ": met" in ratio_cell(r, target=12, at_least=False)
+
+
+@pytest.mark.parametrize("repeats,warmup,cases", [(0, 1, {"a": int}), (1, -1, {"a": int}), (1, 0, {})])
+def test_interleave_refuses_bad_arguments(repeats, warmup, cases):
+    with pytest.raises(ValueError, match="repeats"):
+        interleave(cases, repeats, warmup)
