@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -63,6 +63,11 @@ bench: install
 	$(OFFLINE) $(PY) -m benchmarks.prior_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_eval_bench --out bench/out
+
+# GPU benchmark (<= 8 min): aligned steps, extraction fp32/bf16, MC eval, CAP teacher, generation, peak memory.
+# Needs no venv on a CUDA image (uses its python3); exits 2 with one line on a machine without CUDA.
+bench-gpu:
+	bash scripts/bench_gpu.sh
 
 clean:
 	rm -rf runs cache bench/out lightning_logs
