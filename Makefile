@@ -27,10 +27,13 @@ demo: install
 fit: install
 	$(OFFLINE) $(VENV)/bin/lightning fit --config $(CONFIG)
 
-# The CAP reproduction grid (Banking77 + HWU64, 10 shots, seeds 0-2, baseline / IG / CAP / CAP Hybrid mean & max),
-# resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
+# The CAP reproduction (Banking77 + HWU64, 10 shots): λ chosen per prior on validation of tuning seed 0, then
+# 5 reported seeds of baseline / CAP / CAP Hybrid / uniform and shuffled controls (3 of IG, LIME), attacks against
+# each seed-1 model. Runs from a git worktree at the current commit (scripts/grid_worktree.sh), resumable;
+# writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
 reproduce-cap: install
-	$(OFFLINE) $(PY) -m cap_lightning.reproduce --workers 2 $(ARGS)
+	$(OFFLINE) CAP_NLTK_DATA=$(CURDIR)/nltk_data bash scripts/grid_worktree.sh cap_lightning.reproduce --workers 2 --out $(CURDIR)/runs/reproduce_cap \
+		--cache-dir $(CURDIR)/cache --data-root $(abspath $(CURDIR)/../shared/data) $(ARGS)
 
 # GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 100 dev / 667 test), CPU.
 # Selection: best dev MC2 among the settings whose dev KL(base || steered) <= 0.1 nats (MC2 alone keeps rising with α
