@@ -70,8 +70,8 @@ class CapModule(L.LightningModule):
         faithfulness_max_batches: test (and training, for agreement) batches scored for faithfulness; None: all.
             The first test batches of a label-sorted split cover a few classes: prefer ``faithfulness_rows``.
         faithfulness_rows: score faithfulness on this many test rows, a seeded stratified subset covering every
-            class (when at least as many rows as classes); None: every test row. Exclusive with
-            ``faithfulness_max_batches`` on the test side.
+            class (when at least as many rows as classes); None: every test row. Also bounds the training rows of the
+            agreement on training texts. Exclusive with ``faithfulness_max_batches``.
         faithfulness_seed: seeds that subset (``HeldOutPriorCallback`` with the same ``rows`` and ``seed`` picks the
             same rows).
         faithfulness_level: units of the rationale and of prior agreement: ``word`` (the IG summed per word, whole
@@ -379,14 +379,20 @@ class CapModule(L.LightningModule):
 
     def _prior_agreement(self) -> None:
         """Spearman / top-k IoU between the model's IG of the gold label and the prior on training texts: did the
-        alignment move the attributions towards its targets? Skipped when no priors are attached."""
+        alignment move the attributions towards its targets? Skipped when no priors are attached. Bounded by
+        ``faithfulness_max_batches`` batches or ``faithfulness_rows`` rows of the (seeded, shuffled) train loader."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if not getattr(datamodule, "has_priors", False):
             return
         loader = datamodule.train_dataloader()
+        left = self.hparams.faithfulness_rows
         for i, batch in enumerate(loader):
-            if not self._faithful_batch(i):
+            if not self._faithful_batch(i) or left == 0:
                 break
+            if left is not None:
+                n = batch["labels"].shape[0]
+                batch = self._rows_where(batch, torch.arange(n) < left)
+                left -= min(n, left)
             batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
             scores = self._rationale(batch, batch["labels"])
             agreement = prior_agreement(

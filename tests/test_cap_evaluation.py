@@ -7,6 +7,7 @@ import pytest
 import cap_lightning.module as module_py
 from cap_lightning.agreement import prior_agreement
 from cap_lightning.module import CapModule
+from cap_lightning.priors.callback import PriorCacheCallback
 from cap_lightning.priors.held_out import HeldOutPriorCallback
 from cap_lightning.stratified import stratified_rows
 from cap_lightning.tokens import content_mask, words_to_tokens
@@ -96,6 +97,23 @@ def test_baseline_reports_agreement_with_held_out_priors(tiny_model_dir, tmp_pat
     again = _trainer(callbacks=callbacks[:1]).test(module, dm)[0]
     assert prior.calls == 4 and callbacks[0].last["cache_hit"] is True
     assert again["test/heldout_spearman"] == pytest.approx(results["test/heldout_spearman"], abs=1e-6)
+
+
+def test_faithfulness_rows_also_bound_the_training_rows_of_the_training_agreement(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    scored = []
+    agree = module_py.prior_agreement
+
+    def recording(scores, *args, **kwargs):
+        scored.append(scores.shape[0])
+        return agree(scores, *args, **kwargs)
+
+    monkeypatch.setattr(module_py, "prior_agreement", recording)
+    module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=2, faithfulness_rows=5)
+    trainer = _trainer(max_steps=1, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
+    trainer.fit(module, tiny_datamodule(tiny_model_dir))  # batch size 4: 4 + 1 rows
+    results = trainer.test(module, trainer.datamodule)[0]
+    assert scored == [4, 1] and -1.0 <= results["test/prior_spearman"] <= 1.0
 
 
 @pytest.mark.parametrize(
