@@ -95,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--faithfulness-steps", type=int, default=8)
     p.add_argument(
+        "--faithfulness-rows", type=int, default=400, help="seeded stratified test rows (every class) scored for "
+        "word-level comp/suff and for ρ(IG, prior) against each prior on those held-out texts",
+    )  # fmt: skip
+    p.add_argument(
         "--attack-recipes", nargs="*", default=list(ATTACK_RECIPES), help="TextAttack recipes run against each "
         "model of --attack-seeds (none: skip; needs make install-adversarial)",
     )  # fmt: skip
@@ -110,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.split == "few_shot" and args.shots < 1:
         p.error(f"--shots must be >= 1, got {args.shots}")
-    for name in ("epochs", "val_every", "few_seeds", "attack_examples", "workers"):
+    for name in ("epochs", "val_every", "few_seeds", "attack_examples", "workers", "faithfulness_rows"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if any(lam <= 0 for lam in args.lambdas):
@@ -133,7 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``PriorCacheCallback.prior`` config of one method; IG and LIME read the seed's baseline checkpoint, CAP the
     teacher (its prompt comes from the dataset spec). Every method runs as a ``HybridPrior`` so IG/LIME scores of
-    one reference are read from one per-example store (a one-source fusion is the source itself)."""
+    one reference are read from one per-example store (a one-source fusion is the source itself). The controls
+    carry the CAP Hybrid's prior, whose content ``PriorCacheCallback.control`` then replaces."""
     if method == "baseline":
         return None
     cache = Path(args.cache_dir)
@@ -181,16 +186,24 @@ def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
                                 "mode": "max", "save_weights_only": True, "enable_version_counter": False}}  # fmt: skip
     callbacks: list[dict[str, Any]] = [checkpoint]
     block = prior_block(run.method, str(reference), args)
+    priors_dir = str(Path(args.cache_dir) / "priors")
     if block is not None:
-        init = {"prior": block, "cache_dir": str(Path(args.cache_dir) / "priors"), **control_overrides(run.method)}
+        init = {"prior": block, "cache_dir": priors_dir, **control_overrides(run.method)}
         callbacks.insert(0, {"class_path": "cap_lightning.PriorCacheCallback", "init_args": init})
+    final = run.stage == "final"
+    if final:  # ρ(student IG, prior) on held-out test texts, against every prior of the grid, for every model
+        for method in (m for m in args.methods if m in PRIOR_METHODS):
+            held_out = {"prior": prior_block(method, str(reference), args), "name": method, "cache_dir": priors_dir,
+                        "rows": args.faithfulness_rows, "seed": 0}  # fmt: skip
+            callbacks.append(
+                {"class_path": "cap_lightning.priors.held_out.HeldOutPriorCallback", "init_args": held_out}
+            )
     logger: Any = False
     if args.wandb:
         logger = {
             "class_path": "lightning.pytorch.loggers.WandbLogger",
             "init_args": {"project": "cap-lightning", "save_dir": str(folder), "group": f"reproduce/{run.dataset}"},
         }
-    final = run.stage == "final"
     overrides = {
         "seed_everything": run.seed,
         "test_after_fit": final,  # selection runs never read the test split
@@ -200,7 +213,8 @@ def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "model": {"init_args": {
             "model_path": args.student, "prior_weight": run.prior_weight, "prior_loss": args.prior_loss,
             "attribution": args.attribution, "ig_steps": args.ig_steps, "prior_warmup_steps": args.prior_warmup_steps,
-            "lr": args.lr, "faithfulness": final, "faithfulness_steps": args.faithfulness_steps}},
+            "lr": args.lr, "faithfulness": final, "faithfulness_steps": args.faithfulness_steps,
+            "faithfulness_rows": args.faithfulness_rows, "faithfulness_seed": 0, "faithfulness_level": "word"}},
         "data": {"init_args": {
             "data_dir": str(data_dir) if data_dir.is_dir() else None, "seed": run.seed, "batch_size": args.batch_size,
             "eval_batch_size": 64, "max_length": args.max_length,

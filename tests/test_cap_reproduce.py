@@ -131,7 +131,7 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     argv = ["--datasets", "sst2", "--methods", "baseline", "ig", "--seeds", "1", "2", "--tune-seed", "0",
             "--lambdas", "0.1", "1.0", "--shots", "4", "--epochs", "1", "--val-every", "1", "--student",
             str(tiny_model_dir), "--max-length", "16", "--ig-prior-steps", "2", "--val-batches", "1",
-            "--faithfulness-steps", "2", "--attack-recipes", "--data-root", str(shared_data), "--out", str(out),
+            "--faithfulness-steps", "2", "--faithfulness-rows", "8", "--attack-recipes", "--data-root", str(shared_data), "--out", str(out),
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     main(argv)
     select = out / "sst2" / "select"
