@@ -142,7 +142,8 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     for method, seed in (("baseline", 1), ("baseline", 2), ("ig", 1), ("ig", 2)):
         record = json.loads((out / "sst2" / method / f"s{seed}" / "metrics.json").read_text())
         assert 0.0 <= record["metrics"]["test/acc"] <= 1.0 and record["command"].startswith("lightning fit --config")
-        assert record["commit"]
+        assert record["commit"] and "test/heldout_spearman_ig" in record["metrics"]  # every model, the baseline too
+        assert "test/comp_norm_aopc" in record["metrics"] and "test/p_pred" in record["metrics"]
     assert (out / "sst2" / "baseline" / "s1" / "checkpoints" / "best.ckpt").is_file()  # the IG run's reference
     assert not (out / "sst2" / "ig" / "s1" / "checkpoints" / "best.ckpt").exists()
     text = (out / "results.md").read_text()
