@@ -105,6 +105,8 @@ def test_test_stage_logs_accuracy_and_macro_f1(tiny_model_dir):
         ({"prior_loss": "l1"}, "prior_loss 'l1' is not one of"),
         ({"attribution": "lime"}, "attribution 'lime' is not one of"),
         ({"ig_steps": 0}, "ig_steps must be >= 1"),
+        ({"alignment_level": "token"}, "alignment_level 'token' is not one of"),
+        ({"prior_mask": "correct"}, "prior_mask 'correct' is not one of"),
         ({"prior_weight": -1.0}, "prior_weight must be >= 0"),
         ({"model_path": "./no/such/folder"}, "does not exist. Allowed: a short name"),
     ],
