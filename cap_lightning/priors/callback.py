@@ -4,8 +4,8 @@ Design decisions:
 - Runs in ``setup("fit")``, after the data module's ``setup`` and before any weights of the trained model load.
 - Cache key = sha256(prior.cache_key(), training-data fingerprint, label names, split setting, package version):
   any change of a prior argument, the data, the split or the package gives a new entry; ``overwrite=True`` forces
-  a recompute. The data module's defaults for the prior (its ``teacher_prompt``, read duck-typed, None when it
-  has none) reach the prior through ``set_data_defaults`` before its key is read.
+  a recompute. The data module's defaults for the prior (its ``teacher_prompt`` and ``label_names``, read
+  duck-typed, None / empty when it has none) reach the prior through ``set_data_defaults`` before its key is read.
 - Rows are computed in fixed-size chunks, each written atomically as soon as it is done: an interrupted run resumes
   from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
   the chunks into one file, and after a second barrier every rank reads it.
@@ -139,8 +139,9 @@ class PriorCacheCallback(L.Callback):
 
     def entry_dir(self, datamodule) -> Path:
         texts, _, fingerprint = datamodule.prior_inputs()
-        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None))
-        labels = json.dumps(list(getattr(datamodule, "label_names", []) or []))
+        names = list(getattr(datamodule, "label_names", []) or [])
+        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None), label_names=names)
+        labels = json.dumps(names)
         parts = [self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__]
         self._counts = self.visible_counts(datamodule)
         cut = [[i, c] for i, (t, c) in enumerate(zip(texts, self._counts)) if c < len(split_words(t))]
