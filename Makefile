@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,10 +27,13 @@ demo: install
 fit: install
 	$(OFFLINE) $(VENV)/bin/lightning fit --config $(CONFIG)
 
-# The CAP reproduction grid (Banking77 + HWU64, 10 shots, seeds 0-2, baseline / IG / CAP / CAP Hybrid mean & max),
-# resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
+# The CAP reproduction (Banking77 + HWU64, 10 shots): λ chosen per prior on validation of tuning seed 0, then
+# 5 reported seeds of baseline / CAP / CAP Hybrid / uniform and shuffled controls (3 of IG, LIME), attacks against
+# each seed-1 model. Runs from a git worktree at the current commit (scripts/grid_worktree.sh), resumable;
+# writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
 reproduce-cap: install
-	$(OFFLINE) $(PY) -m cap_lightning.reproduce --workers 2 $(ARGS)
+	$(OFFLINE) CAP_NLTK_DATA=$(CURDIR)/nltk_data bash scripts/grid_worktree.sh cap_lightning.reproduce --workers 2 --out $(CURDIR)/runs/reproduce_cap \
+		--cache-dir $(CURDIR)/cache --data-root $(abspath $(CURDIR)/../shared/data) $(ARGS)
 
 # GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 100 dev / 667 test), CPU.
 # Selection: best dev MC2 among the settings whose dev KL(base || steered) <= 0.1 nats (MC2 alone keeps rising with α
@@ -63,6 +66,11 @@ bench: install
 	$(OFFLINE) $(PY) -m benchmarks.prior_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_eval_bench --out bench/out
+
+# GPU benchmark (<= 8 min): aligned steps, extraction fp32/bf16, MC eval, CAP teacher, generation, peak memory.
+# Needs no venv on a CUDA image (uses its python3); exits 2 with one line on a machine without CUDA.
+bench-gpu:
+	bash scripts/bench_gpu.sh
 
 clean:
 	rm -rf runs cache bench/out lightning_logs

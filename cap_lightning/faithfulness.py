@@ -12,8 +12,13 @@ Definitions (docs/cap.md §3.4, §6 "Evaluation"):
   devices for a given seed.
 
 Design decisions:
-- Units are subword *content tokens*: ``word_index >= 0`` and attended (``tokens.content_mask``). Special tokens
+- Units (``level``): ``word`` (CapModule's default) or ``subword``. Subword units are the *content tokens*:
+  ``word_index >= 0`` and attended (``tokens.content_mask``). At word level a word's score is the sum of its
+  content tokens' scores (``tokens.word_sums``), the bins select top-k % of the *words* the model reads, and a
+  selected word is removed or kept with all its subwords; with one subword per word both levels agree. Special tokens
   ([CLS], [SEP], BOS…) are never selected, removed or perturbed; padding is ignored.
+- Normalised comp/suff: each row's comp and suff divided by its own p(ŷ|x) (they are bounded by it), reported
+  beside the raw values with the mean p(ŷ|x) (``p_pred``), so confidence and faithfulness can be told apart.
 - ``k = ceil(fraction · n_content)`` (a 1e-6 tolerance absorbs float error, so 0.3 · 10 selects 3, not 4), hence at
   least one token whenever a row has content and ``fraction > 0``; ``fraction`` must lie in (0, 1].
 - Selection ranks by the *signed* score (the tokens that most support ``ŷ``); pass ``scores.abs()`` for magnitude.
@@ -25,13 +30,14 @@ Design decisions:
   model still has an input to classify.
 - One forward per bin for the whole batch: the comp and suff inputs of a bin are packed to a common width and run
   as one ``2B`` batch. The soft variants run as one ``2·samples·B`` forward.
-- Soft importance: min–max normalised per row over content tokens (signed scores map monotonically to [0, 1]);
-  a constant row (including a single content token) carries no ranking and gets 0.5 everywhere.
-- Agreement: Spearman with average ranks for ties (``cap_lightning.ranks``), over content tokens only; a row with
-  fewer than two content tokens or a constant side has no defined correlation and gets ``constant`` (0.0 by
-  default: no NaN reaches a metric). Top-k IoU uses the same top-k selection as the erasure metrics, on both
-  sides; a row without content tokens gets 0.0. ``faithfulness_step`` skips rows without content tokens
-  for every metric.
+- Soft importance: min–max normalised per row over content tokens (or words, at word level: each word's value
+  goes to all its subwords; signed scores map monotonically to [0, 1]); a constant row (including a single unit)
+  carries no ranking and gets 0.5 everywhere.
+- Agreement primitives: Spearman with average ranks for ties (``cap_lightning.ranks``), over the masked entries
+  only; a row with fewer than two entries or a constant side has no defined correlation and gets ``constant`` (0.0
+  by default: no NaN reaches a metric). Top-k IoU uses the same top-k selection as the erasure metrics, on both
+  sides; a row without entries gets 0.0. ``cap_lightning.agreement`` applies them to the model's IG and a prior.
+  ``faithfulness_step`` skips rows without content tokens for every metric.
 - Metric states are sums and counts (``dist_reduce_fx="sum"``), so DDP sync gives the exact global mean.
 """
 
@@ -39,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -47,8 +53,10 @@ from torchmetrics import Metric
 
 from cap_lightning.attribution import ForwardFn, classifier_forward
 from cap_lightning.ranks import average_ranks
-from cap_lightning.tokens import content_mask
+from cap_lightning.tokens import content_mask, word_sums
+from lmcore.choices import check_choice
 
+Level = Literal["word", "subword"]  # the unit the rationale is ranked and removed by
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
 BatchForward = Callable[[dict[str, Tensor]], Tensor]  # {input_ids, attention_mask[, token_type_ids]} -> logits (B, C)
 _ROUNDING_TOLERANCE = 1e-6
@@ -103,6 +111,42 @@ def top_k_mask(scores: Tensor, content: Tensor, fraction: float) -> Tensor:
     return (rank < k.unsqueeze(-1)) & content
 
 
+def rationale_mask(
+    scores: Tensor, content: Tensor, fraction: float, *, level: Level = "subword", word_index: Tensor | None = None
+) -> Tensor:
+    """(B, T) bool: the content tokens of the top-k % rationale at ``level``.
+
+    ``subword``: :func:`top_k_mask` of the tokens. ``word``: :func:`top_k_mask` of the words by their summed token
+    scores (ties to the earlier word), then every content token of a chosen word; needs ``word_index``.
+    """
+    check_choice("level", level, Level)
+    if level == "subword":
+        return top_k_mask(scores, content, fraction)
+    if word_index is None:
+        raise ValueError("level 'word' needs word_index (B, T)")
+    _check_scores(scores, content, content)
+    words, present = word_sums(scores, word_index, content)
+    chosen = top_k_mask(words, present, fraction)  # (B, W)
+    slots = torch.where(content, word_index, torch.zeros_like(word_index)).to(chosen.device)
+    return chosen.gather(-1, slots) & content.to(chosen.device)
+
+
+def token_importance(
+    scores: Tensor, content: Tensor, *, level: Level = "subword", word_index: Tensor | None = None
+) -> Tensor:
+    """Soft-metric importance in [0, 1] per token, (B, T): :func:`normalise_importance` over the tokens, or at word
+    level over the words (summed scores), each word's value given to all of its subwords."""
+    check_choice("level", level, Level)
+    if level == "subword":
+        return normalise_importance(scores, content)
+    if word_index is None:
+        raise ValueError("level 'word' needs word_index (B, T)")
+    words, present = word_sums(scores, word_index, content)
+    q = normalise_importance(words, present)
+    slots = torch.where(content, word_index, torch.zeros_like(word_index)).to(q.device)
+    return q.gather(-1, slots) * content.to(q.device)
+
+
 # ------------------------------------------------------------------------------------------- packing
 def left_pack(
     keep: Tensor,
@@ -145,11 +189,17 @@ def left_pack(
 
 
 def erasure_keep_masks(
-    scores: Tensor, content: Tensor, attention_mask: Tensor, fraction: float
+    scores: Tensor,
+    content: Tensor,
+    attention_mask: Tensor,
+    fraction: float,
+    *,
+    level: Level = "subword",
+    word_index: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Keep masks (B, T) of the comprehensiveness input (rationale removed) and the sufficiency input (only the
-    rationale and the special tokens kept)."""
-    rationale = top_k_mask(scores, content, fraction)
+    rationale and the special tokens kept); the rationale at ``level`` (:func:`rationale_mask`)."""
+    rationale = rationale_mask(scores, content, fraction, level=level, word_index=word_index)
     attended = attention_mask > 0
     return attended & ~rationale, attended & (~content | rationale)
 
@@ -162,9 +212,14 @@ def erasure_inputs(
     fraction: float,
     pad_token_id: int = 0,
     token_type_ids: Tensor | None = None,
+    *,
+    level: Level = "subword",
+    word_index: Tensor | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """The left-packed comprehensiveness input ``x∖r_k`` and sufficiency input ``r_k`` (special tokens kept)."""
-    comp_keep, suff_keep = erasure_keep_masks(scores, content, attention_mask, fraction)
+    comp_keep, suff_keep = erasure_keep_masks(
+        scores, content, attention_mask, fraction, level=level, word_index=word_index
+    )
     comp = left_pack(comp_keep, input_ids, attention_mask, token_type_ids, pad_token_id)
     suff = left_pack(suff_keep, input_ids, attention_mask, token_type_ids, pad_token_id)
     return comp, suff
@@ -193,6 +248,7 @@ def erasure_scores(
     *,
     pad_token_id: int = 0,
     logits: Tensor | None = None,
+    level: Level = "subword",
 ) -> ErasureScores:
     """Hard comprehensiveness and sufficiency per example and bin; one forward of ``2B`` rows per bin.
 
@@ -203,8 +259,10 @@ def erasure_scores(
         fractions: the bins, each in (0, 1].
         pad_token_id: the model's pad id (decoder classifiers find their last token through it).
         logits: the full-input logits when already computed (saves one forward).
+        level: ``word`` or ``subword`` units (:func:`rationale_mask`).
     """
     fractions = _check_fractions(fractions)
+    check_choice("level", level, Level)
     ids, mask = batch["input_ids"], batch["attention_mask"]
     types = batch.get("token_type_ids")
     content = content_mask(batch)
@@ -215,7 +273,9 @@ def erasure_scores(
     B = ids.shape[0]
     comp, suff = [], []
     for fraction in fractions:
-        comp_keep, suff_keep = erasure_keep_masks(scores, content, mask, fraction)
+        comp_keep, suff_keep = erasure_keep_masks(
+            scores, content, mask, fraction, level=level, word_index=batch["word_index"]
+        )
         keep = torch.cat([comp_keep, suff_keep])  # (2B, T)
         two = (ids.repeat(2, 1), mask.repeat(2, 1), None if types is None else types.repeat(2, 1))
         packed = left_pack(keep, *two, pad_token_id=pad_token_id)
@@ -346,7 +406,9 @@ class FaithfulnessMetrics(Metric):
     """Running means of comp@k, suff@k, their AOPC, soft comp/suff and prior agreement; DDP-safe sums.
 
     ``compute()`` returns a dict with ``comp@1 … comp@50``, ``suff@…``, ``comp_aopc``, ``suff_aopc``, ``soft_comp``,
-    ``soft_suff``, ``prior_spearman``, ``prior_topk_iou``; a group that never received values is left out.
+    ``soft_suff``, ``prior_spearman``, ``prior_topk_iou``; with ``prob`` (p(ŷ|x) per row) also ``p_pred`` (its
+    mean) and the normalised ``comp_norm@…``, ``suff_norm@…``, ``comp_norm_aopc``, ``suff_norm_aopc`` (each row's
+    comp / suff divided by its p(ŷ|x), then averaged); a group that never received values is left out.
 
     Args:
         fractions: erasure bins in (0, 1] (names are percentages: ``comp@5`` for 0.05).
@@ -362,11 +424,11 @@ class FaithfulnessMetrics(Metric):
         self.fractions = _check_fractions(fractions)
         self.topk_fraction = _check_fraction(topk_fraction, "topk_fraction")
         K = len(self.fractions)
-        for name in ("comp_sum", "suff_sum"):
+        for name in ("comp_sum", "suff_sum", "comp_norm_sum", "suff_norm_sum"):
             self.add_state(name, torch.zeros(K), dist_reduce_fx="sum")
-        for name in ("soft_comp_sum", "soft_suff_sum", "spearman_sum", "iou_sum"):
+        for name in ("soft_comp_sum", "soft_suff_sum", "spearman_sum", "iou_sum", "prob_sum"):
             self.add_state(name, torch.zeros(()), dist_reduce_fx="sum")
-        for name in ("n_erasure", "n_soft", "n_prior"):
+        for name in ("n_erasure", "n_soft", "n_prior", "n_prob"):
             self.add_state(name, torch.zeros(()), dist_reduce_fx="sum")
 
     def update(
@@ -377,8 +439,10 @@ class FaithfulnessMetrics(Metric):
         soft_suff: Tensor | None = None,
         spearman: Tensor | None = None,
         topk_iou: Tensor | None = None,
+        prob: Tensor | None = None,
     ) -> None:
-        """Add per-example values: ``comp``/``suff`` (B, K) together, ``soft_*`` (B,) together, agreement (B,)."""
+        """Add per-example values: ``comp``/``suff`` (B, K) together (with ``prob`` = p(ŷ|x) (B,) for the
+        normalised values), ``soft_*`` (B,) together, agreement (B,)."""
         K = len(self.fractions)
         if (comp is None) != (suff is None):
             raise ValueError("comp and suff must be given together")
@@ -388,6 +452,14 @@ class FaithfulnessMetrics(Metric):
             self.comp_sum += comp.detach().float().sum(0)
             self.suff_sum += suff.detach().float().sum(0)
             self.n_erasure += comp.shape[0]
+        if prob is not None:
+            if comp is None or prob.shape != comp.shape[:1]:
+                raise ValueError(f"prob must come with comp/suff and be (B,), got {tuple(prob.shape)}")
+            p = prob.detach().float().unsqueeze(-1)
+            self.comp_norm_sum += (comp.detach().float() / p).sum(0)
+            self.suff_norm_sum += (suff.detach().float() / p).sum(0)
+            self.prob_sum += p.sum()
+            self.n_prob += prob.shape[0]
         if (soft_comp is None) != (soft_suff is None):
             raise ValueError("soft_comp and soft_suff must be given together")
         if soft_comp is not None:
@@ -409,6 +481,13 @@ class FaithfulnessMetrics(Metric):
                 out[f"comp@{_bin_name(fraction)}"] = comp[i]
                 out[f"suff@{_bin_name(fraction)}"] = suff[i]
             out["comp_aopc"], out["suff_aopc"] = comp.mean(), suff.mean()
+        if self.n_prob > 0:
+            out["p_pred"] = self.prob_sum / self.n_prob
+            comp, suff = self.comp_norm_sum / self.n_prob, self.suff_norm_sum / self.n_prob
+            for i, fraction in enumerate(self.fractions):
+                out[f"comp_norm@{_bin_name(fraction)}"] = comp[i]
+                out[f"suff_norm@{_bin_name(fraction)}"] = suff[i]
+            out["comp_norm_aopc"], out["suff_norm_aopc"] = comp.mean(), suff.mean()
         if self.n_soft > 0:
             out["soft_comp"], out["soft_suff"] = self.soft_comp_sum / self.n_soft, self.soft_suff_sum / self.n_soft
         if self.n_prior > 0:
@@ -443,28 +522,27 @@ def faithfulness_step(
     embeds: Tensor | None = None,
     generator: torch.Generator | int | None = None,
     soft_samples: int = 1,
+    level: Level = "subword",
 ) -> dict[str, Tensor]:
     """Score one batch and update ``metrics``; returns the per-example values (rows without content removed).
 
-    Hard comp/suff always; soft comp/suff when ``embeds_forward`` and ``embeds`` are given; Spearman and top-k IoU
-    of ``token_scores`` against ``batch["prior"]`` when the batch has priors.
+    Hard comp/suff with p(ŷ|x) (``prob``, for the normalised values) always; soft comp/suff when ``embeds_forward``
+    and ``embeds`` are given; ``level`` picks word or subword units. Agreement with a prior is
+    ``cap_lightning.agreement``'s.
     """
     if (embeds_forward is None) != (embeds is None):
         raise ValueError("embeds_forward and embeds must be given together (or neither, to skip soft metrics)")
     content = content_mask(batch)
     rows = content.any(-1)  # (B,) rows with at least one content token
-    hard = erasure_scores(forward_fn, batch, token_scores, metrics.fractions, pad_token_id=pad_token_id, logits=logits)
-    out = {"comp": hard.comp[rows], "suff": hard.suff[rows]}
+    hard = erasure_scores(
+        forward_fn, batch, token_scores, metrics.fractions, pad_token_id=pad_token_id, logits=logits, level=level
+    )
+    out = {"comp": hard.comp[rows], "suff": hard.suff[rows], "prob": hard.prob[rows]}
     if embeds_forward is not None:
-        importance = normalise_importance(token_scores, content)
+        importance = token_importance(token_scores, content, level=level, word_index=batch["word_index"])
         soft = soft_erasure_scores(
             embeds_forward, embeds, content, importance, logits=logits, generator=generator, samples=soft_samples
         )
         out |= {"soft_comp": soft.comp[rows], "soft_suff": soft.suff[rows]}
-    prior = batch.get("prior")
-    if prior is not None:
-        prior = prior.to(token_scores.device)
-        out["spearman"] = spearman_rows(token_scores, prior, content)[rows]
-        out["topk_iou"] = topk_iou(token_scores, prior, content, metrics.topk_fraction)[rows]
     metrics.update(**out)
     return out

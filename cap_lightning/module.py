@@ -13,6 +13,10 @@ Design decisions:
   with ``prior_mask='teacher_correct'``, a teacher that ranks the gold label first (``teacher_gating.py``). The
   shares left out are logged (``train/zero_prior_rows``, ``train/teacher_kept_rows``).
 - Metrics are torchmetrics objects per stage, logged as ``stage/name`` (``val/acc``, ``test/macro_f1``).
+- Faithfulness (docs/cap.md §3.4) is scored on the test rows chosen by ``faithfulness_rows`` (a seeded stratified
+  subset, ``stratified.py``, matched by the batch's ``index``, so batch order does not matter), at
+  ``faithfulness_level`` (word by default). Agreement with the prior (``agreement.py``) is measured on training
+  texts when priors are attached to them, and on held-out test texts when ``HeldOutPriorCallback`` attached some.
 """
 
 from __future__ import annotations
@@ -24,20 +28,21 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from cap_lightning.agreement import AgreementMetrics, prior_agreement
 from cap_lightning.attribution import Baseline, Method, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
+    Level,
     classifier_embeds,
     faithfulness_step,
     rationale_scores,
-    spearman_rows,
-    topk_iou,
 )
 from cap_lightning.granularity import AlignmentLevel, word_level
 from cap_lightning.losses import AlignmentLoss, alignment_loss, informative_rows
 from cap_lightning.naming import run_labels
+from cap_lightning.stratified import stratified_rows
 from cap_lightning.teacher_gating import PriorMask, teacher_gate
-from cap_lightning.tokens import content_mask
+from cap_lightning.tokens import content_mask, words_to_tokens
 from lmcore.choices import check_choice
 from lmcore.models import load_classifier, resolve_model_path
 from lmcore.quadrature import Quadrature
@@ -75,6 +80,15 @@ class CapModule(L.LightningModule):
             training data carries priors, the Spearman and top-20 % IoU between the model's IG and the prior.
         faithfulness_steps: IG steps of that rationale.
         faithfulness_max_batches: test (and training, for agreement) batches scored for faithfulness; None: all.
+            The first test batches of a label-sorted split cover a few classes: prefer ``faithfulness_rows``.
+        faithfulness_rows: score faithfulness on this many test rows, a seeded stratified subset covering every
+            class (when at least as many rows as classes); None: every test row. Also bounds the training rows of the
+            agreement on training texts. Exclusive with ``faithfulness_max_batches``.
+        faithfulness_seed: seeds that subset (``HeldOutPriorCallback`` with the same ``rows`` and ``seed`` picks the
+            same rows).
+        faithfulness_level: units of the rationale and of prior agreement: ``word`` (the IG summed per word, whole
+            words removed) | ``subword``. Normalised comp/suff (÷ p(ŷ|x)) and the mean p(ŷ|x) are logged beside the
+            raw values.
     """
 
     run_labels = staticmethod(run_labels)  # the launcher names W&B runs with it (lmcore.cli)
@@ -99,6 +113,9 @@ class CapModule(L.LightningModule):
         faithfulness: bool = True,
         faithfulness_steps: int = 20,
         faithfulness_max_batches: int | None = None,
+        faithfulness_rows: int | None = None,
+        faithfulness_seed: int = 0,
+        faithfulness_level: Level = "word",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -109,6 +126,7 @@ class CapModule(L.LightningModule):
             ("quadrature", quadrature, Quadrature),
             ("alignment_level", alignment_level, AlignmentLevel),
             ("prior_mask", prior_mask, PriorMask),
+            ("faithfulness_level", faithfulness_level, Level),
         ):
             check_choice(name, value, alias)  # fmt: skip
         if prior_weight < 0:
@@ -125,11 +143,21 @@ class CapModule(L.LightningModule):
             raise ValueError(f"faithfulness_steps must be >= 1, got {faithfulness_steps}")
         if faithfulness_max_batches is not None and faithfulness_max_batches < 0:
             raise ValueError(f"faithfulness_max_batches must be >= 0 or null, got {faithfulness_max_batches}")
+        if faithfulness_rows is not None and faithfulness_rows < 1:
+            raise ValueError(f"faithfulness_rows must be >= 1 or null, got {faithfulness_rows}")
+        if faithfulness_rows is not None and faithfulness_max_batches is not None:
+            raise ValueError(
+                f"set faithfulness_rows ({faithfulness_rows}) or faithfulness_max_batches "
+                f"({faithfulness_max_batches}), not both: a batch limit would drop rows of the stratified subset"
+            )
         resolve_model_path(model_path)  # a clear error for a bad path now, before any data or weights load
         self.model = None
         self.metrics = torch.nn.ModuleDict()  # stage -> MetricCollection, keyed "train_" etc. (nn.Module.train exists)
         self._baseline_token_id: int | None = None
         self.faithfulness_metrics = FaithfulnessMetrics()
+        self.held_out_metrics = torch.nn.ModuleDict()  # name -> AgreementMetrics, one per HeldOutPriorCallback
+        self._held_out_priors: dict[str, dict[int, Tensor]] = {}
+        self._faithful_rows: set[int] | None = None  # test row indices scored for faithfulness; None: all
 
     # ------------------------------------------------------------------------------------------------ set-up
     @classmethod
@@ -303,42 +331,115 @@ class CapModule(L.LightningModule):
         steps = self.hparams.faithfulness_steps
         return rationale_scores(lambda b: self.attribute(b, create_graph=False, steps=steps), batch, labels)
 
+    def attach_held_out_priors(self, name: str, priors: dict[int, Tensor]) -> None:
+        """Word-level priors of held-out test rows, by row index (``HeldOutPriorCallback``); agreement with them is
+        logged as ``test/heldout_spearman[_<name>]`` and ``test/heldout_topk_iou[_<name>]``. Attaching under a name
+        again (the callback runs at every ``trainer.test``) replaces that name's priors."""
+        self._held_out_priors[name] = dict(priors)
+        self.held_out_metrics[name or "_"] = AgreementMetrics().to(self.device)
+
+    def on_test_epoch_start(self) -> None:
+        rows = self.hparams.faithfulness_rows
+        self._faithful_rows = None
+        if self.hparams.faithfulness and rows is not None:
+            self._faithful_rows = set(stratified_rows(self._test_labels(), rows, self.hparams.faithfulness_seed))
+
+    def _test_labels(self) -> list[int]:
+        """Labels of the test split in row order, read from the test loader's items (``CapDataModule``'s)."""
+        loader = self.trainer.test_dataloaders
+        loader = loader[0] if isinstance(loader, (list, tuple)) else loader
+        try:
+            items = sorted(loader.dataset, key=lambda it: int(it["index"]))
+            return [int(it["label"]) for it in items]
+        except (AttributeError, KeyError, TypeError) as e:
+            raise RuntimeError(
+                "faithfulness_rows needs a test dataset of items with 'index' and 'label' (CapDataModule's)"
+            ) from e
+
+    def _rows_where(self, batch: dict[str, Tensor], keep: Tensor) -> dict[str, Tensor]:
+        n = keep.shape[0]
+        return {k: v[keep] if isinstance(v, Tensor) and v.ndim and v.shape[0] == n else v for k, v in batch.items()}
+
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self._eval_step("test", batch)
         if self._faithful_batch(batch_idx):
-            scores = self._rationale(batch, logits.argmax(-1))  # IG of the prediction ŷ, outside inference mode
-            embeds_forward, embeds = classifier_embeds(self.model, batch)
-            faithfulness_step(
-                self, batch, scores, self.faithfulness_metrics, pad_token_id=self.model.config.pad_token_id or 0,
-                logits=logits, embeds_forward=embeds_forward, embeds=embeds, generator=batch_idx,
-            )  # fmt: skip
+            self._faithfulness(batch, logits, batch_idx)
+        if self._held_out_priors:
+            self._held_out_agreement(batch)
         return logits
 
-    def on_test_epoch_end(self) -> None:
-        if not self.hparams.faithfulness:
+    def _faithfulness(self, batch: dict[str, Tensor], logits: Tensor, batch_idx: int) -> None:
+        if self._faithful_rows is not None:
+            index = batch["index"].tolist()
+            keep = torch.tensor([i in self._faithful_rows for i in index], device=logits.device)
+            if not keep.any():
+                return
+            batch, logits = self._rows_where(batch, keep), logits[keep]
+        scores = self._rationale(batch, logits.argmax(-1))  # IG of the prediction ŷ, outside inference mode
+        embeds_forward, embeds = classifier_embeds(self.model, batch)
+        faithfulness_step(
+            self, batch, scores, self.faithfulness_metrics, pad_token_id=self.model.config.pad_token_id or 0,
+            logits=logits, embeds_forward=embeds_forward, embeds=embeds, generator=batch_idx,
+            level=self.hparams.faithfulness_level,
+        )  # fmt: skip
+
+    def _held_out_agreement(self, batch: dict[str, Tensor]) -> None:
+        """ρ / top-k IoU of the model's IG of the gold label vs each held-out prior, on the rows that have one."""
+        index = batch["index"].tolist()
+        keep = torch.tensor([any(i in p for p in self._held_out_priors.values()) for i in index])
+        if not keep.any():
             return
-        self._prior_agreement()
-        # every rank calls compute() (it syncs the sums)
-        self.log_dict({f"test/{k}": v for k, v in self.faithfulness_metrics.compute().items()})
-        self.faithfulness_metrics.reset()
+        rows = self._rows_where(batch, keep.to(batch["index"].device))
+        scores = self._rationale(rows, rows["labels"])
+        content = content_mask(rows)
+        kept = [i for i, k in zip(index, keep.tolist(), strict=True) if k]
+        for name, priors in self._held_out_priors.items():
+            have = torch.tensor([i in priors for i in kept], device=scores.device)
+            if not have.any():
+                continue
+            words = [priors[i] for i in kept if i in priors]
+            prior = words_to_tokens(words, rows["word_index"][have.to(rows["word_index"].device)].cpu())
+            agreement = prior_agreement(
+                scores[have], prior.to(scores.device), rows["word_index"][have], content[have],
+                level=self.hparams.faithfulness_level, topk_fraction=self.faithfulness_metrics.topk_fraction,
+            )  # fmt: skip
+            self.held_out_metrics[name or "_"].update(agreement)
+
+    def on_test_epoch_end(self) -> None:
+        if self.hparams.faithfulness:
+            self._prior_agreement()
+            # every rank calls compute() (it syncs the sums)
+            self.log_dict({f"test/{k}": v for k, v in self.faithfulness_metrics.compute().items()})
+            self.faithfulness_metrics.reset()
+        for name in self._held_out_priors:
+            metrics = self.held_out_metrics[name or "_"]
+            suffix = f"_{name}" if name else ""
+            self.log_dict({f"test/heldout_{k}{suffix}": v for k, v in metrics.compute().items()})
+            metrics.reset()
 
     def _prior_agreement(self) -> None:
-        """Spearman / top-k IoU between the model's IG of the gold label and the prior, on training texts (the
-        only texts with priors): did the alignment move the attributions? Skipped when no priors are attached."""
+        """Spearman / top-k IoU between the model's IG of the gold label and the prior on training texts: did the
+        alignment move the attributions towards its targets? Skipped when no priors are attached. Bounded by
+        ``faithfulness_max_batches`` batches or ``faithfulness_rows`` rows of the (seeded, shuffled) train loader."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if not getattr(datamodule, "has_priors", False):
             return
         loader = datamodule.train_dataloader()
+        left = self.hparams.faithfulness_rows
         for i, batch in enumerate(loader):
-            if not self._faithful_batch(i):
+            if not self._faithful_batch(i) or left == 0:
                 break
+            if left is not None:
+                n = batch["labels"].shape[0]
+                batch = self._rows_where(batch, torch.arange(n) < left)
+                left -= min(n, left)
             batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
             scores = self._rationale(batch, batch["labels"])
-            content = content_mask(batch)
-            rows = content.any(-1)
-            spearman = spearman_rows(scores, batch["prior"], content)[rows]
-            iou = topk_iou(scores, batch["prior"], content, self.faithfulness_metrics.topk_fraction)[rows]
-            self.faithfulness_metrics.update(spearman=spearman, topk_iou=iou)
+            agreement = prior_agreement(
+                scores, batch["prior"], batch["word_index"], content_mask(batch),
+                level=self.hparams.faithfulness_level, topk_fraction=self.faithfulness_metrics.topk_fraction,
+            )  # fmt: skip
+            self.faithfulness_metrics.update(spearman=agreement.spearman, topk_iou=agreement.topk_iou)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         logits = self(batch)

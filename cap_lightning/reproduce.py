@@ -1,52 +1,59 @@
-"""The CAP reproduction grid: ``python -m cap_lightning.reproduce`` (``make reproduce-cap``).
+"""The CAP reproduction: ``python -m cap_lightning.reproduce`` (``make reproduce-cap``).
 
-For every dataset × seed it trains the CE-only baseline, then uses that checkpoint as the reference SLM of the IG
-and LIME priors (docs/cap.md §1.3: CE-only, same split) and the frozen teacher for CAP, and trains one student per prior
-method. Each run is tested on the full test split; the table reports accuracy, macro-F1, comprehensiveness and
-sufficiency (AOPC over the ERASER bins) and the agreement between the student's IG and its prior, mean ± std over
-seeds, plus the cost of every stage.
+Per dataset (``reproduce_plan``): a CE-only baseline on the tuning seed, then every prior method at every λ of the
+grid on that seed, scored on validation only; λ is chosen per method; then the reported seeds: CE-only baselines,
+each prior method at its λ, and the controls (uniform and within-text shuffled prior) at the CAP Hybrid's λ. Every
+reported run is tested once, on the test split, and the first reported seed's models are attacked directly
+(DeepWordBug, PWWS). ``reproduce_report`` turns the records into ``results.{md,csv,png}`` with paired differences
+to the baseline and to the shuffled control.
 
 Design decisions:
-- One experiment surface: every run is ``lightning fit --config <run>/config.yaml``, run in-process
-  (``lmcore.cli.run_cli``), and that config is the grid's (``cap_lightning.experiments.compose``) with this
-  command's overrides merged in; it stays in the run folder, so any row of the table can be re-run by hand.
-- Runs are resumable: each writes ``<out>/<dataset>/<method>/s<seed>/metrics.json`` atomically, and a finished run
-  is skipped. Priors are cached per split (``PriorCacheCallback``) and per example (teacher scores are shared by
-  all seeds; IG/LIME scores of one reference are shared by the IG, hybrid-mean and hybrid-max runs).
-- The IG method runs as a one-source ``HybridPrior`` so it reads the same per-example store as the hybrids (a
-  one-source fusion is the source itself: both are relu + max-normalised).
-- Defaults are sized for a 2-core CPU (MiniLM student, SmolLM2-135M teacher, 10 shots, 32 tokens, gradient×input
-  self-attribution); ``--student roberta-base --teacher <llama> --split full --attribution ig`` is the paper-sized
-  run on a GPU.
+- One experiment surface: every run is ``lightning fit --config <run>/run.yaml``, run in-process
+  (``lmcore.cli.run_cli``); that config is the grid's (``cap_lightning.experiments.compose``) with this command's
+  overrides, and it stays in the run folder, so any row can be re-run by hand.
+- One budget for every student of a dataset (epochs, batch, schedule, learning rate, validation cadence); the
+  budget is printed in the table. The IG / LIME reference of a seed is that seed's baseline, trained the same way.
+- Resumable: each run writes ``<run>/metrics.json`` atomically and a finished run is skipped. Each record carries the
+  git commit of the code that made it; resuming with other code is refused unless ``--allow-mixed-commits`` (run
+  long grids from a ``git worktree`` at a fixed commit: ``make reproduce-cap`` does).
+- Priors are cached per split and per example (CAP teacher scores are shared by every λ and run of a seed).
+- ``--workers 2`` runs the datasets in two processes (one thread each): no two processes ever share a prior
+  cache entry, so none waits on another's lock.
+- The projected time is printed at start (training only, from a short timing of CE and aligned steps), and a
+  progress line with the ETA after every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
-import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from cap_lightning.experiments import GRID_DATASETS
-from lmcore.io import atomic_write, atomic_write_text
-
-METHODS = ("baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max")
-DEFAULT_METHODS = ("baseline", "ig", "cap", "hybrid_mean")  # + hybrid_max, lime with --methods
-
-COLUMNS = (
-    ("test/acc", "Acc"),
-    ("test/macro_f1", "Macro-F1"),
-    ("test/comp_aopc", "Comp AOPC ↑"),
-    ("test/suff_aopc", "Suff AOPC ↓"),
-    ("test/soft_comp", "Soft comp ↑"),
-    ("test/soft_suff", "Soft suff ↓"),
-    ("test/prior_spearman", "ρ(IG, prior)"),
+from cap_lightning.reproduce_plan import (
+    CONTROLS,
+    METHODS,
+    PRIOR_METHODS,
+    Run,
+    check_methods,
+    choose_lambda,
+    final_runs,
+    selection_runs,
 )
+from lmcore.io import atomic_write_json, atomic_write_text
+from lmcore.progress import Eta, duration
+
+DEFAULT_METHODS = ("baseline", "ig", "lime", "cap", "hybrid_mean", "uniform", "shuffled")
+CAP_METHODS = ("cap", "hybrid_mean", "hybrid_max", "uniform", "shuffled")
+# reproduction method -> the grid's prior name (the controls use the Hybrid's prior, then replace its content)
+GRID_PRIOR = {"baseline": "baseline", "ig": "ig", "lime": "lime", "cap": "cap", "hybrid_mean": "cap_hybrid_mean",
+              "hybrid_max": "cap_hybrid_max", "uniform": "cap_hybrid_mean", "shuffled": "cap_hybrid_mean"}  # fmt: skip
+ATTACK_RECIPES = ("deepwordbug", "pwws")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--datasets", nargs="+", default=["banking77", "hwu64"], choices=sorted(GRID_DATASETS))
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--control-of", default="hybrid_mean", choices=PRIOR_METHODS, help="the controls take its λ")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="reported seeds (paired)")
+    p.add_argument("--few-seeds", type=int, default=3, help="reported seeds of the single-source IG / LIME priors")
+    p.add_argument("--tune-seed", type=int, default=0, help="the seed λ is chosen on (validation only)")
+    p.add_argument("--lambdas", nargs="+", type=float, default=[0.03, 0.1, 0.3, 1.0], help="λ grid")
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
     p.add_argument("--shots", type=int, default=10, help="examples per class for --split few_shot")
     p.add_argument(
@@ -63,14 +74,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--student", default="minilm")
     p.add_argument("--teacher", default="smollm2-135m")
-    p.add_argument("--epochs", type=int, default=5)
+    # the budget: a CE-only MiniLM reaches ~82 % on 10-shot Banking77 with 30 epochs at lr 1e-4, max 32 tokens
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--prior-weight", type=float, default=0.1)
+    p.add_argument("--val-every", type=int, default=5, help="validate (and keep the best checkpoint) every N epochs")
+    p.add_argument("--val-batches", type=int, default=0, help="validation batches (of 64) per check (0: all)")
     p.add_argument("--prior-warmup-steps", type=int, default=40)
-    # mse: with gradient×input at initialisation the KL alignment gradient is 38× the CE gradient (mse: 4×), and
-    # λ = 0.1 with KL collapsed the 10-shot Banking77 student to 3.6 % accuracy
+    # mse: with gradient×input at initialisation the KL alignment gradient is 38× the CE gradient (mse: 4×)
     p.add_argument("--prior-loss", default="mse", choices=["kl", "mse", "cosine", "rank"])
     p.add_argument("--attribution", default="grad_x_input", choices=["ig", "grad_x_input", "expected_gradients"])
     p.add_argument("--ig-steps", type=int, default=4, help="steps of the differentiable IG when --attribution ig")
@@ -82,36 +94,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cap-target", default="gold_prob", choices=["gold_prob", "gold_logprob", "label_softmax", "contrastive_k"]
     )
     p.add_argument("--faithfulness-steps", type=int, default=8)
-    p.add_argument("--faithfulness-max-batches", type=int, default=2, help="test batches (of 64) scored for comp/suff")
-    p.add_argument("--val-batches", type=int, default=5, help="validation batches (of 64) per epoch (0: all)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes, one (dataset, seed) chain each")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
     p.add_argument(
-        "--adversarial-files", nargs="*", default=[], metavar="JSONL",
-        help="attacked splits (python -m cap_lightning.adversarial ...) named <dataset>-<recipe>-*.jsonl: every run "
-        "of that dataset is also scored on them (accuracy under attack, attack success rate)",
+        "--faithfulness-rows", type=int, default=400, help="seeded stratified test rows (every class) scored for "
+        "word-level comp/suff and for ρ(IG, prior) against each prior on those held-out texts",
     )  # fmt: skip
+    p.add_argument(
+        "--attack-recipes", nargs="*", default=list(ATTACK_RECIPES), help="TextAttack recipes run against each "
+        "model of --attack-seeds (none: skip; needs make install-adversarial)",
+    )  # fmt: skip
+    p.add_argument("--attack-examples", type=int, default=200, help="seeded test utterances attacked per model")
+    p.add_argument("--attack-seeds", nargs="*", type=int, default=None, help="default: the first reported seed")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes, one dataset each")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.ckpt (default: baselines)")
+    p.add_argument("--allow-mixed-commits", action="store_true", help="resume runs made by other code")
     p.add_argument("--out", default="runs/reproduce_cap")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless a key is configured)")
     args = p.parse_args(argv)
     if args.split == "few_shot" and args.shots < 1:
         p.error(f"--shots must be >= 1, got {args.shots}")
-    if any(m != "baseline" for m in args.methods) and "baseline" not in args.methods:
-        p.error("the prior methods use the baseline checkpoint as their reference: keep 'baseline' in --methods")
+    for name in ("epochs", "val_every", "few_seeds", "attack_examples", "workers", "faithfulness_rows"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if any(lam <= 0 for lam in args.lambdas):
+        p.error(f"--lambdas must be > 0, got {args.lambdas}")
+    if args.tune_seed in args.seeds:
+        p.error(f"--tune-seed {args.tune_seed} is also a reported seed {args.seeds}: λ would be scored on the run "
+                "that chose it; pick a tuning seed outside --seeds")  # fmt: skip
+    bad = [r for r in args.attack_recipes if r not in ATTACK_RECIPES]
+    if bad:
+        p.error(f"--attack-recipes {bad}: allowed {list(ATTACK_RECIPES)}")
+    try:
+        check_methods(args.methods, args.control_of)
+    except ValueError as e:
+        p.error(str(e))
+    if args.attack_seeds is None:
+        args.attack_seeds = args.seeds[:1]
     return args
 
 
-# reproduction method -> the grid's prior name
-GRID_PRIOR = {"baseline": "baseline", "ig": "ig", "lime": "lime", "cap": "cap", "hybrid_mean": "cap_hybrid_mean",
-              "hybrid_max": "cap_hybrid_max"}  # fmt: skip
-
-
 def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The ``PriorCacheCallback.prior`` config of one method; IG and LIME read the baseline checkpoint, CAP the
+    """The ``PriorCacheCallback.prior`` config of one method; IG and LIME read the seed's baseline checkpoint, CAP the
     teacher (its prompt comes from the dataset spec). Every method runs as a ``HybridPrior`` so IG/LIME scores of
-    one reference are read from one per-example store (a one-source fusion is the source itself)."""
+    one reference are read from one per-example store (a one-source fusion is the source itself). The controls
+    carry the CAP Hybrid's prior, whose content ``PriorCacheCallback.control`` then replaces."""
     if method == "baseline":
         return None
     cache = Path(args.cache_dir)
@@ -133,245 +160,272 @@ def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> d
             "example_cache_dir": str(cache / "cap_examples"),
         },
     }
-    sources = {"ig": [ig], "lime": [lime], "cap": [cap], "hybrid_mean": [cap, lime, ig], "hybrid_max": [cap, lime, ig]}
+    hybrid = [cap, lime, ig]
+    sources = {"ig": [ig], "lime": [lime], "cap": [cap], "hybrid_mean": hybrid, "hybrid_max": hybrid,
+               "uniform": hybrid, "shuffled": hybrid}  # fmt: skip
     return {"class_path": "cap_lightning.HybridPrior",
             "init_args": {"sources": sources[method], "agg": "max" if method == "hybrid_max" else "mean",
                           "example_cache_dir": str(cache / "prior_examples")}}  # fmt: skip
 
 
-def run_config(dataset: str, seed: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The ``lightning fit`` config of one (dataset, seed, method): the grid cell with this command's overrides."""
+def control_overrides(method: str) -> dict[str, Any]:
+    """The prior-content control of ``method`` (``PriorCacheCallback.control``): none for real priors."""
+    return {"control": method} if method in CONTROLS else {}
+
+
+def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``lightning fit`` config of one run: the grid cell with this command's overrides."""
     from cap_lightning.experiments import compose
 
-    folder = Path(args.out) / dataset / method / f"s{seed}"
-    reference = Path(args.out) / dataset / "baseline" / f"s{seed}" / "checkpoints" / "best.ckpt"
-    data_dir = Path(args.data_root) / dataset
+    folder = Path(args.out) / run.folder
+    reference = Path(args.out) / run.reference / "checkpoints" / "best.ckpt"
+    data_dir = Path(args.data_root) / run.dataset
     setting = "fs10" if args.split == "few_shot" else "full"
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                   "init_args": {"dirpath": str(folder / "checkpoints"), "filename": "best", "monitor": "val/acc",
                                 "mode": "max", "save_weights_only": True, "enable_version_counter": False}}  # fmt: skip
     callbacks: list[dict[str, Any]] = [checkpoint]
-    block = prior_block(method, str(reference), args)
+    block = prior_block(run.method, str(reference), args)
+    priors_dir = str(Path(args.cache_dir) / "priors")
     if block is not None:
-        prior_cb = {"class_path": "cap_lightning.PriorCacheCallback",
-                    "init_args": {"prior": block, "cache_dir": str(Path(args.cache_dir) / "priors")}}  # fmt: skip
-        callbacks.insert(0, prior_cb)
+        init = {"prior": block, "cache_dir": priors_dir, **control_overrides(run.method)}
+        callbacks.insert(0, {"class_path": "cap_lightning.PriorCacheCallback", "init_args": init})
+    final = run.stage == "final"
+    if final:  # ρ(student IG, prior) on held-out test texts, against every prior of the grid, for every model
+        for method in (m for m in args.methods if m in PRIOR_METHODS):
+            held_out = {"prior": prior_block(method, str(reference), args), "name": method, "cache_dir": priors_dir,
+                        "rows": args.faithfulness_rows, "seed": 0}  # fmt: skip
+            callbacks.append(
+                {"class_path": "cap_lightning.priors.held_out.HeldOutPriorCallback", "init_args": held_out}
+            )
     logger: Any = False
     if args.wandb:
         logger = {
             "class_path": "lightning.pytorch.loggers.WandbLogger",
-            "init_args": {"project": "cap-lightning", "save_dir": str(folder), "group": f"reproduce/{dataset}"},
+            "init_args": {"project": "cap-lightning", "save_dir": str(folder), "group": f"reproduce/{run.dataset}"},
         }
     overrides = {
-        "seed_everything": seed,
+        "seed_everything": run.seed,
+        "test_after_fit": final,  # selection runs never read the test split
         "trainer": {"max_epochs": args.epochs, "devices": 1, "logger": logger, "callbacks": callbacks,
                     "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(folder),
-                    "limit_val_batches": args.val_batches or 1.0},
+                    "check_val_every_n_epoch": args.val_every, "limit_val_batches": args.val_batches or 1.0},
         "model": {"init_args": {
-            "model_path": args.student, "prior_weight": 0.0 if method == "baseline" else args.prior_weight,
-            "prior_loss": args.prior_loss, "attribution": args.attribution, "ig_steps": args.ig_steps,
-            "prior_warmup_steps": args.prior_warmup_steps, "lr": args.lr, "faithfulness_steps": args.faithfulness_steps,
-            "faithfulness_max_batches": args.faithfulness_max_batches}},
+            "model_path": args.student, "prior_weight": run.prior_weight, "prior_loss": args.prior_loss,
+            "attribution": args.attribution, "ig_steps": args.ig_steps, "prior_warmup_steps": args.prior_warmup_steps,
+            "lr": args.lr, "faithfulness": final, "faithfulness_steps": args.faithfulness_steps,
+            "faithfulness_rows": args.faithfulness_rows, "faithfulness_seed": 0, "faithfulness_level": "word"}},
         "data": {"init_args": {
-            "data_dir": str(data_dir) if data_dir.is_dir() else None, "seed": seed, "batch_size": args.batch_size,
+            "data_dir": str(data_dir) if data_dir.is_dir() else None, "seed": run.seed, "batch_size": args.batch_size,
             "eval_batch_size": 64, "max_length": args.max_length,
             **({"shots_per_class": args.shots} if args.split == "few_shot" else {})}},
     }  # fmt: skip
-    return compose(dataset, GRID_PRIOR[method], setting, overrides)
+    return compose(run.dataset, GRID_PRIOR[run.method], setting, overrides)
 
 
-def run_one(dataset: str, seed: int, method: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Train and test one (dataset, seed, method) with ``lightning fit``; returns (and stores) its metrics. Skips
-    finished runs."""
-    import yaml
+def code_commit() -> str:
+    """``<sha>`` of the code running this, ``<sha>+dirty`` with uncommitted changes, ``unknown`` outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
-    from lmcore.cli import run_cli
-    from lmcore.io import atomic_write_json, atomic_write_text
 
-    folder = Path(args.out) / dataset / method / f"s{seed}"
-    done = folder / "metrics.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    config = atomic_write_text(folder / "run.yaml", yaml.safe_dump(run_config(dataset, seed, method, args)))
-    start = time.perf_counter()
-    cli = run_cli(["fit", "--config", str(config)])
-    seconds = time.perf_counter() - start
-    trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
-    tested = json.loads((folder / "test_metrics.json").read_text())
-    prior_cb = next((c for c in trainer.callbacks if type(c).__name__ == "PriorCacheCallback"), None)
-    record = {
-        "dataset": dataset, "method": method, "seed": seed, "split": args.split, "shots": args.shots,
-        "student": args.student, "teacher": args.teacher if method in ("cap", "hybrid_mean", "hybrid_max") else None,
-        "attribution": args.attribution, "max_length": args.max_length, "epochs": args.epochs,
-        "fit_seconds": seconds, "command": f"lightning fit --config {config}",
-        "train_examples": len(datamodule.splits.train), "test_examples": len(datamodule.splits.test),
-        "metrics": {k: float(v) for k, v in tested["metrics"].items()},
-        "prior": {k: v for k, v in (prior_cb.last if prior_cb else {}).items() if k != "path"},
-    }  # fmt: skip
-    record["metrics"] |= robustness(module, datamodule.tokenizer, dataset, args)
-    best = Path(tested.get("best_checkpoint") or "")
-    if method != "baseline" and not args.keep_checkpoints and best.is_file():  # baselines are the references
-        best.unlink()
-    atomic_write_json(done, record, indent=1, sort_keys=True)
+def _finished(path: Path, commit: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("commit") != commit and not args.allow_mixed_commits:
+        raise SystemExit(
+            f"{path} was made by code at commit {record.get('commit')}, this is {commit}: a grid must come from one "
+            "commit (run it from a git worktree at a fixed commit), or pass --allow-mixed-commits"
+        )
     return record
 
 
-def robustness(module, tokenizer, dataset: str, args: argparse.Namespace) -> dict[str, float]:
-    """Accuracy under attack and attack success rate of the tested model on each attacked split of ``dataset``
-    (a transfer attack unless the split was generated against this very checkpoint)."""
-    import torch
+def attack(run: Run, checkpoint: Path, datamodule, args: argparse.Namespace) -> dict[str, float]:
+    """Clean accuracy, accuracy under attack and attack success rate of this model, attacked directly."""
+    from cap_lightning.adversarial.environment import textattack_available
+    from cap_lightning.adversarial.source import select_examples
+    from cap_lightning.adversarial.textattack_gen import generate_textattack
 
-    from cap_lightning.adversarial.format import read_adversarial_jsonl
-    from cap_lightning.adversarial.metrics import robustness_from_predictions
-    from cap_lightning.classifier import predict_logits
-
+    if not args.attack_recipes or run.seed not in args.attack_seeds:
+        return {}
+    if not textattack_available():
+        print(f"[{run.dataset}] attacks skipped: TextAttack is not installed (make install-adversarial)", flush=True)
+        return {}
+    splits = datamodule.splits
+    selection = select_examples(splits, "test", args.attack_examples, seed=0)
     out = {}
-    model = module.model.eval()
-    for path in args.adversarial_files:
-        name = Path(path).name
-        if not name.startswith(f"{dataset}-"):
-            continue
-        recipe = name.removeprefix(f"{dataset}-").split("-")[0]
-        rows = read_adversarial_jsonl(path)
-        with torch.no_grad():
-            clean = predict_logits(model, tokenizer, [r.original_text for r in rows], args.max_length).argmax(-1)
-            attacked = predict_logits(model, tokenizer, [r.text for r in rows], args.max_length).argmax(-1)
-        report = robustness_from_predictions([r.label for r in rows], clean.tolist(), attacked.tolist())
-        out[f"adv/{recipe}/attacked_acc"] = report.attacked_accuracy
-        out[f"adv/{recipe}/attack_success_rate"] = report.attack_success_rate
+    for recipe in args.attack_recipes:
+        result = generate_textattack(
+            str(checkpoint), selection, list(splits.label_names), recipe, seed=0,
+            cache_dir=Path(args.cache_dir) / "adversarial", max_length=args.max_length, progress=False,
+        )  # fmt: skip
+        report = result.report
+        out |= {f"adv/{recipe}/clean_acc": report.clean_accuracy, f"adv/{recipe}/attacked_acc":
+                report.attacked_accuracy, f"adv/{recipe}/attack_success_rate": report.attack_success_rate,
+                f"adv/{recipe}/seconds": result.wall_s}  # fmt: skip
     return out
 
 
-def _cell(values: list[float], scale: float = 100.0) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{scale * values[0]:.2f}"
-    return f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
+def run_one(run: Run, args: argparse.Namespace, commit: str) -> tuple[dict[str, Any], bool]:
+    """Train (and, for reported runs, test and attack) one run; ``(record, computed)``. Skips finished runs."""
+    import yaml
+
+    from lmcore.cli import run_cli
+
+    folder = Path(args.out) / run.folder
+    done = folder / "metrics.json"
+    record = _finished(done, commit, args)
+    if record is not None:
+        return record, False
+    config = atomic_write_text(folder / "run.yaml", yaml.safe_dump(run_config(run, args)))
+    start = time.perf_counter()
+    cli = run_cli(["fit", "--config", str(config)])
+    seconds = time.perf_counter() - start
+    trainer, datamodule = cli.trainer, cli.datamodule
+    prior_cb = next((c for c in trainer.callbacks if type(c).__name__ == "PriorCacheCallback"), None)
+    best = Path(trainer.checkpoint_callback.best_model_path or "")
+    score = trainer.checkpoint_callback.best_model_score
+    record = {
+        "dataset": run.dataset, "method": run.method, "seed": run.seed, "stage": run.stage,
+        "prior_weight": run.prior_weight, "split": args.split, "shots": args.shots, "student": args.student,
+        "teacher": args.teacher if run.method in CAP_METHODS else None, "attribution": args.attribution,
+        "max_length": args.max_length, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "val_every": args.val_every, "fit_seconds": seconds, "commit": commit,
+        "command": f"lightning fit --config {config}", "train_examples": len(datamodule.splits.train),
+        "val_acc": float(score) if score is not None else None,
+        "prior": {k: v for k, v in (prior_cb.last if prior_cb else {}).items() if k != "path"},
+        "metrics": {},
+    }  # fmt: skip
+    if run.stage == "final":
+        tested = json.loads((folder / "test_metrics.json").read_text())
+        record["metrics"] = {k: float(v) for k, v in tested["metrics"].items()}
+        record["test_examples"] = len(datamodule.splits.test)
+        if best.is_file():
+            record["metrics"] |= attack(run, best, datamodule, args)
+    if run.method != "baseline" and not args.keep_checkpoints and best.is_file():  # baselines are the references
+        best.unlink()
+    atomic_write_json(done, record, indent=1, sort_keys=True)
+    return record, True
 
 
-def summarise(records: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Markdown table (one block per dataset, one row per method) and CSV rows, mean ± std over seeds."""
-    lines, rows = [], []
-    first = records[0]
-    setting = first["split"] + (f", k={first['shots']}" if first["split"] == "few_shot" else "")
-    for dataset in dict.fromkeys(r["dataset"] for r in records):
-        lines += [
-            f"\n**{dataset}** ({setting})\n",
-            "| Method | Seeds | " + " | ".join(name for _, name in COLUMNS) + " | Prior s | Fit s |",
-            "|---|---|" + "---|" * (len(COLUMNS) + 2),
-        ]  # fmt: skip
-        in_dataset = [r for r in records if r["dataset"] == dataset]
-        adv = {k for r in in_dataset for k in r["metrics"] if k.startswith("adv/")}
-        adv = sorted(adv, key=lambda k: (k.rsplit("/", 1)[0], k.endswith("success_rate")))  # acc, then rate
-        columns = [*COLUMNS, *((k, k.removeprefix("adv/").replace("attacked_acc", "acc under attack")) for k in adv)]
-        lines[-2] = "| Method | Seeds | " + " | ".join(name for _, name in columns) + " | Prior s | Fit s |"
-        lines[-1] = "|---|---|" + "---|" * (len(columns) + 2)
-        for method in dict.fromkeys(r["method"] for r in in_dataset):
-            group = [r for r in in_dataset if r["method"] == method]
-            cells = [_cell([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
-            prior_s = [r["prior"].get("seconds", 0.0) for r in group if r["prior"]]
-            costs = [_cell(prior_s, 1.0) if prior_s else "–", _cell([r["fit_seconds"] for r in group], 1.0)]
-            seeds = ",".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"]))
-            lines.append(f"| {method} | {seeds} | " + " | ".join(cells + costs) + " |")
-            for r in group:
-                rows.append({"dataset": dataset, "method": method, "seed": r["seed"], **r["metrics"],
-                             "prior_seconds": r["prior"].get("seconds"), "fit_seconds": r["fit_seconds"]})  # fmt: skip
-    return "\n".join(lines).strip() + "\n", rows
+def steps_per_run(dataset: str, args: argparse.Namespace) -> int:
+    """Optimizer steps of one run of ``dataset`` (the unit of the projected time), from its label count."""
+    from cap_lightning.datasets import load_splits
+
+    data_dir = Path(args.data_root) / dataset
+    splits = load_splits(dataset, str(data_dir) if data_dir.is_dir() else None)
+    rows = splits.num_labels * args.shots if args.split == "few_shot" else len(splits.train)
+    return args.epochs * -(-rows // args.batch_size)
 
 
-def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy and comprehensiveness/sufficiency per method and dataset (mean ± std over seeds)."""
-    import matplotlib
+def step_seconds(args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds of one CE step and one aligned step of the student at this batch shape (3 timed steps each)."""
+    import torch
+    import torch.nn.functional as F
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cap_lightning.attribution import self_attribution
+    from lmcore.models import load_classifier
 
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    methods = list(dict.fromkeys(r["method"] for r in records))
-    panels = (("test/acc", "test accuracy (%)"), ("test/comp_aopc", "comprehensiveness AOPC ↑"),
-              ("test/suff_aopc", "sufficiency AOPC ↓"))  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
-    width = 0.8 / len(methods)
-    for ax, (key, title) in zip(axes, panels):
-        for j, method in enumerate(methods):
-            means, stds = [], []
-            for dataset in datasets:
-                vals = [
-                    100 * r["metrics"][key]
-                    for r in records
-                    if r["dataset"] == dataset and r["method"] == method and key in r["metrics"]
-                ]
-                means.append(statistics.mean(vals) if vals else float("nan"))
-                stds.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
-            ax.bar([i + j * width for i in range(len(datasets))], means, width, yerr=stds, capsize=3, label=method)
-        ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(datasets))], datasets)
-        ax.set_title(title)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    model = load_classifier(args.student, 8).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = torch.randint(vocab // 2, vocab, (args.batch_size, args.max_length))  # ordinary tokens, no specials
+    mask, y = torch.ones_like(ids), torch.zeros(args.batch_size, dtype=torch.long)
+
+    def step(aligned: bool) -> float:
+        start = time.perf_counter()
+        loss = F.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, y)
+        if aligned:
+            a = self_attribution(model, ids, mask, y, mask.bool(), args.attribution, args.ig_steps, "zero")
+            loss = loss + a.square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - start
+
+    step(True)  # warm-up
+    return min(step(False) for _ in range(3)), min(step(True) for _ in range(3))
 
 
-def run_chain(dataset: str, seed: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """All methods of one (dataset, seed), baseline first (the prior methods read its checkpoint)."""
+def run_dataset(dataset: str, args: argparse.Namespace, commit: str, rates: tuple[float, float] | None):
+    """Every run of one dataset, in plan order; returns (records, λ selection)."""
     import torch
 
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    torch.set_num_threads(threads)
-    out = []
-    for method in args.methods:
-        t0 = time.perf_counter()
-        record = run_one(dataset, seed, method, args)
-        out.append(record)
-        m = {k.removeprefix("test/"): 100 * v for k, v in record["metrics"].items()}
-        print(
-            f"[{dataset} s{seed}] {method}: acc {m['acc']:.2f}, comp {m.get('comp_aopc', float('nan')):.2f}, "
-            f"suff {m.get('suff_aopc', float('nan')):.2f} ({time.perf_counter() - t0:.0f} s)",
-            flush=True,
-        )
-    return out
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
+    steps = steps_per_run(dataset, args)
+    ce, aligned = rates or (None, None)
+    n_prior = sum(m in PRIOR_METHODS for m in args.methods)
+    n_final = len(final_runs(dataset, args.methods, args.seeds, args.few_seeds, dict.fromkeys(args.methods, 1.0),
+                             args.control_of))  # fmt: skip
+    plan = selection_runs(dataset, args.methods, args.lambdas, args.tune_seed)
+    costs = [steps * (1 if r.method == "baseline" else (aligned / ce if ce else 2.0)) for r in plan]
+    costs += [steps * (aligned / ce if ce else 2.0)] * (n_final - len(args.seeds)) + [steps] * len(args.seeds)
+    eta = Eta(costs, ce)
+    projected = duration(eta.projected_seconds()) if ce else "unknown"
+    print(f"[{dataset}] plan: {len(plan)} selection runs (tuning seed {args.tune_seed}, {n_prior} prior methods × "
+          f"{len(args.lambdas)} λ) + {n_final} reported runs, {steps} steps each; projected training time "
+          f"{projected} (priors and attacks on top)", flush=True)  # fmt: skip
+    records, index = [], 0
+
+    def go(run: Run) -> dict[str, Any]:
+        nonlocal index
+        record, computed = run_one(run, args, commit)
+        eta.finish(index, record["fit_seconds"] if computed else None)
+        index += 1
+        shown = (f"val acc {100 * record['val_acc']:.2f}" if run.stage == "select" else
+                 f"test acc {100 * record['metrics'].get('test/acc', float('nan')):.2f}")  # fmt: skip
+        lam = f" λ={run.prior_weight:g}" if run.method != "baseline" else ""
+        print(f"[{dataset} {run.stage} s{run.seed}] {run.method}{lam}: {shown} ({record['fit_seconds']:.0f} s"
+              f"{'' if computed else ', resumed'}); {eta.line()}", flush=True)  # fmt: skip
+        return record
+
+    selected = [go(r) for r in plan]
+    selection: dict[str, dict[float, float]] = {}
+    for r in selected:
+        if r["method"] != "baseline":
+            selection.setdefault(r["method"], {})[r["prior_weight"]] = r["val_acc"]
+    chosen = {m: choose_lambda(scores) for m, scores in selection.items()}
+    print(f"[{dataset}] λ chosen on validation (seed {args.tune_seed}): {chosen}", flush=True)
+    for run in final_runs(dataset, args.methods, args.seeds, args.few_seeds, chosen, args.control_of):
+        records.append(go(run))
+    return records, {"dataset": dataset, "scores": selection, "chosen": chosen}
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cap_lightning.reproduce_report import write_results
+
     args = parse_args(argv)
-    out = Path(args.out)
+    commit = code_commit()
     start = time.perf_counter()
-    chains = [(d, s) for d in args.datasets for s in args.seeds]
+    print(f"reproduce-cap at commit {commit}: {' '.join(sys.argv[1:] if argv is None else argv)}", flush=True)
+    try:
+        rates = step_seconds(args)
+        print(f"step timing: CE {rates[0]:.3f} s, aligned ({args.attribution}) {rates[1]:.3f} s", flush=True)
+    except (OSError, ValueError) as e:  # e.g. a student that needs a download: no projection
+        print(f"step timing skipped ({e}); the ETA starts after the first run", flush=True)
+        rates = None
     if args.workers <= 1:
-        results = [run_chain(d, s, args) for d, s in chains]
+        results = [run_dataset(d, args, commit, rates) for d in args.datasets]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
-            results = list(pool.map(run_chain, *zip(*chains), [args] * len(chains)))
-    records = [r for chain in results for r in chain]
-    text, rows = summarise(records)
-    header = (
-        f"Student {args.student}, teacher {args.teacher}, {args.split}"
-        f"{f' k={args.shots}' if args.split == 'few_shot' else ''}, seeds {args.seeds}, max_length {args.max_length}, "
-        f"{args.epochs} epochs, λ={args.prior_weight} ({args.prior_loss}, warm-up {args.prior_warmup_steps} steps), "
-        f"self-attribution {args.attribution}; priors: IG {args.ig_prior_steps} steps, LIME {args.lime_samples} "
-        f"masks, CAP {args.cap_samples} masks ({args.cap_target}, teacher in {args.teacher_dtype}); "
-        f"comp/suff on the first "
-        f"{args.faithfulness_max_batches} test batches of 64 with {args.faithfulness_steps}-step IG rationales. "
-        f"All figures in %.\n"
-    )
-    atomic_write_text(out / "results.md", header + "\n" + text)
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("dataset", "method", "seed"), k))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-    plot(records, out / "results.png")
-    print(header + "\n" + text)
-    print(
-        f"wrote results.md, results.csv, results.png to {out} in {time.perf_counter() - start:.0f} s "
-        f"({args.workers} workers)"
-    )
+            n = len(args.datasets)
+            results = list(pool.map(run_dataset, args.datasets, [args] * n, [commit] * n, [rates] * n))
+    records = [r for recs, _ in results for r in recs]
+    selections = [s for _, s in results]
+    wall = time.perf_counter() - start
+    write_results(Path(args.out), records, selections, vars(args), commit, wall)
+    print(f"wrote results.md, results.csv, results.png to {args.out} in {duration(wall)} ({args.workers} workers)")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,33 @@ def visible_word_counts(tokenizer, texts: Sequence[str], max_length: int, batch_
         _, word_index = batch_word_index(tokenizer, texts[i : i + batch_size], max_length)
         counts.extend((word_index.max(dim=1).values + 1).clamp(min=0).tolist())
     return counts
+
+
+def _word_slots(word_index: Tensor, content: Tensor) -> tuple[Tensor, int]:
+    """Word index per token with every non-content token sent to one extra slot ``W``; and ``W``."""
+    n_words = int(word_index.max()) + 1 if word_index.numel() else 0
+    n_words = max(n_words, 1)
+    return torch.where(content, word_index, torch.full_like(word_index, n_words)), n_words
+
+
+def word_sums(token_values: Tensor, word_index: Tensor, content: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched word-level view of subword scores (docs/cap.md §3.4, word level): the sum of each word's content
+    tokens, ``(B, W)`` float, and which words have at least one content token, ``(B, W)`` bool (the words the model
+    reads; ``W`` = the largest word index + 1). Values off content are ignored, NaN included."""
+    slots, n_words = _word_slots(word_index, content)
+    slots = slots.to(token_values.device)
+    values = torch.where(content.to(token_values.device), token_values.detach().float(), 0.0)
+    sums = torch.zeros(slots.shape[0], n_words + 1, device=values.device).scatter_add_(-1, slots, values)
+    counts = torch.zeros_like(sums).scatter_add_(-1, slots, content.to(values.device).float())
+    return sums[:, :n_words], counts[:, :n_words] > 0
+
+
+def broadcast_word_values(token_values: Tensor, word_index: Tensor, content: Tensor) -> Tensor:
+    """Undo :func:`words_to_tokens` on a batch: the value of each word, ``(B, W)``, read as the largest value over
+    its content tokens (all equal for a broadcast prior); 0 for words without content tokens."""
+    slots, n_words = _word_slots(word_index, content)
+    slots = slots.to(token_values.device)
+    values = torch.where(content.to(token_values.device), token_values.detach().float(), -torch.inf)
+    out = torch.full((slots.shape[0], n_words + 1), -torch.inf, device=values.device)
+    out = out.scatter_reduce(-1, slots, values, reduce="amax")
+    return torch.where(torch.isfinite(out), out, 0.0)[:, :n_words]

@@ -18,9 +18,11 @@ from cap_lightning.faithfulness import (
     left_pack,
     normalise_importance,
     num_selected,
+    rationale_mask,
     rationale_scores,
     soft_erasure_scores,
     spearman_rows,
+    token_importance,
     top_k_mask,
     topk_iou,
 )
@@ -272,6 +274,73 @@ def test_topk_iou_on_hand_examples():
     torch.testing.assert_close(topk_iou(a, torch.zeros(3, 4), mask, 0.5), torch.tensor([1.0, 1.0, 0.0]))
 
 
+# ---------------------------------------------------------------------------------------------- word level
+# row 0 as words: "ab" (a, b), "c", "d"; row 1: "e", "f" (one subword each)
+WORDS_INDEX = torch.tensor([[-1, 0, 0, 1, 2, -1, -1], [-1, 0, 1, -1, -1, -1, -1]])
+WORDS_BATCH = {"input_ids": IDS, "attention_mask": MASK, "word_index": WORDS_INDEX}
+
+
+def test_word_level_equals_subword_level_with_one_subword_per_word():
+    fractions = (0.01, 0.25, 0.5, 1.0)
+    word = erasure_scores(toy_forward, BATCH, SCORES, fractions, level="word")
+    sub = erasure_scores(toy_forward, BATCH, SCORES, fractions, level="subword")
+    torch.testing.assert_close(word.comp, sub.comp)
+    torch.testing.assert_close(word.suff, sub.suff)
+    content = content_mask(BATCH)
+    q_word = token_importance(SCORES, content, level="word", word_index=WORD_INDEX)
+    torch.testing.assert_close(q_word, normalise_importance(SCORES, content))
+
+
+def test_word_level_removes_every_subword_of_a_chosen_word_by_hand():
+    out = erasure_scores(toy_forward, WORDS_BATCH, SCORES, (0.33, 1.0), level="word")
+    p0 = sigmoid(2.75)
+    # row 0 word scores: ab = .9 + .1 = 1.0 > d = .7 > c = .5; top 1 of 3 words = "ab", both subwords
+    # comp keeps [CLS] c d [SEP]: .5 + .5 + 1 − .25 = 1.75; suff keeps [CLS] a b [SEP]: .5 + 2 − 1 − .25 = 1.25
+    torch.testing.assert_close(out.comp[0, 0], torch.tensor(p0 - sigmoid(1.75)))
+    torch.testing.assert_close(out.suff[0, 0], torch.tensor(p0 - sigmoid(1.25)))
+
+
+def test_removing_every_word_leaves_the_special_tokens_only():
+    for level in ("word", "subword"):
+        out = erasure_scores(toy_forward, WORDS_BATCH, SCORES, (1.0,), level=level)
+        specials = {k: v.clone() for k, v in WORDS_BATCH.items()}
+        specials["attention_mask"] = specials["attention_mask"] * (WORDS_INDEX < 0)
+        p_empty = toy_forward(specials).softmax(-1).gather(-1, out.pred[:, None]).squeeze(-1)
+        torch.testing.assert_close(out.comp[:, 0], out.prob - p_empty)  # comp@100 = p(ŷ|x) − p(ŷ|∅)
+        torch.testing.assert_close(out.suff[:, 0], torch.zeros(2))  # suff@100 = 0: the whole text is kept
+
+
+def test_word_rank_is_by_the_summed_score_not_the_best_subword():
+    scores = torch.tensor([[0.0, 0.9, -0.8, 0.5, 0.7, 0.0, 0.0], [0.0, 0.3, 0.8, 0.0, 0.0, 0.0, 0.0]])
+    content = content_mask(WORDS_BATCH)
+    sub = rationale_mask(scores, content, 0.25, level="subword")
+    word = rationale_mask(scores, content, 0.33, level="word", word_index=WORDS_INDEX)
+    assert sub[0].nonzero().flatten().tolist() == [1]  # token a
+    assert word[0].nonzero().flatten().tolist() == [4]  # word "d" (.7) beats "ab" (.1) and "c" (.5)
+    q = token_importance(scores, content, level="word", word_index=WORDS_INDEX)
+    assert q[0, 1] == q[0, 2] and q[0, 4] == 1.0 and q[0, 1] == 0.0  # a word's subwords share its importance
+
+
+def test_word_level_needs_word_index_and_a_known_level():
+    content = content_mask(BATCH)
+    with pytest.raises(ValueError, match="needs word_index"):
+        rationale_mask(SCORES, content, 0.5, level="word")
+    with pytest.raises(ValueError, match="level 'token' is not one of"):
+        erasure_scores(toy_forward, BATCH, SCORES, level="token")
+
+
+def test_normalised_comp_suff_divide_each_row_by_its_own_confidence():
+    metrics = FaithfulnessMetrics(fractions=(0.5,))
+    comp, suff, prob = torch.tensor([[0.2], [0.1]]), torch.tensor([[0.05], [-0.1]]), torch.tensor([0.4, 0.8])
+    metrics.update(comp=comp, suff=suff, prob=prob)
+    res = metrics.compute()
+    torch.testing.assert_close(res["comp_norm@50"], torch.tensor((0.2 / 0.4 + 0.1 / 0.8) / 2))
+    torch.testing.assert_close(res["suff_norm@50"], torch.tensor((0.05 / 0.4 - 0.1 / 0.8) / 2))
+    torch.testing.assert_close(res["p_pred"], torch.tensor(0.6))
+    with pytest.raises(ValueError, match="prob must come with comp/suff"):
+        metrics.update(prob=prob)
+
+
 # ---------------------------------------------------------------------------------------------- torchmetrics
 def _values(n, seed):
     g = torch.Generator().manual_seed(seed)
@@ -322,18 +391,19 @@ def test_metric_leaves_out_groups_without_values_and_checks_shapes():
 
 
 def test_faithfulness_step_updates_every_group_on_the_toy_model():
-    batch = {**BATCH, "prior": torch.tensor([[0, 1.0, 0.0, 0.2, 0.5, 0, 0], [0, 0.1, 1.0, 0, 0, 0, 0]])}
     metrics = FaithfulnessMetrics(fractions=(0.25, 0.5, 1.0), topk_fraction=0.5)
-    out = faithfulness_step(toy_forward, batch, SCORES, metrics, embeds_forward=toy_embeds_forward,
+    out = faithfulness_step(toy_forward, BATCH, SCORES, metrics, embeds_forward=toy_embeds_forward,
                             embeds=toy_embeds(), generator=0)  # fmt: skip
-    hard = erasure_scores(toy_forward, batch, SCORES, (0.25, 0.5, 1.0))
+    hard = erasure_scores(toy_forward, BATCH, SCORES, (0.25, 0.5, 1.0))
     torch.testing.assert_close(out["comp"], hard.comp)
+    torch.testing.assert_close(out["prob"], hard.prob)
     res = metrics.compute()
     torch.testing.assert_close(res["comp@25"], hard.comp[:, 0].mean())
-    # prior order: row 0 a > d > c > b (same as SCORES) → ρ = 1, IoU 1; row 1 f > e (same) → ρ = 1, IoU 1
-    torch.testing.assert_close(res["prior_spearman"], torch.tensor(1.0))
-    torch.testing.assert_close(res["prior_topk_iou"], torch.tensor(1.0))
-    assert {"soft_comp", "soft_suff", "comp_aopc", "suff_aopc"} <= res.keys()
+    torch.testing.assert_close(res["p_pred"], hard.prob.mean())
+    torch.testing.assert_close(res["comp_norm@25"], (hard.comp[:, 0] / hard.prob).mean())
+    torch.testing.assert_close(res["suff_norm_aopc"], (hard.suff / hard.prob[:, None]).mean())
+    assert {"soft_comp", "soft_suff", "comp_aopc", "suff_aopc", "comp_norm_aopc"} <= res.keys()
+    assert "prior_spearman" not in res  # agreement is cap_lightning.agreement's
 
 
 def test_faithfulness_step_skips_rows_without_content():
@@ -377,6 +447,6 @@ def test_end_to_end_on_a_tiny_bert_under_inference_mode():
         faithfulness_step(forward, batch, scores, metrics, pad_token_id=tok.pad_token_id, logits=logits,
                           embeds_forward=embeds_forward, embeds=embeds, generator=0)  # fmt: skip
     res = metrics.compute()
-    assert len(res) == 2 * len(DEFAULT_FRACTIONS) + 6
+    assert len(res) == 4 * len(DEFAULT_FRACTIONS) + 7  # raw and normalised bins, 4 AOPCs, 2 soft, p_pred
     assert all(torch.isfinite(v) for v in res.values())
-    assert -1.0 <= float(res["prior_spearman"]) <= 1.0
+    assert 0.0 < float(res["p_pred"]) <= 1.0

@@ -3,50 +3,83 @@ import json
 import pytest
 import yaml
 
-from cap_lightning.reproduce import main, parse_args, plot, run_config, summarise
+from cap_lightning.reproduce import main, parse_args, run_config
+from cap_lightning.reproduce_plan import Run, check_methods, choose_lambda, final_runs, selection_runs
+from cap_lightning.reproduce_report import paired, plot, write_results
 from lmcore.cli import run_cli
 
 
-def _records():
-    out = []
-    for method, acc in (("baseline", 0.6), ("cap", 0.62)):
-        for seed, jitter in ((0, 0.01), (1, -0.01)):
-            metrics = {"test/acc": acc + jitter, "test/macro_f1": acc, "test/comp_aopc": 0.1, "test/suff_aopc": 0.2}
-            prior = {} if method == "baseline" else {"seconds": 10.0 + seed}
-            out.append({"dataset": "hwu64", "method": method, "seed": seed, "split": "few_shot", "shots": 10,
-                        "metrics": metrics, "prior": prior, "fit_seconds": 5.0})  # fmt: skip
-    return out
+# ------------------------------------------------------------------------------------------------- the plan
+def test_selection_runs_cover_every_prior_and_lambda_on_the_tuning_seed_only():
+    runs = selection_runs("hwu64", ["baseline", "ig", "cap", "shuffled"], [0.1, 1.0], seed=0)
+    assert runs[0] == Run("hwu64", "baseline", 0, 0.0, "select")
+    assert {(r.method, r.prior_weight) for r in runs[1:]} == {("ig", 0.1), ("ig", 1.0), ("cap", 0.1), ("cap", 1.0)}
+    assert {r.seed for r in runs} == {0} and all(r.stage == "select" for r in runs)  # controls are not tuned
 
 
-def test_summary_table_has_mean_and_std_per_method(tmp_path):
-    text, rows = summarise(_records())
-    assert "| baseline | 0,1 | 60.00 ± 1.41 |" in text and "| cap | 0,1 | 62.00 ± 1.41 |" in text
-    assert "10.50 ± 0.71" in text  # prior seconds of the cap runs
-    assert len(rows) == 4 and {r["method"] for r in rows} == {"baseline", "cap"}
-    plot(_records(), tmp_path / "results.png")
-    assert (tmp_path / "results.png").stat().st_size > 1000
+def test_final_runs_use_the_chosen_lambda_few_seeds_for_single_sources_and_controls_at_the_hybrids_lambda():
+    chosen = {"ig": 0.3, "cap": 0.1, "hybrid_mean": 1.0}
+    runs = final_runs("banking77", ["baseline", "ig", "cap", "hybrid_mean", "uniform", "shuffled"], [1, 2, 3], 2,
+                      chosen)  # fmt: skip
+    by = {}
+    for r in runs:
+        by.setdefault(r.method, []).append(r)
+    assert [r.seed for r in by["baseline"]] == [1, 2, 3] and runs[0].method == "baseline"
+    assert [r.seed for r in by["ig"]] == [1, 2] and {r.prior_weight for r in by["ig"]} == {0.3}
+    assert [r.seed for r in by["cap"]] == [1, 2, 3] and {r.prior_weight for r in by["cap"]} == {0.1}
+    assert {r.prior_weight for r in by["uniform"] + by["shuffled"]} == {1.0}
+    assert all(r.stage == "final" for r in runs)
 
 
-def test_arguments_are_validated():
+def test_lambda_ties_go_to_the_smaller_lambda_and_folders_do_not_collide():
+    assert choose_lambda({0.03: 0.80, 0.1: 0.82, 0.3: 0.82, 1.0: 0.5}) == 0.1
+    with pytest.raises(ValueError, match="no validation scores"):
+        choose_lambda({})
+    a, b = Run("d", "cap", 0, 0.1, "select"), Run("d", "cap", 0, 0.3, "select")
+    assert len({a.folder, b.folder, Run("d", "cap", 0, 0.1, "final").folder}) == 3
+    assert a.reference == Run("d", "baseline", 0, 0.0, "select").folder
+
+
+@pytest.mark.parametrize(
+    "methods,control_of,match",
+    [(["cap"], "hybrid_mean", "keep 'baseline'"), (["baseline", "mnist"], "hybrid_mean", "unknown methods"),
+     (["baseline", "shuffled"], "hybrid_mean", "add it to the methods"),
+     (["baseline", "cap"], "uniform", "control_of must be")],
+)  # fmt: skip
+def test_bad_method_lists_are_refused(methods, control_of, match):
+    with pytest.raises(ValueError, match=match):
+        check_methods(methods, control_of)
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+@pytest.mark.parametrize(
+    "argv", [["--methods", "cap"], ["--datasets", "mnist"], ["--tune-seed", "1"], ["--lambdas", "0"],
+             ["--attack-recipes", "textfooler"], ["--epochs", "0"]],
+)  # fmt: skip
+def test_arguments_are_validated(argv):
     with pytest.raises(SystemExit):
-        parse_args(["--methods", "cap"])  # the prior methods need the baseline checkpoint
-    with pytest.raises(SystemExit):
-        parse_args(["--datasets", "mnist"])
+        parse_args(argv)
+
+
+def test_selection_runs_never_test_and_prior_runs_read_their_seeds_baseline():
     args = parse_args(["--datasets", "hwu64", "--methods", "baseline", "hybrid_max"])
-    config = run_config("hwu64", 1, "hybrid_max", args)
-    (prior_cb,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("PriorCacheCallback")]
+    select = run_config(Run("hwu64", "hybrid_max", 0, 0.3, "select"), args)
+    assert select["test_after_fit"] is False and select["model"]["init_args"]["faithfulness"] is False
+    assert select["model"]["init_args"]["prior_weight"] == 0.3
+    (prior_cb,) = [c for c in select["trainer"]["callbacks"] if c["class_path"].endswith("PriorCacheCallback")]
     prior = prior_cb["init_args"]["prior"]["init_args"]
     assert prior["agg"] == "max"
     assert [s["class_path"].rsplit(".", 1)[1] for s in prior["sources"]] == ["ClassAwarePrior", "LIMEPrior", "IGPrior"]
-    assert prior["sources"][2]["init_args"]["model_path"].endswith("hwu64/baseline/s1/checkpoints/best.ckpt")
-    assert config["seed_everything"] == 1 and config["data"]["init_args"]["seed"] == 1
+    assert prior["sources"][2]["init_args"]["model_path"].endswith("hwu64/select/baseline/s0/checkpoints/best.ckpt")
+    final = run_config(Run("hwu64", "baseline", 2, 0.0, "final"), args)
+    assert final["test_after_fit"] is True and final["seed_everything"] == 2 and final["data"]["init_args"]["seed"] == 2
 
 
 def test_every_run_config_type_checks_as_a_lightning_config(tmp_path, capsys):
     args = parse_args(["--methods", "baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max"])
     for method in args.methods:
         path = tmp_path / f"{method}.yaml"
-        path.write_text(yaml.safe_dump(run_config("banking77", 0, method, args)))
+        path.write_text(yaml.safe_dump(run_config(Run("banking77", method, 1, 0.1, "final"), args)))
         try:
             run_cli(["fit", "--config", str(path), "--print_config"])
         except SystemExit as e:
@@ -54,27 +87,69 @@ def test_every_run_config_type_checks_as_a_lightning_config(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared_data):
-    out = tmp_path / "out"
-    argv = ["--datasets", "sst2", "--methods", "baseline", "ig", "--seeds", "0", "--shots", "4", "--epochs", "1",
-            "--student", str(tiny_model_dir), "--max-length", "16", "--ig-prior-steps", "2", "--val-batches", "1",
-            "--faithfulness-max-batches", "1", "--faithfulness-steps", "2", "--data-root", str(shared_data),
-            "--out", str(out), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
-    main(argv)
-    for method in ("baseline", "ig"):
-        record = json.loads((out / "sst2" / method / "s0" / "metrics.json").read_text())
-        assert 0.0 <= record["metrics"]["test/acc"] <= 1.0 and record["command"].startswith("lightning fit --config")
-    assert (out / "sst2" / "baseline" / "s0" / "checkpoints" / "best.ckpt").is_file()  # the IG run's reference
-    assert not (out / "sst2" / "ig" / "s0" / "checkpoints" / "best.ckpt").exists()
-    assert {"results.md", "results.csv", "results.png"} <= {p.name for p in out.iterdir()}
-    first = (out / "sst2" / "ig" / "s0" / "metrics.json").stat().st_mtime_ns
-    main(argv)  # resumes: finished runs are skipped
-    assert (out / "sst2" / "ig" / "s0" / "metrics.json").stat().st_mtime_ns == first
+# --------------------------------------------------------------------------------------------------- report
+def _records(methods=(("baseline", 0.60), ("cap", 0.62), ("shuffled", 0.62))):
+    out = []
+    for method, acc in methods:
+        for seed, jitter in ((1, 0.01), (2, -0.01), (3, 0.0)):
+            metrics = {"test/acc": acc + jitter + (0.001 * seed if method == "cap" else 0), "test/macro_f1": acc}
+            lam = 0.0 if method == "baseline" else 0.1
+            out.append({"dataset": "hwu64", "method": method, "seed": seed, "prior_weight": lam, "metrics": metrics,
+                        "prior": {"seconds": 3.0}, "fit_seconds": 5.0})  # fmt: skip
+    return out
 
 
-def test_robustness_columns_appear_when_attacked_splits_were_scored():
+def test_paired_difference_has_an_interval_and_says_no_difference_when_it_contains_zero():
     records = _records()
-    for r in records:
-        r["metrics"] |= {"adv/deepwordbug/attacked_acc": 0.3, "adv/deepwordbug/attack_success_rate": 0.5}
-    text, _ = summarise(records)
-    assert "deepwordbug/acc under attack" in text and "| 30.00 ± 0.00 | 50.00 ± 0.00 |" in text
+    cap = [r for r in records if r["method"] == "cap"]
+    base = [r for r in records if r["method"] == "baseline"]
+    shuffled = [r for r in records if r["method"] == "shuffled"]
+    assert paired(cap, base).startswith("+2.20 [") and paired(cap, base).endswith("higher")
+    assert paired(shuffled, base) == "+2.00 [+2.00, +2.00] higher"
+    assert paired(cap, shuffled) == "+0.20 [-0.05, +0.45] no difference"  # 3 seeds: t(2) is wide
+    noisy = [dict(r, metrics={"test/acc": 0.6 + (0.02 if r["seed"] == 1 else -0.01)}) for r in base]
+    assert paired(noisy, base).endswith("no difference")
+    assert paired(cap[:1], base) == "+2.10 (n=1)"
+
+
+def test_results_files(tmp_path):
+    records = _records()
+    selection = {"dataset": "hwu64", "scores": {"cap": {0.1: 0.7, 1.0: 0.6}}, "chosen": {"cap": 0.1}}
+    settings = vars(parse_args([]))
+    write_results(tmp_path, records, [selection], settings, "abc123", 12.0)
+    text = (tmp_path / "results.md").read_text()
+    assert "**70.00**" in text and "| 60.00 |" in text  # the chosen λ is marked, the other is not
+    assert "Δ Acc vs baseline" in text and "abc123" in text and "30 epochs" in text
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
+    plot(records, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared_data, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--datasets", "sst2", "--methods", "baseline", "ig", "--seeds", "1", "2", "--tune-seed", "0",
+            "--lambdas", "0.1", "1.0", "--shots", "4", "--epochs", "1", "--val-every", "1", "--student",
+            str(tiny_model_dir), "--max-length", "16", "--ig-prior-steps", "2", "--val-batches", "1",
+            "--faithfulness-steps", "2", "--faithfulness-rows", "8", "--attack-recipes", "--data-root", str(shared_data), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    main(argv)
+    select = out / "sst2" / "select"
+    for folder in (select / "baseline" / "s0", select / "ig" / "lambda0.1" / "s0", select / "ig" / "lambda1" / "s0"):
+        record = json.loads((folder / "metrics.json").read_text())
+        assert 0.0 <= record["val_acc"] <= 1.0 and record["metrics"] == {}
+        assert not (folder / "test_metrics.json").exists()  # the test split is not read while tuning
+    for method, seed in (("baseline", 1), ("baseline", 2), ("ig", 1), ("ig", 2)):
+        record = json.loads((out / "sst2" / method / f"s{seed}" / "metrics.json").read_text())
+        assert 0.0 <= record["metrics"]["test/acc"] <= 1.0 and record["command"].startswith("lightning fit --config")
+        assert record["commit"]
+    assert (out / "sst2" / "baseline" / "s1" / "checkpoints" / "best.ckpt").is_file()  # the IG run's reference
+    assert not (out / "sst2" / "ig" / "s1" / "checkpoints" / "best.ckpt").exists()
+    text = (out / "results.md").read_text()
+    assert "λ selection" in text and "Δ Acc vs baseline" in text
+    first = (out / "sst2" / "ig" / "s1" / "metrics.json").stat().st_mtime_ns
+    main(argv)  # resumes: finished runs are skipped
+    assert (out / "sst2" / "ig" / "s1" / "metrics.json").stat().st_mtime_ns == first
+    monkeypatch.setattr("cap_lightning.reproduce.code_commit", lambda: "other")
+    with pytest.raises(SystemExit, match="made by code at commit"):
+        main(argv)

@@ -1,6 +1,14 @@
 import torch
 
-from cap_lightning.tokens import batch_word_index, token_word_index, tokens_to_words, word_spans, words_to_tokens
+from cap_lightning.tokens import (
+    batch_word_index,
+    broadcast_word_values,
+    token_word_index,
+    tokens_to_words,
+    word_spans,
+    word_sums,
+    words_to_tokens,
+)
 from lmcore.models import load_tokenizer
 from tests.tiny import tiny_tokenizer
 
@@ -63,3 +71,26 @@ def test_byte_level_bpe_alignment_handles_leading_spaces():
         assert sorted(set(ids)) == list(range(len(text.split())))
         assert ids == sorted(ids)
     assert torch.all(wi[enc["attention_mask"] == 0] == -1)
+
+
+def test_batched_word_sums_equal_the_per_row_sums_and_ignore_non_content():
+    word_index = torch.tensor([[-1, 0, 0, 1, 2, -1, -1], [-1, 0, 1, 1, -1, -1, -1]])
+    attention = torch.tensor([[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 0]])
+    content = (word_index >= 0) & (attention > 0)
+    values = torch.randn(2, 7)
+    values[~content] = float("nan")  # what sits off content never counts
+    sums, present = word_sums(values, word_index, content)
+    expected = tokens_to_words(torch.where(content, values, 0.0), word_index, [3, 3])
+    torch.testing.assert_close(sums[0], expected[0])
+    torch.testing.assert_close(sums[1, :2], expected[1][:2])
+    assert present.tolist() == [[True, True, True], [True, True, False]]  # row 1 has two words
+
+
+def test_broadcast_word_values_undo_words_to_tokens():
+    word_index = torch.tensor([[-1, 0, 0, 1, 2, -1], [-1, 0, 1, -1, -1, -1]])
+    content = word_index >= 0
+    words = [torch.tensor([0.2, 0.9, 0.4]), torch.tensor([1.0, 0.0])]
+    back = broadcast_word_values(words_to_tokens(words, word_index), word_index, content)
+    torch.testing.assert_close(back[0], words[0])
+    torch.testing.assert_close(back[1, :2], words[1])
+    assert back[1, 2] == 0.0  # a word row 1 does not have

@@ -80,7 +80,9 @@ def _check_targets(row: dict, i: int, source: str) -> None:
         )
 
 
-def _mc_example(row: dict, i: int, tokenizer, chat_template: bool, seed: int, source: str) -> MCExample:
+def _mc_example(
+    row: dict, i: int, tokenizer, chat_template: bool, seed: int, source: str, qa_primer: bool
+) -> MCExample:
     _check_targets(row, i, source)
     mc1_true = [a for a, y in row["mc1_targets"].items() if y == 1]
     mc1_false = [a for a, y in row["mc1_targets"].items() if y == 0]
@@ -95,12 +97,12 @@ def _mc_example(row: dict, i: int, tokenizer, chat_template: bool, seed: int, so
         "binary": ((index[mc1_true[0].strip()],), (index[binary_false],)),
     }
     choices = tuple(format_answer(a, chat_template) for a in raw)
-    prompt = format_prompt(tokenizer, row["question"], chat_template)
+    prompt = format_prompt(tokenizer, row["question"], chat_template, qa_primer=qa_primer)
     return MCExample(prompt, choices, targets, (targets["binary"][0][0], targets["binary"][1][0]),
                      meta={"row": i, "question": row["question"]})  # fmt: skip
 
 
-def _binary_2025_examples(data_dir: str, tokenizer, chat_template: bool) -> list[MCExample]:
+def _binary_2025_examples(data_dir: str, tokenizer, chat_template: bool, qa_primer: bool) -> list[MCExample]:
     path = _find(Path(data_dir), "binary_2025/TruthfulQA.csv")
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
@@ -124,19 +126,26 @@ def _binary_2025_examples(data_dir: str, tokenizer, chat_template: bool) -> list
             "binary": ((idx[best],), (idx[worst],)),
         }
         choices = tuple(format_answer(a, chat_template) for a in raw)
-        out.append(MCExample(format_prompt(tokenizer, r["Question"], chat_template), choices, targets,
+        prompt = format_prompt(tokenizer, r["Question"], chat_template, qa_primer=qa_primer)
+        out.append(MCExample(prompt, choices, targets,
                              (idx[best], idx[worst]), meta={"row": i, "question": r["Question"]}))  # fmt: skip
     return out
 
 
 def load_truthfulqa(
-    tokenizer, data_dir: str | None = None, variant: Variant = "mc", chat_template: bool = False, seed: int = 0
+    tokenizer,
+    data_dir: str | None = None,
+    variant: Variant = "mc",
+    chat_template: bool = False,
+    seed: int = 0,
+    qa_primer: bool = False,
 ) -> list[MCExample]:
-    """TruthfulQA questions as ``MCExample`` (targets ``mc1``, ``mc2``, ``binary``), in file order."""
+    """TruthfulQA questions as ``MCExample`` (targets ``mc1``, ``mc2``, ``binary``), in file order; ``qa_primer``
+    puts the paper's six-question QA primer before each question (``prompts.QA_PRIMER``)."""
     check_choice("variant", variant, Variant)
     if variant == "binary_2025":
         if data_dir is None:
             raise ValueError("variant 'binary_2025' is read from local files only; pass data_dir")
-        return _binary_2025_examples(data_dir, tokenizer, chat_template)
+        return _binary_2025_examples(data_dir, tokenizer, chat_template, qa_primer)
     rows, source = _load_mc_rows(data_dir)
-    return [_mc_example(r, i, tokenizer, chat_template, seed, source) for i, r in enumerate(rows)]
+    return [_mc_example(r, i, tokenizer, chat_template, seed, source, qa_primer) for i, r in enumerate(rows)]

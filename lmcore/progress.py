@@ -1,0 +1,76 @@
+"""Progress with an ETA over a planned list of long jobs of unequal cost (grids of training runs, sweeps).
+
+    eta = Eta([3.0, 1.0, 1.0], seconds_per_unit=40.0)   # costs in any unit; a first guess of seconds per unit
+    eta.projected_seconds()                            # 200.0: the projection printed at start
+    eta.finish(0, seconds=150.0)                       # measured: 50 s per unit from now on
+    eta.line()                                          # "1/3 done, 2m30s elapsed, ETA 1m40s (~21:47)"
+
+Design decisions:
+- The rate (seconds per cost unit) starts at the caller's guess and is replaced by the measured rate as soon as a
+  job finishes, so the ETA corrects itself; skipped jobs (resumed from disk) count as done and cost no time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+
+def duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class Eta:
+    """Remaining time of a list of jobs with relative ``costs``.
+
+    Raises:
+        ValueError: a cost is negative, or the guess is not positive.
+    """
+
+    def __init__(self, costs: Sequence[float], seconds_per_unit: float | None = None) -> None:
+        if any(c < 0 for c in costs):
+            raise ValueError(f"costs must be >= 0, got {list(costs)}")
+        if seconds_per_unit is not None and seconds_per_unit <= 0:
+            raise ValueError(f"seconds_per_unit must be > 0, got {seconds_per_unit}")
+        self.costs = list(costs)
+        self.guess = seconds_per_unit
+        self.done: set[int] = set()
+        self.measured_units = 0.0
+        self.measured_seconds = 0.0
+
+    def rate(self) -> float | None:
+        """Seconds per cost unit: measured once a timed job finished, else the guess."""
+        if self.measured_units > 0:
+            return self.measured_seconds / self.measured_units
+        return self.guess
+
+    def projected_seconds(self) -> float | None:
+        """Seconds for every job not done yet (None without a rate)."""
+        rate = self.rate()
+        if rate is None:
+            return None
+        return rate * sum(c for i, c in enumerate(self.costs) if i not in self.done)
+
+    def finish(self, index: int, seconds: float | None) -> None:
+        """Job ``index`` is done; ``seconds`` is its wall time, None when it was skipped (already on disk)."""
+        if not 0 <= index < len(self.costs):
+            raise IndexError(f"job {index} is not in 0..{len(self.costs) - 1}")
+        self.done.add(index)
+        if seconds is not None and self.costs[index] > 0:
+            self.measured_units += self.costs[index]
+            self.measured_seconds += seconds
+
+    def line(self, now: datetime | None = None) -> str:
+        """``k/n done, <elapsed> elapsed, ETA <remaining> (~HH:MM)``."""
+        now = now or datetime.now()
+        left = self.projected_seconds()
+        text = f"{len(self.done)}/{len(self.costs)} done, {duration(self.measured_seconds)} elapsed"
+        if left is None:
+            return text + ", ETA unknown"
+        return text + f", ETA {duration(left)} (~{(now + timedelta(seconds=left)):%H:%M})"

@@ -1,0 +1,33 @@
+"""ETA over jobs of unequal cost: projection from a guess, corrected by measurement; skipped jobs cost nothing."""
+
+from datetime import datetime
+
+import pytest
+
+from lmcore.progress import Eta, duration
+
+
+def test_projection_uses_the_guess_then_the_measured_rate():
+    eta = Eta([3.0, 1.0, 1.0], seconds_per_unit=40.0)
+    assert eta.projected_seconds() == pytest.approx(200.0)
+    eta.finish(0, seconds=150.0)  # 50 s per unit measured
+    assert eta.projected_seconds() == pytest.approx(100.0)
+    eta.finish(1, seconds=None)  # skipped (resumed from disk): done, no time, rate unchanged
+    assert eta.projected_seconds() == pytest.approx(50.0) and eta.rate() == pytest.approx(50.0)
+    assert eta.line(datetime(2026, 1, 1, 12, 0)) == "2/3 done, 2m30s elapsed, ETA 50s (~12:00)"
+
+
+def test_without_a_rate_the_eta_is_unknown_and_bad_input_is_refused():
+    eta = Eta([1.0])
+    assert eta.projected_seconds() is None and eta.line().endswith("ETA unknown")
+    with pytest.raises(ValueError, match="costs"):
+        Eta([-1.0])
+    with pytest.raises(ValueError, match="seconds_per_unit"):
+        Eta([1.0], 0.0)
+    with pytest.raises(IndexError):
+        eta.finish(3, 1.0)
+
+
+@pytest.mark.parametrize("seconds,text", [(12.4, "12s"), (185, "3m05s"), (3720, "1h02m")])
+def test_duration(seconds, text):
+    assert duration(seconds) == text

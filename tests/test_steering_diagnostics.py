@@ -1,0 +1,61 @@
+"""Vector diagnostics: split-half cosine separates a stable direction from noise; PC1 share and common component;
+cosine with a reference; the command over a saved deltas file."""
+
+import pytest
+import torch
+
+from steering.diagnostics import delta_stats, layer_cosines, main, split_half_cosine, vector_diagnostics
+from steering.vectors import SteeringVector
+from steering.writer import save_deltas
+
+
+def _deltas(signal: float, n: int = 40, layers: int = 2, d: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    direction = torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0)
+    return signal * direction + torch.randn(n, layers, d, generator=g) / d**0.5  # (N, L, d)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "pca_uncentred"])
+def test_split_half_cosine_is_high_for_a_stable_direction_and_near_zero_for_noise(aggregate):
+    stable = split_half_cosine(_deltas(3.0), None, [0, 1], aggregate, "pos")
+    noise = split_half_cosine(_deltas(0.0), None, [0, 1], aggregate, "pos")
+    assert min(stable.values()) > 0.95
+    assert max(abs(v) for v in noise.values()) < 0.4
+
+
+def test_delta_stats_on_rank_one_and_identical_rows():
+    rank_one = torch.outer(torch.linspace(-1, 2, 10), torch.randn(8))
+    assert delta_stats(rank_one, "pca_uncentred")["pc1_share"] == pytest.approx(1.0)
+    same = torch.randn(8).expand(5, 8)
+    assert delta_stats(same, "mean")["common_component"] == pytest.approx(1.0)
+    assert delta_stats(_deltas(0.0, n=400)[:, 0], "mean")["common_component"] < 0.15
+
+
+def test_layer_cosines_and_bad_input():
+    v = SteeringVector({0: torch.randn(8), 3: torch.randn(8)})
+    neg = SteeringVector({k: -x for k, x in v.vectors.items()})
+    assert layer_cosines(v, v) == pytest.approx({0: 1.0, 3: 1.0})
+    assert layer_cosines(v, neg) == pytest.approx({0: -1.0, 3: -1.0})
+    with pytest.raises(ValueError, match="share no layer"):
+        layer_cosines(v, SteeringVector({1: torch.randn(8)}))
+    with pytest.raises(ValueError, match=">= 2 examples"):
+        split_half_cosine(_deltas(1.0, n=1), None, [0, 1])
+
+
+def test_vector_diagnostics_rows_and_the_command(tmp_path, capsys):
+    pos, neg = _deltas(3.0, seed=1), _deltas(1.0, seed=2)
+    ref = SteeringVector({5: torch.randn(64), 7: torch.randn(64)})
+    rows = vector_diagnostics(pos, neg, [5, 7], "pca", "both", reference=ref, repeats=4)
+    assert set(rows) == {5, 7}
+    assert set(rows[5]) == {"split_half_cosine", "gap_norm", "pc1_share", "common_component", "cosine_with_reference"}
+    path = save_deltas(tmp_path / "v.deltas.safetensors", {"index": torch.arange(40), "layers": [5, 7],
+                       "deltas": {10: (pos[:, None], neg[:, None])}}, {"method": "grains", "aggregate": "pca",
+                       "mode": "both"})  # fmt: skip
+    ref.save(tmp_path / "caa.safetensors")
+    out = main([str(path), "--against", str(tmp_path / "caa.safetensors"), "--repeats", "4",
+                "--json", str(tmp_path / "d.json")])  # fmt: skip
+    assert out.keys() == rows.keys()
+    assert out[5]["split_half_cosine"] == pytest.approx(rows[5]["split_half_cosine"])
+    assert "grains (k=10, pca, both), 40 deltas" in capsys.readouterr().out and (tmp_path / "d.json").is_file()
+    with pytest.raises(SystemExit):
+        main([str(path), "--k", "3"])
