@@ -76,3 +76,16 @@ def test_off_mask_tokens_add_nothing():
     assert mask_w[0, 0]
     with pytest.raises(ValueError, match="one shape"):
         word_level(a, p[:, :3], WORD_INDEX, mask)
+
+
+def test_training_words_are_the_evaluation_words():
+    from cap_lightning.tokens import broadcast_word_values, word_sums
+
+    p = words_to_tokens(WORD_PRIOR, WORD_INDEX)
+    mask = WORD_INDEX >= 0
+    a = torch.randn(WORD_INDEX.shape)
+    a_w, p_w, mask_w = word_level(a, p, WORD_INDEX, mask)
+    sums, present = word_sums(a, WORD_INDEX, mask)  # the detached word level of faithfulness and agreement
+    torch.testing.assert_close(a_w, sums)
+    assert torch.equal(mask_w, present)
+    torch.testing.assert_close(p_w, broadcast_word_values(p, WORD_INDEX, mask))
