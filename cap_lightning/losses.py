@@ -2,7 +2,10 @@
 
 All losses take ``(B, T)`` attributions ``a``, ``(B, T)`` priors ``p`` in [0, 1] and a ``(B, T)`` bool ``mask`` of
 the tokens that count (content tokens that carry a prior). Rows with no such token are left out of the batch mean;
-a batch with none gives a zero that is still connected to the graph.
+a batch with none gives a zero that is still connected to the graph. Rows whose prior is zero on every such token
+(relu of a non-positive surrogate) say nothing about where the attribution should go: they are left out as well
+(:func:`informative_rows`), so they get no alignment gradient (ε-smoothing would have made their ``kl`` target
+uniform, and ``mse`` would have pulled their attributions to 0; docs/cap.md §2).
 
 - ``kl``: KL(p̂ ‖ softmax(a / std(a))) with p̂ = ε-smoothed prior as a distribution (canonical; scale-free).
 - ``mse``: mean (a / max|a| − p)² (Liu & Avci 2019 style L2; the max is detached).
@@ -76,8 +79,16 @@ def rank_alignment(a: Tensor, p: Tensor, mask: Tensor, margin: float = 1.0) -> T
     return _row_mean(per_row, pairs.flatten(1))
 
 
+def informative_rows(p: Tensor, mask: Tensor) -> Tensor:
+    """(B,) bool: rows with a positive prior on at least one masked token (the rows the alignment loss uses)."""
+    return ((p > 0) & mask.bool()).any(-1)
+
+
 def alignment_loss(kind: AlignmentLoss, a: Tensor, p: Tensor, mask: Tensor) -> Tensor:
-    """Dispatch to the named alignment loss; see the module docstring for the definitions."""
+    """Dispatch to the named alignment loss; see the module docstring for the definitions. Rows whose prior is zero
+    on every masked token are left out (:func:`informative_rows`)."""
     losses = {"kl": kl_alignment, "mse": mse_alignment, "cosine": cosine_alignment, "rank": rank_alignment}
     check_choice("alignment loss", kind, AlignmentLoss)
-    return losses[kind](a.float(), p.float().to(a.device), mask.to(a.device))
+    p, mask = p.float().to(a.device), mask.to(a.device).bool()
+    mask = mask & informative_rows(p, mask)[:, None]
+    return losses[kind](a.float(), p, mask)

@@ -3,12 +3,15 @@
 Design decisions:
 - The loss is ``CE + λ·D(a_θ(x), prior)`` where ``a_θ`` is the model's own differentiable attribution (IG with
   ``create_graph``, gradient×input or Expected Gradients; ``attribution.py``) and ``D`` an alignment loss
-  (``losses.py``). With ``prior_weight == 0`` the attribution is never computed, so no RNG draw or extra op
-  happens and training is bit-for-bit plain fine-tuning.
+  (``losses.py``), at word level by default (``granularity.py``). With ``prior_weight == 0`` the attribution is
+  never computed, so no RNG draw or extra op happens and training is bit-for-bit plain fine-tuning.
 - ``__init__`` validates and stores; weights load in ``configure_model`` (also called by ``load_from_checkpoint``).
   ``num_labels=None`` takes the data module's label count, which is then saved in the checkpoint.
 - ``load_from_checkpoint`` reads weights only (``weights_only=True`` explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
   cannot flip it) and refuses ``weights_only=False``: a checkpoint is a user file and its pickle must not run code.
+- The rows that enter ``D``: rows with content, a prior that is not all zero (``losses.informative_rows``) and,
+  with ``prior_mask='teacher_correct'``, a teacher that ranks the gold label first (``teacher_gating.py``). The
+  shares left out are logged (``train/zero_prior_rows``, ``train/teacher_kept_rows``).
 - Metrics are torchmetrics objects per stage, logged as ``stage/name`` (``val/acc``, ``test/macro_f1``).
 - Faithfulness (docs/cap.md §3.4) is scored on the test rows chosen by ``faithfulness_rows`` (a seeded stratified
   subset, ``stratified.py``, matched by the batch's ``index``, so batch order does not matter), at
@@ -34,9 +37,11 @@ from cap_lightning.faithfulness import (
     faithfulness_step,
     rationale_scores,
 )
-from cap_lightning.losses import AlignmentLoss, alignment_loss
+from cap_lightning.granularity import AlignmentLevel, word_level
+from cap_lightning.losses import AlignmentLoss, alignment_loss, informative_rows
 from cap_lightning.naming import run_labels
 from cap_lightning.stratified import stratified_rows
+from cap_lightning.teacher_gating import PriorMask, teacher_gate
 from cap_lightning.tokens import content_mask, words_to_tokens
 from lmcore.choices import check_choice
 from lmcore.models import load_classifier, resolve_model_path
@@ -60,6 +65,13 @@ class CapModule(L.LightningModule):
         ig_chunk_size: IG steps per activation-checkpointed chunk (None: all at once). Bounds the memory of the
             double backward (MiniLM, batch 32 × 64, m = 8: 11.7 GB at None, 4.0 GB at 2) at extra compute.
         prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
+        alignment_level: ``word`` | ``subword``: compare the prior with the student's attributions summed per word
+            (one value per word, as the priors are defined), or per subword (the word prior broadcast to each of
+            its subwords, so a word of n subwords gets n× the target mass). The default follows docs/cap.md's
+            word-level priors; the measured comparison of the two comes with the reproduction grid.
+        prior_mask: ``all`` | ``teacher_correct``: use the prior on every training text, or only where the prior's
+            teacher ranks the gold label first (CAP; a hybrid row is gated by its CAP teacher); the other rows are
+            left out of the alignment loss (docs/cap.md §2).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
         warmup_fraction: share of training steps with linear learning-rate warm-up, then linear decay.
@@ -93,6 +105,8 @@ class CapModule(L.LightningModule):
         quadrature: Quadrature = "middle",
         ig_chunk_size: int | None = None,
         prior_warmup_steps: int = 0,
+        alignment_level: AlignmentLevel = "word",
+        prior_mask: PriorMask = "all",
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.06,
@@ -110,6 +124,8 @@ class CapModule(L.LightningModule):
             ("attribution", attribution, Method),
             ("ig_baseline", ig_baseline, Baseline),
             ("quadrature", quadrature, Quadrature),
+            ("alignment_level", alignment_level, AlignmentLevel),
+            ("prior_mask", prior_mask, PriorMask),
             ("faithfulness_level", faithfulness_level, Level),
         ):
             check_choice(name, value, alias)  # fmt: skip
@@ -215,6 +231,12 @@ class CapModule(L.LightningModule):
                 f"prior_weight={self.hparams.prior_weight} but no priors are attached to the training data: add "
                 "cap_lightning.PriorCacheCallback to trainer.callbacks, or set model.init_args.prior_weight=0"
             )
+        if self.hparams.prior_weight > 0 and self.hparams.prior_mask == "teacher_correct":
+            if not getattr(datamodule, "has_gold_ranks", False):
+                raise RuntimeError(
+                    "prior_mask='teacher_correct' but the attached priors carry no teacher gold-label ranks (only "
+                    "ClassAwarePrior, or a HybridPrior with one, stores them); set model.init_args.prior_mask=all"
+                )
 
     # ---------------------------------------------------------------------------------------------- steps
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
@@ -262,8 +284,7 @@ class CapModule(L.LightningModule):
         loss = ce
         weight = self.current_prior_weight()
         if weight > 0:
-            mask = content_mask(batch)
-            align = alignment_loss(self.hparams.prior_loss, self.attribute(batch), batch["prior"], mask)
+            align = self.alignment(batch)
             loss = ce + weight * align
             self.log("train/align", align, on_step=True, on_epoch=True)
             self.log("train/prior_weight", weight, on_step=True, on_epoch=False)
@@ -272,6 +293,25 @@ class CapModule(L.LightningModule):
         self.metrics["train_"].update(logits.detach(), batch["labels"])
         self.log_dict(self.metrics["train_"], on_step=False, on_epoch=True)
         return loss
+
+    def alignment(self, batch: dict[str, Tensor]) -> Tensor:
+        """The alignment term ``D`` of a training batch, at ``alignment_level``, over the rows it may use (see the
+        module docstring); logs the shares of rows left out."""
+        h = self.hparams
+        a, p, mask = self.attribute(batch), batch["prior"].to(self.device), content_mask(batch)
+        if h.alignment_level == "word":
+            a, p, mask = word_level(a, p, batch["word_index"], mask)
+        rows = mask.any(-1)
+        n_rows = max(int(rows.sum()), 1)
+        informative = informative_rows(p, mask)
+        self.log("train/zero_prior_rows", float((rows & ~informative).sum()) / n_rows, on_step=False, on_epoch=True)
+        gate = teacher_gate(batch.get("gold_rank"), h.prior_mask, len(mask))
+        if gate is not None:
+            gate = gate.to(mask.device)
+            kept = float((rows & informative & gate).sum()) / max(int((rows & informative).sum()), 1)
+            self.log("train/teacher_kept_rows", kept, on_step=False, on_epoch=True)
+            mask = mask & gate[:, None]
+        return alignment_loss(h.prior_loss, a, p, mask)
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor]) -> Tensor:
         logits = self(batch)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cap_lightning.losses import alignment_loss
+from cap_lightning.losses import alignment_loss, informative_rows
 
 MASK = torch.tensor([[False, True, True, True, False], [False, True, True, False, False]])
 PRIOR = torch.tensor([[0.0, 1.0, 0.5, 0.1, 0.0], [0.0, 0.2, 1.0, 0.0, 0.0]])
@@ -46,3 +46,18 @@ def test_empty_mask_gives_connected_zero(kind):
 def test_unknown_loss_is_rejected():
     with pytest.raises(ValueError, match="alignment loss 'l1' is not one of"):
         alignment_loss("l1", PRIOR, PRIOR, MASK)
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse", "cosine", "rank"])
+def test_an_all_zero_prior_row_gets_no_alignment_gradient(kind):
+    prior = PRIOR.clone()
+    prior[1] = 0.0  # relu of a non-positive surrogate: the prior says nothing about this text
+    a = torch.randn(2, 5, requires_grad=True)
+    loss = alignment_loss(kind, a, prior, MASK)
+    loss.backward()
+    assert torch.equal(a.grad[1], torch.zeros(5))
+    assert a.grad[0][MASK[0]].abs().sum() > 0
+    # the zero row is left out of the mean, not averaged in as a uniform or zero target
+    torch.testing.assert_close(loss, alignment_loss(kind, a[:1], prior[:1], MASK[:1]))
+    assert informative_rows(prior, MASK).tolist() == [True, False]
+    assert not informative_rows(PRIOR, torch.zeros_like(MASK)).any()

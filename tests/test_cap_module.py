@@ -105,6 +105,8 @@ def test_test_stage_logs_accuracy_and_macro_f1(tiny_model_dir):
         ({"prior_loss": "l1"}, "prior_loss 'l1' is not one of"),
         ({"attribution": "lime"}, "attribution 'lime' is not one of"),
         ({"ig_steps": 0}, "ig_steps must be >= 1"),
+        ({"alignment_level": "token"}, "alignment_level 'token' is not one of"),
+        ({"prior_mask": "correct"}, "prior_mask 'correct' is not one of"),
         ({"prior_weight": -1.0}, "prior_weight must be >= 0"),
         ({"model_path": "./no/such/folder"}, "does not exist. Allowed: a short name"),
     ],
@@ -127,3 +129,22 @@ def test_prior_weight_warms_up_linearly():
         _Trainer.global_step = step
         weights.append(module.current_prior_weight())
     assert weights == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+
+
+class _HalfZeroPrior(CountingPrior):
+    """All-zero priors for the texts with an even word count (relu of a non-positive surrogate)."""
+
+    def __call__(self, texts, labels):
+        return [p * (len(t.split()) % 2) for p, t in zip(super().__call__(texts, labels), texts)]
+
+
+def test_the_share_of_all_zero_prior_rows_is_logged(tiny_model_dir, tmp_path):
+    dm = tiny_datamodule(tiny_model_dir)
+    module = CapModule(str(tiny_model_dir), prior_weight=0.5, ig_steps=1)
+    trainer = _trainer(max_epochs=1, callbacks=[PriorCacheCallback(_HalfZeroPrior(), cache_dir=str(tmp_path))])
+    trainer.fit(module, dm)
+    texts = dm.prior_inputs()[0]
+    expected = sum(len(t.split()) % 2 == 0 for t in texts) / len(texts)
+    assert 0 < expected < 1
+    assert trainer.callback_metrics["train/zero_prior_rows"] == pytest.approx(expected)
+    assert torch.isfinite(trainer.callback_metrics["train/align_epoch"])

@@ -14,8 +14,9 @@ def _priors(teacher_dir):
 def test_config_is_every_init_argument_but_the_runtime_ones(teacher_dir):
     for prior in _priors(teacher_dir):
         params = set(inspect.signature(type(prior).__init__).parameters) - {"self"}
-        assert set(prior.config()) == params - set(prior.runtime_args), type(prior).__name__
-        for name in params - set(prior.runtime_args) - {"sources"}:
+        always = params - set(prior.runtime_args) - set(prior.conditional_args)
+        assert always <= set(prior.config()) <= params - set(prior.runtime_args), type(prior).__name__
+        for name in set(prior.config()) & params - {"sources"}:
             assert prior.config()[name] == getattr(prior, name)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cap_lightning.priors.cap import ClassAwarePrior
-from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts
+from cap_lightning.priors.teacher import TeacherScorer, build_prompt_parts, prefix_labels
 from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
 
 LABELS = ["yes", "no", "true_false"]  # the last one spans two teacher tokens
@@ -194,3 +194,40 @@ def test_a_missing_teacher_prompt_is_a_clear_error_before_the_teacher_loads(teac
     prior.set_data_defaults(teacher_prompt=_stub_datamodule(None).teacher_prompt)  # custom data: no prompt
     with pytest.raises(ValueError, match="no instruction, answer_prefix.*init_args.*teacher_prompt"):
         prior.prepare(TEXTS, GOLD, 3, torch.device("cpu"), label_names=LABELS)
+
+
+PREFIXED = ["yes", "yes_no", "true_false", "no"]  # "yes" is a token prefix of "yes no"; the others of nothing
+
+
+def test_prefix_labels_are_scored_with_the_end_marker(model_tok):
+    model, tok = model_tok
+    parts = build_prompt_parts(PREFIXED, "classify the text", "q", "a")
+    assert parts.end == "\n"  # the answer line's end; the tiny WordLevel tokenizer drops it, so EOS stands in
+    marked = TeacherScorer(model, tok, parts, PREFIXED)
+    plain = TeacherScorer(model, tok, parts, PREFIXED, end_marker=False)
+    naive = TeacherScorer(model, tok, parts, PREFIXED, use_prefix_cache=False)
+    assert prefix_labels(plain.label_ids) == [True, False, False, False]
+    assert marked.label_ids == [plain.label_ids[0] + [tok.eos_token_id], *plain.label_ids[1:]]
+    for text in TEXTS[:3]:
+        with_end, without = marked.label_logprobs(text), plain.label_logprobs(text)
+        assert with_end[0] < without[0]  # p(yes, then end) < p(yes...): no longer the prefix's probability
+        torch.testing.assert_close(with_end[1:], without[1:], atol=1e-5, rtol=0)  # the others are unchanged
+        torch.testing.assert_close(naive.label_logprobs(text), with_end, atol=1e-4, rtol=0)
+        torch.testing.assert_close(marked.score([text] * 4, range(4), progress=False), with_end, atol=1e-4, rtol=0)
+
+
+def test_the_end_marker_changes_cache_keys_only_where_it_can_change_scores(teacher_dir):
+    def prior(names, **kwargs):
+        out = ClassAwarePrior(teacher_path=str(teacher_dir), instruction="classify the text", text_prefix="q",
+                              answer_prefix="a", n_samples=8, example_cache_dir=None, **kwargs)  # fmt: skip
+        out.set_data_defaults(label_names=names)
+        return out
+
+    assert prior(PREFIXED).cache_key() != prior(PREFIXED, end_marker=False).cache_key()
+    # no label is another's prefix (or the marker is off): the configuration, and so the key, of earlier versions
+    assert "end_marker" not in prior(LABELS).config() and "end_marker" not in prior(PREFIXED, end_marker=False).config()
+    assert prior(LABELS).cache_key() == prior(LABELS, end_marker=False).cache_key()
+    assert prior(LABELS).cache_key() == prior(PREFIXED, end_marker=False).cache_key()  # names enter the key elsewhere
+    used = prior(PREFIXED)
+    used.prepare(TEXTS, [0, 1, 2, 3, 0], 4, torch.device("cpu"), label_names=PREFIXED)
+    assert used.scorer.label_ids[0][-1] == used.scorer.tokenizer.eos_token_id

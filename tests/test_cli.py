@@ -135,6 +135,9 @@ def test_run_labels_name_and_group_runs():
     assert run_labels(config)["name"] == "banking77-ig-mse1-expected_gradients-fs10-s1"
     config["model"]["init_args"]["prior_weight"] = 0.0
     assert run_labels(config)["name"] == "banking77-baseline-fs10-s1"
+    config["model"]["init_args"].update(prior_weight=0.1, prior_mask="teacher_correct", alignment_level="subword")
+    config["trainer"]["callbacks"][0]["init_args"]["control"] = "shuffled"
+    assert run_labels(config)["name"] == "banking77-ig-shuffled-mse0.1-expected_gradients-gated-subword-fs10-s1"
 
 
 def test_run_labels_come_from_the_model_class_hook():

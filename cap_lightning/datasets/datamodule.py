@@ -4,7 +4,8 @@ Design decisions:
 - Loading and splitting are pure functions (``load.py``, ``splits.py``); this class only wires them to
   Lightning. All file reading and validation happen in ``setup`` before any model is loaded.
 - Priors are word-level (one tensor per training text, attached by ``PriorCacheCallback``) and broadcast to
-  subwords in the collate function, which tokenizes on the fly with offsets (``tokens.py``).
+  subwords in the collate function, which tokenizes on the fly with offsets (``tokens.py``). A teacher prior's
+  gold-label ranks come with them (``gold_rank`` per row, for ``CapModule``'s ``prior_mask``).
 - ``max_train_examples`` / ``max_eval_examples`` take a seeded subset, for short demo runs on a CPU: the prior of
   every training text is computed, so the subset must be taken before priors, not by ``limit_train_batches``.
 """
@@ -36,7 +37,8 @@ Split = Literal["full", "few_shot", "adversarial"]
 
 
 class _Collate:
-    """Tokenize a list of items; add ``word_index`` and, when every item has one, the subword ``prior``."""
+    """Tokenize a list of items; add ``word_index`` and, when every item has one, the subword ``prior`` and the
+    teacher's ``gold_rank``."""
 
     def __init__(self, tokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
@@ -50,6 +52,8 @@ class _Collate:
         batch["word_index"] = word_index
         if all("prior" in it for it in items):
             batch["prior"] = words_to_tokens([it["prior"] for it in items], word_index)
+        if all("gold_rank" in it for it in items):
+            batch["gold_rank"] = torch.tensor([it["gold_rank"] for it in items], dtype=torch.long)
         return batch
 
 
@@ -131,6 +135,7 @@ class CapDataModule(L.LightningDataModule):
         self.splits: LabelledSplits | None = None
         self.tokenizer = None
         self._train_priors: list[Tensor] | None = None
+        self._train_gold_ranks: list[int] | None = None
 
     # ----------------------------------------------------------------------------------------------- loading
     def _load(self) -> LabelledSplits:
@@ -196,26 +201,39 @@ class CapDataModule(L.LightningDataModule):
     def max_length(self) -> int:
         return self.hparams.max_length
 
-    def attach_priors(self, priors: Sequence[Tensor]) -> None:
-        """Attach one word-level prior (n_words,) per training text, in ``prior_inputs`` order."""
+    def attach_priors(self, priors: Sequence[Tensor], gold_rank: Sequence[int] | None = None) -> None:
+        """Attach one word-level prior (n_words,) per training text, in ``prior_inputs`` order, and, for a teacher
+        prior, the teacher's rank of each text's gold label (0 = the teacher picks it)."""
         train = self._load().train
         if len(priors) != len(train):
             raise ValueError(f"got {len(priors)} priors for {len(train)} training texts")
+        if gold_rank is not None and len(gold_rank) != len(train):
+            raise ValueError(f"got {len(gold_rank)} gold ranks for {len(train)} training texts")
         for i, (p, e) in enumerate(zip(priors, train, strict=True)):
             if p.shape != (len(split_words(e.text)),):
                 raise ValueError(f"prior {i} has shape {tuple(p.shape)}, text has {len(split_words(e.text))} words")
         self._train_priors = list(priors)
+        self._train_gold_ranks = None if gold_rank is None else [int(r) for r in gold_rank]
 
     @property
     def has_priors(self) -> bool:
         return self._train_priors is not None
 
+    @property
+    def has_gold_ranks(self) -> bool:
+        return self._train_gold_ranks is not None
+
     # ------------------------------------------------------------------------------------------- dataloaders
-    def _items(self, examples: list[TextExample], priors: list[Tensor] | None = None) -> list[dict]:
+    def _items(
+        self, examples: list[TextExample], priors: list[Tensor] | None = None, gold_ranks: list[int] | None = None
+    ) -> list[dict]:
         items = [{"text": e.text, "label": e.label, "index": i} for i, e in enumerate(examples)]
         if priors is not None:
             for item, p in zip(items, priors, strict=True):
                 item["prior"] = p
+        if priors is not None and gold_ranks is not None:
+            for item, r in zip(items, gold_ranks, strict=True):
+                item["gold_rank"] = r
         return items
 
     def _loader(self, items: list[dict], shuffle: bool, batch_size: int) -> DataLoader:
@@ -230,7 +248,7 @@ class CapDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        items = self._items(self._load().train, self._train_priors)
+        items = self._items(self._load().train, self._train_priors, self._train_gold_ranks)
         return self._loader(items, shuffle=True, batch_size=self.hparams.batch_size)
 
     def _eval_loader(self, examples: list[TextExample]) -> DataLoader:

@@ -12,8 +12,8 @@ Design decisions:
 - ``cache_key()`` hashes the class, ``config()`` and the content of local weight files (``model_path``,
   ``teacher_path``), so a retrained reference checkpoint gives a new cache entry. The built-in priors hash the
   import path they had before the ``priors/`` package (``cache_name``), so existing caches stay valid.
-- Data-dependent defaults (CAP's teacher prompt from the data module) come through ``set_data_defaults`` before
-  ``cache_key()`` is read, so they feed the key like any explicit setting.
+- Data-dependent defaults (CAP's teacher prompt and label names from the data module) come through
+  ``set_data_defaults`` before ``cache_key()`` is read, so they feed the key like any explicit setting.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class AttributionPrior(ABC):
 
     #: init arguments that change speed, memory or storage, not the scores: left out of ``config()``
     runtime_args: ClassVar[tuple[str, ...]] = ()
+    #: init arguments that a subclass's ``config()`` leaves out where they cannot change the scores (so that adding
+    #: one keeps earlier cache keys valid), e.g. ``ClassAwarePrior.end_marker`` for label sets without prefix labels
+    conditional_args: ClassVar[tuple[str, ...]] = ()
     #: the class name hashed into ``cache_key()`` (None: ``module.qualname``); read from the class itself only,
     #: so a subclass of a built-in prior gets its own
     cache_name: ClassVar[str | None] = None
@@ -84,9 +87,10 @@ class AttributionPrior(ABC):
                 cfg[f"{field}_sha256"] = _file_digest(cfg[field])
         return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
 
-    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+    def set_data_defaults(self, teacher_prompt: Any = None, label_names: Sequence[str] | None = None) -> None:
         """Take defaults from the data (duck-typed; ``teacher_prompt`` has ``instruction``, ``text_prefix`` and
-        ``answer_prefix``) for the settings left unset. ``PriorCacheCallback`` calls it before ``cache_key()``."""
+        ``answer_prefix``; ``label_names`` in index order) for the settings left unset. ``PriorCacheCallback`` calls
+        it before ``cache_key()``."""
         return None
 
     def prepare(

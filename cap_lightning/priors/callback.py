@@ -4,8 +4,8 @@ Design decisions:
 - Runs in ``setup("fit")``, after the data module's ``setup`` and before any weights of the trained model load.
 - Cache key = sha256(prior.cache_key(), training-data fingerprint, label names, split setting, package version):
   any change of a prior argument, the data, the split or the package gives a new entry; ``overwrite=True`` forces
-  a recompute. The data module's defaults for the prior (its ``teacher_prompt``, read duck-typed, None when it
-  has none) reach the prior through ``set_data_defaults`` before its key is read.
+  a recompute. The data module's defaults for the prior (its ``teacher_prompt`` and ``label_names``, read
+  duck-typed, None / empty when it has none) reach the prior through ``set_data_defaults`` before its key is read.
 - Rows are computed in fixed-size chunks, each written atomically as soon as it is done: an interrupted run resumes
   from the chunks on disk. Under DDP, chunk ``i`` belongs to rank ``i % world_size``; after a barrier rank 0 merges
   the chunks into one file, and after a second barrier every rank reads it.
@@ -19,6 +19,12 @@ Design decisions:
   from the hit/miss decision until every rank has read the merged file. A second run waits (a warning says so),
   then reads the merged file as a cache hit. Chunk and temporary files are removed under the lock once the merged
   file exists, so no run deletes files another is writing and no stale chunk stays behind.
+- The teacher's gold-label ranks (CAP diagnostics, saved next to the priors as ``diagnostics.json``; cache keys and
+  the priors file unchanged) are attached with the priors when present (:func:`gold_ranks`), for ``CapModule``'s
+  ``prior_mask='teacher_correct'``. Entries written before this existed have the same file, so they serve too.
+- ``control`` (``controls.py``: ``uniform`` or ``shuffled``) replaces the attached priors by a control derived
+  from them, after the cache (the cache holds the real prior; the key does not change), on the words the student
+  reads.
 - Known limit: a run waiting for the lock keeps its other DDP ranks at a barrier, within the process-group timeout.
 - Known limit: an exception on one rank while computing leaves the others waiting at the barrier until the
   process-group timeout; the chunks it finished stay on disk for the next run.
@@ -48,8 +54,10 @@ from cap_lightning.priors.cache import (
     remove_leftovers,
     save_priors,
 )
+from cap_lightning.priors.controls import PriorControl, control_priors
 from cap_lightning.priors.visible import pad_to_words, truncation_warning, visible_texts
 from cap_lightning.tokens import split_words
+from lmcore.choices import check_choice
 from lmcore.io import atomic_write_json
 from lmcore.locks import entry_lock
 
@@ -73,6 +81,22 @@ def summarise_diagnostics(path: Path) -> dict[str, float]:
     return out
 
 
+def gold_ranks(path: Path, n_rows: int) -> list[int] | None:
+    """The teacher's gold-label rank per training text from the diagnostics saved next to the priors (``gold_rank``,
+    or ``<Source>/gold_rank`` of a hybrid's teacher sources; with several, the worst rank per text), or None when
+    the prior stored none (not a teacher prior, or no diagnostics)."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    columns = [v for k, v in data.items() if k == "gold_rank" or k.endswith("/gold_rank")]
+    if not columns:
+        return None
+    for column in columns:
+        if len(column) != n_rows or not all(isinstance(r, int) and r >= 0 for r in column):
+            raise ValueError(f"{path}: gold_rank must hold {n_rows} non-negative integers; delete the file's folder")
+    return [max(ranks) for ranks in zip(*columns)]
+
+
 class PriorCacheCallback(L.Callback):
     """Compute attribution priors for the training split once per content hash and attach them.
 
@@ -81,11 +105,21 @@ class PriorCacheCallback(L.Callback):
         cache_dir: root folder of the cache.
         chunk_size: rows per chunk file (the unit of resumption and of DDP sharding).
         overwrite: recompute even when a valid cache entry exists.
+        control: ``none`` | ``uniform`` | ``shuffled``: train on the prior itself, or on a control derived from it
+            (every word the student reads scored 1; the prior's scores permuted within each text), docs/cap.md §2.
+        control_seed: seed of the ``shuffled`` permutations (one per training example, the same every epoch).
     """
 
     def __init__(
-        self, prior: AttributionPrior, cache_dir: str = "cache/priors", chunk_size: int = 64, overwrite: bool = False
+        self,
+        prior: AttributionPrior,
+        cache_dir: str = "cache/priors",
+        chunk_size: int = 64,
+        overwrite: bool = False,
+        control: PriorControl = "none",
+        control_seed: int = 0,
     ) -> None:
+        check_choice("control", control, PriorControl)
         if not isinstance(prior, AttributionPrior):
             raise TypeError(f"prior must be an AttributionPrior, got {type(prior).__name__}")
         if chunk_size < 1:
@@ -94,6 +128,7 @@ class PriorCacheCallback(L.Callback):
         self.cache_dir = Path(cache_dir)
         self.chunk_size = chunk_size
         self.overwrite = overwrite
+        self.control, self.control_seed = control, control_seed
         self.last: dict[str, float | int | str | bool] = {}
 
     def visible_counts(self, datamodule) -> list[int]:
@@ -104,8 +139,9 @@ class PriorCacheCallback(L.Callback):
 
     def entry_dir(self, datamodule) -> Path:
         texts, _, fingerprint = datamodule.prior_inputs()
-        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None))
-        labels = json.dumps(list(getattr(datamodule, "label_names", []) or []))
+        names = list(getattr(datamodule, "label_names", []) or [])
+        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None), label_names=names)
+        labels = json.dumps(names)
         parts = [self.prior.cache_key(), fingerprint, labels, datamodule.setting, __version__]
         self._counts = self.visible_counts(datamodule)
         cut = [[i, c] for i, (t, c) in enumerate(zip(texts, self._counts)) if c < len(split_words(t))]
@@ -139,13 +175,21 @@ class PriorCacheCallback(L.Callback):
         seconds = time.perf_counter() - start
         self.last = {"cache_hit": hit, "seconds": seconds, "rows": len(priors), "path": str(folder / MERGED)}
         rank_zero_info(f"[priors] {len(priors)} priors ready in {seconds:.2f} s ({'cache hit' if hit else 'computed'})")
-        datamodule.attach_priors(priors)
+        ranks = gold_ranks(folder / DIAGNOSTICS, len(priors))
+        priors = control_priors(priors, self.control, self.control_seed, counts)
+        self.last |= {"control": self.control, "gold_ranks": ranks is not None}
+        if ranks is None:
+            datamodule.attach_priors(priors)
+        else:
+            datamodule.attach_priors(priors, gold_rank=ranks)
         summary = summarise_diagnostics(folder / DIAGNOSTICS)
         if summary:
             rank_zero_info("[priors] " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
         self.last |= summary
         if trainer.logger is not None:
-            trainer.logger.log_hyperparams({"prior/cache_key": key, "prior/class": type(self.prior).__name__})
+            trainer.logger.log_hyperparams(
+                {"prior/cache_key": key, "prior/class": type(self.prior).__name__, "prior/control": self.control}
+            )
             trainer.logger.log_metrics({"prior/cache_hit": float(hit), "prior/seconds": seconds, **summary})
 
     def _read_or_compute(self, trainer, datamodule, texts, labels, n_words, folder: Path, key: str):

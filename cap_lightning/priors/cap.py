@@ -9,6 +9,11 @@ Design decisions:
   the teacher's confidence in the gold label name (``target``: ``gold_prob`` (canonical), ``gold_logprob``,
   ``label_softmax`` over all labels, or ``contrastive_k``: gold log-prob minus the logsumexp of the K labels the
   teacher ranks highest on the unmasked text).
+- Labels that are token prefixes of other labels are scored followed by the answer's end marker (``end_marker``,
+  ``teacher.py``), so p(label) is that label's probability and not its prefix's. ``end_marker`` enters ``config()``
+  (and so the cache keys) only where it can change a score: when it is on and a label name in use is a string
+  prefix of another (``teacher.has_prefix_names``; the data module's label names come through
+  ``set_data_defaults``). Keys of label sets without such a pair, and of ``end_marker=False``, are unchanged.
 - Masks: ``masks.perturb`` (``loo+lime`` by default, M = min(n_samples, 2ⁿ), deterministic per (seed, text)).
   Surrogate: ``ridge.weighted_ridge`` on the LIME kernel, fp64 Cholesky with fallbacks. Prior = relu(φ) / max.
 - Speed: all masked variants of a chunk of texts go through one ``TeacherScorer.score`` call (shared prefix
@@ -66,12 +71,15 @@ class ClassAwarePrior(AttributionPrior):
         batch_size: masked variants per teacher forward.
         max_tokens: packed tokens per teacher forward.
         teacher_dtype: ``float32`` | ``bfloat16`` | ``float16``.
+        end_marker: score a label that is a token prefix of another label followed by the end of the answer (a
+            newline; EOS with a chat template), so ``email query`` is not scored as a prefix of ``email querycontact``.
         nonfinite: ``raise`` | ``zero`` for an example whose teacher targets are NaN/inf.
         example_cache_dir: folder of the per-example store shared across splits and seeds (None: off).
     """
 
     caches_examples = True
     runtime_args = ("batch_size", "max_tokens", "example_cache_dir")
+    conditional_args = ("end_marker",)
     cache_name = "cap_lightning.cap_prior.ClassAwarePrior"
 
     def __init__(
@@ -94,6 +102,7 @@ class ClassAwarePrior(AttributionPrior):
         max_tokens: int = 2048,
         teacher_dtype: TeacherDtype = "float32",
         nonfinite: NonFinite = "raise",
+        end_marker: bool = True,
         example_cache_dir: str | None = "cache/cap_examples",
     ) -> None:
         check_choice("mask_strategy", mask_strategy, MaskStrategy)
@@ -118,6 +127,8 @@ class ClassAwarePrior(AttributionPrior):
         self.ridge_lambda, self.target, self.contrastive_k = ridge_lambda, target, contrastive_k
         self.mask_token, self.seed, self.teacher_dtype, self.nonfinite = mask_token, seed, teacher_dtype, nonfinite
         self.batch_size, self.max_tokens, self.example_cache_dir = batch_size, max_tokens, example_cache_dir
+        self.end_marker = end_marker
+        self.data_label_names: list[str] | None = None  # the data module's (set_data_defaults)
         self.store = ExampleStore(example_cache_dir) if example_cache_dir else None
         self.data_prompt: Any = None  # the data module's teacher prompt (set_data_defaults)
         self.scorer = None
@@ -125,16 +136,26 @@ class ClassAwarePrior(AttributionPrior):
         self.records: dict[str, Record] = {}
         self._namespace: str | None = None
 
-    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+    def set_data_defaults(self, teacher_prompt: Any = None, label_names: Sequence[str] | None = None) -> None:
         self.data_prompt = teacher_prompt
+        self.data_label_names = list(label_names) if label_names is not None else None
 
     def prompt(self) -> dict[str, str | None]:
         """The prompt pieces in use: each one given here, else the data module's teacher prompt's (None: neither)."""
         mine = {f: getattr(self, f) for f in PROMPT_FIELDS}
         return {f: v if v is not None else getattr(self.data_prompt, f, None) for f, v in mine.items()}
 
+    def names_in_use(self) -> list[str] | None:
+        """The label names the teacher scores: set by ``prepare``, else ``label_names``, else the data module's."""
+        return self.class_names or self.label_names or self.data_label_names
+
     def config(self) -> dict[str, Any]:
-        return super().config() | self.prompt()
+        from cap_lightning.priors.teacher import has_prefix_names
+
+        config = super().config() | self.prompt()
+        if not (self.end_marker and has_prefix_names(self.names_in_use() or [])):
+            config.pop("end_marker")  # it changes no score: the keys of earlier versions stay valid
+        return config
 
     # ------------------------------------------------------------------------------------------- set-up
     def prepare(
@@ -180,8 +201,9 @@ class ClassAwarePrior(AttributionPrior):
         TeacherScorer(None, tokenizer, parts, self.class_names)  # label names are checked before the weights load
         model = load_causal_lm(self.teacher_path, dtype=self.teacher_dtype).to(device)
         return TeacherScorer(
-            model, tokenizer, parts, self.class_names, self.batch_size, self.max_tokens, use_prefix_cache
-        )
+            model, tokenizer, parts, self.class_names, self.batch_size, self.max_tokens, use_prefix_cache,
+            end_marker=self.end_marker,
+        )  # fmt: skip
 
     def release(self) -> None:
         self.scorer = None

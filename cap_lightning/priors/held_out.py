@@ -100,14 +100,16 @@ class HeldOutPriorCallback(L.Callback):
         counter = getattr(datamodule, "visible_word_counts", None)
         counts = counter(texts) if callable(counter) else n_words
         train_fingerprint = datamodule.prior_inputs()[2]
-        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None))
+        names = list(getattr(datamodule, "label_names", []) or [])
+        # label names too: they decide whether CAP's end_marker enters its key (as in PriorCacheCallback)
+        self.prior.set_data_defaults(teacher_prompt=getattr(datamodule, "teacher_prompt", None), label_names=names)
         cut = [[i, c] for i, (c, n) in enumerate(zip(counts, n_words, strict=True)) if c < n]
         key = cache_key(
             self.prior.cache_key(),
             "held-out",
             train_fingerprint,
             data_fingerprint([test[i] for i in index]),
-            json.dumps(list(getattr(datamodule, "label_names", []) or [])),
+            json.dumps(names),
             str(getattr(datamodule, "setting", "")),
             json.dumps(cut),
             __version__,

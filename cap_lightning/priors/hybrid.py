@@ -130,9 +130,9 @@ class HybridPrior(AttributionPrior):
         self.store = ExampleStore(example_cache_dir) if example_cache_dir else None
         self._namespaces: list[str | None] = [None] * len(self.sources)
 
-    def set_data_defaults(self, teacher_prompt: Any = None) -> None:
+    def set_data_defaults(self, teacher_prompt: Any = None, label_names: Sequence[str] | None = None) -> None:
         for source in self.sources:
-            source.set_data_defaults(teacher_prompt=teacher_prompt)
+            source.set_data_defaults(teacher_prompt=teacher_prompt, label_names=label_names)
 
     def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
         split = store_namespace(list(texts), [int(y) for y in labels])

@@ -14,6 +14,13 @@ Design decisions:
   so both paths score the same sequences (tests pin them within 1e-4).
 - ``label_logprobs(text)`` scores all labels for one text with a second cache level: prefix + text run once, then
   the label tokens of all |Y| labels packed after it.
+- Labels whose tokens are a prefix of another label's tokens (HWU64: ``email query`` vs ``email querycontact``) are
+  scored **with an end marker**, ``PromptParts.end``: the newline that ends the answer line in the plain prompt,
+  the tokenizer's end-of-sequence token (the end of the assistant's turn) with a chat template; a marker that
+  encodes to no token falls back to the EOS token. The marker is encoded on its own and appended to the label's
+  tokens. Without it p(``email query``) would include p(``email querycontact``); with it the scored token sequences
+  form a prefix-free set, so they are disjoint events and each is the probability of that label. Labels that are
+  no other label's prefix are scored as before (``end_marker=False``: all as before).
 - Label names that the tokenizer cannot encode (empty, or mapped to the unknown token) and label sets with two
   names of identical token ids are refused at construction, before any forward pass.
 """
@@ -41,6 +48,7 @@ class PromptParts:
     prefix: str
     after: str
     sep: str  # between ``after`` and the label name
+    end: str = "\n"  # closes the answer: appended to the labels that are token prefixes of other labels
 
 
 def label_display_name(name: str) -> str:
@@ -60,13 +68,27 @@ def build_prompt_parts(
     labels = "\n".join(f"- {label_display_name(n)}" for n in label_names)
     head = f"{instruction}\n{labels}\n\n{text_prefix}"
     if not chat_template:
-        return PromptParts(prefix=head, after=f"\n{answer_prefix}", sep=" ")
+        return PromptParts(prefix=head, after=f"\n{answer_prefix}", sep=" ", end="\n")
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat_template=True needs a teacher tokenizer that has a chat template")
     message = [{"role": "user", "content": f"{head}{_SENTINEL}\n{answer_prefix}"}]
     rendered = tokenizer.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
     prefix, after = rendered.split(_SENTINEL)
-    return PromptParts(prefix=prefix, after=after, sep="" if after[-1:].isspace() else " ")
+    end = tokenizer.eos_token or "\n"  # the end of the assistant's turn (<|im_end|>, <|eot_id|>)
+    return PromptParts(prefix=prefix, after=after, sep="" if after[-1:].isspace() else " ", end=end)
+
+
+def prefix_labels(label_ids: Sequence[Sequence[int]]) -> list[bool]:
+    """Whether each label's token ids are a proper prefix of another label's."""
+    ids = [tuple(i) for i in label_ids]
+    return [any(len(b) > len(a) and b[: len(a)] == a for b in ids) for a in ids]
+
+
+def has_prefix_names(label_names: Sequence[str]) -> bool:
+    """Whether a label's display name is a string prefix of another's: necessary for a token prefix (a cheap test,
+    without the tokenizer, of whether the end marker can change any score)."""
+    shown = [label_display_name(n) for n in label_names]
+    return any(a != b and b.startswith(a) for a in shown for b in shown)
 
 
 class TeacherScorer:
@@ -80,6 +102,8 @@ class TeacherScorer:
         batch_size: variants per forward pass.
         max_tokens: packed tokens per forward pass (bounds the block mask, ``max_tokens × (prefix + max_tokens)``).
         use_prefix_cache: run the shared prefix once (True) or with every query (False, the naive reference).
+        end_marker: score the labels that are token prefixes of other labels followed by ``parts.end`` (see the
+            module docstring).
     """
 
     def __init__(
@@ -91,6 +115,7 @@ class TeacherScorer:
         batch_size: int = 64,
         max_tokens: int = 2048,
         use_prefix_cache: bool = True,
+        end_marker: bool = True,
     ) -> None:
         if batch_size < 1 or max_tokens < 1:
             raise ValueError(f"batch_size and max_tokens must be >= 1, got {batch_size}, {max_tokens}")
@@ -99,6 +124,10 @@ class TeacherScorer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
         self.prefix_ids: list[int] = tokenizer(parts.prefix).input_ids
         self.label_ids = self._encode_labels(label_names)
+        if end_marker:
+            end = self._end_ids()
+            self.label_ids = [ids + end if is_prefix else ids
+                              for ids, is_prefix in zip(self.label_ids, prefix_labels(self.label_ids))]  # fmt: skip
         self.calls = 0  # sequences scored (the cost unit of the report)
         self._prefix_kv: list[tuple[Tensor, Tensor]] | None = None
 
@@ -118,6 +147,18 @@ class TeacherScorer:
                 raise ValueError(f"labels {seen[tuple(enc)]!r} and {name!r} encode to the same teacher tokens")
             seen[tuple(enc)] = name
             ids.append(enc)
+        return ids
+
+    def _end_ids(self) -> list[int]:
+        """Token ids of the end marker (``parts.end``, else the EOS token when it encodes to nothing)."""
+        ids = self.tokenizer(self.parts.end, add_special_tokens=False).input_ids
+        if not ids and self.tokenizer.eos_token_id is not None:
+            ids = [self.tokenizer.eos_token_id]
+        if not ids:
+            raise ValueError(
+                f"the end marker {self.parts.end!r} encodes to no token and the teacher tokenizer has no EOS token: "
+                "labels that are prefixes of other labels cannot be told apart; rename them or set end_marker=False"
+            )
         return ids
 
     @property
