@@ -7,7 +7,8 @@ Design decisions:
 - At ``word`` level (:func:`word_level`) the student's subword attributions are **summed** per word (attributions
   are additive, IG's completeness holds for the sum) and the prior is read back as one value per word, so each word
   counts once. With one subword per word both levels compare the same numbers.
-- Words are indexed by ``word_index`` (``tokens.batch_word_index``); tokens off the mask (special, padding, no
+- Words are indexed by ``word_index`` (``tokens.batch_word_index``) and summed by ``tokens.word_sums``, the same
+  function the word-level evaluation uses; tokens off the mask (special, padding, no
   prior) add nothing, and a word none of whose tokens is in the mask is off the word mask (e.g. truncated words).
 """
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
+
+from cap_lightning.tokens import broadcast_word_values, word_sums
 
 AlignmentLevel = Literal["word", "subword"]
 
@@ -40,13 +42,6 @@ def word_level(a: Tensor, p: Tensor, word_index: Tensor, mask: Tensor) -> tuple[
             f"a, p, word_index and mask must have one shape, got {tuple(a.shape)}, {tuple(p.shape)}, "
             f"{tuple(word_index.shape)}, {tuple(mask.shape)}"
         )
-    device = a.device
-    mask = mask.to(device).bool() & (word_index.to(device) >= 0)
-    index = torch.where(mask, word_index.to(device), torch.zeros_like(word_index, device=device))
-    n_words = max(int(index.max()) + 1, 1) if index.numel() else 1
-    zeros = a.new_zeros(a.shape[0], n_words)
-    a_w = zeros.scatter_add(1, index, a * mask)
-    p = p.to(device=device, dtype=a.dtype)
-    p_w = zeros.scatter_reduce(1, index, torch.where(mask, p, torch.zeros_like(p)), "amax", include_self=True)
-    mask_w = zeros.scatter_add(1, index, mask.to(a.dtype)) > 0
-    return a_w, p_w, mask_w
+    mask = mask.to(a.device).bool() & (word_index.to(a.device) >= 0)
+    a_w, mask_w = word_sums(a, word_index.to(a.device), mask)
+    return a_w, broadcast_word_values(p.to(a.device), word_index.to(a.device), mask).to(a_w.dtype), mask_w

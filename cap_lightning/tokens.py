@@ -121,13 +121,14 @@ def _word_slots(word_index: Tensor, content: Tensor) -> tuple[Tensor, int]:
 
 
 def word_sums(token_values: Tensor, word_index: Tensor, content: Tensor) -> tuple[Tensor, Tensor]:
-    """Batched word-level view of subword scores (docs/cap.md §3.4, word level): the sum of each word's content
+    """Batched word-level view of subword scores (docs/cap.md §2, §3.4, word level): the sum of each word's content
     tokens, ``(B, W)`` float, and which words have at least one content token, ``(B, W)`` bool (the words the model
-    reads; ``W`` = the largest word index + 1). Values off content are ignored, NaN included."""
+    reads; ``W`` = the largest word index + 1). Values off content are ignored, NaN included. Differentiable in
+    ``token_values`` (the word-level alignment loss trains through it)."""
     slots, n_words = _word_slots(word_index, content)
     slots = slots.to(token_values.device)
-    values = torch.where(content.to(token_values.device), token_values.detach().float(), 0.0)
-    sums = torch.zeros(slots.shape[0], n_words + 1, device=values.device).scatter_add_(-1, slots, values)
+    values = torch.where(content.to(token_values.device), token_values.float(), 0.0)
+    sums = torch.zeros(slots.shape[0], n_words + 1, device=values.device).scatter_add(-1, slots, values)
     counts = torch.zeros_like(sums).scatter_add_(-1, slots, content.to(values.device).float())
     return sums[:, :n_words], counts[:, :n_words] > 0
 
