@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prior-warmup-steps", type=int, default=40)
     # mse: with gradient×input at initialisation the KL alignment gradient is 38× the CE gradient (mse: 4×)
     p.add_argument("--prior-loss", default="mse", choices=["kl", "mse", "cosine", "rank"])
+    p.add_argument("--alignment-level", default="word", choices=["word", "subword"])
+    p.add_argument("--prior-mask", default="all", choices=["all", "teacher_correct"], help="CAP priors only where "
+                   "the teacher ranks the gold label first (teacher_correct), or everywhere")  # fmt: skip
     p.add_argument("--attribution", default="grad_x_input", choices=["ig", "grad_x_input", "expected_gradients"])
     p.add_argument("--ig-steps", type=int, default=4, help="steps of the differentiable IG when --attribution ig")
     p.add_argument("--ig-prior-steps", type=int, default=8)
@@ -213,6 +216,8 @@ def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "model": {"init_args": {
             "model_path": args.student, "prior_weight": run.prior_weight, "prior_loss": args.prior_loss,
             "attribution": args.attribution, "ig_steps": args.ig_steps, "prior_warmup_steps": args.prior_warmup_steps,
+            "alignment_level": args.alignment_level,
+            "prior_mask": args.prior_mask if run.method in CAP_METHODS else "all",
             "lr": args.lr, "faithfulness": final, "faithfulness_steps": args.faithfulness_steps,
             "faithfulness_rows": args.faithfulness_rows, "faithfulness_seed": 0, "faithfulness_level": "word"}},
         "data": {"init_args": {

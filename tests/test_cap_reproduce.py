@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from cap_lightning.reproduce import main, parse_args, run_config
-from cap_lightning.reproduce_plan import Run, check_methods, choose_lambda, final_runs, selection_runs
+from cap_lightning.reproduce_plan import METHODS, Run, check_methods, choose_lambda, final_runs, selection_runs
 from cap_lightning.reproduce_report import paired, plot, write_results
 from lmcore.cli import run_cli
 
@@ -71,12 +71,18 @@ def test_selection_runs_never_test_and_prior_runs_read_their_seeds_baseline():
     assert prior["agg"] == "max"
     assert [s["class_path"].rsplit(".", 1)[1] for s in prior["sources"]] == ["ClassAwarePrior", "LIMEPrior", "IGPrior"]
     assert prior["sources"][2]["init_args"]["model_path"].endswith("hwu64/select/baseline/s0/checkpoints/best.ckpt")
+    args = parse_args(["--methods", "baseline", "hybrid_mean", "shuffled"])
+    control = run_config(Run("hwu64", "shuffled", 2, 0.3, "final"), args)
+    (prior_cb,) = [c for c in control["trainer"]["callbacks"] if c["class_path"].endswith("PriorCacheCallback")]
+    assert (
+        prior_cb["init_args"]["control"] == "shuffled" and prior_cb["init_args"]["prior"]["init_args"]["agg"] == "mean"
+    )
     final = run_config(Run("hwu64", "baseline", 2, 0.0, "final"), args)
     assert final["test_after_fit"] is True and final["seed_everything"] == 2 and final["data"]["init_args"]["seed"] == 2
 
 
 def test_every_run_config_type_checks_as_a_lightning_config(tmp_path, capsys):
-    args = parse_args(["--methods", "baseline", "ig", "lime", "cap", "hybrid_mean", "hybrid_max"])
+    args = parse_args(["--methods", *METHODS, "--prior-mask", "teacher_correct"])
     for method in args.methods:
         path = tmp_path / f"{method}.yaml"
         path.write_text(yaml.safe_dump(run_config(Run("banking77", method, 1, 0.1, "final"), args)))
@@ -131,7 +137,8 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     argv = ["--datasets", "sst2", "--methods", "baseline", "ig", "--seeds", "1", "2", "--tune-seed", "0",
             "--lambdas", "0.1", "1.0", "--shots", "4", "--epochs", "1", "--val-every", "1", "--student",
             str(tiny_model_dir), "--max-length", "16", "--ig-prior-steps", "2", "--val-batches", "1",
-            "--faithfulness-steps", "2", "--faithfulness-rows", "8", "--attack-recipes", "--data-root", str(shared_data), "--out", str(out),
+            "--faithfulness-steps", "2", "--faithfulness-rows", "8", "--attack-recipes", "--data-root",
+            str(shared_data), "--out", str(out),
             "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     main(argv)
     select = out / "sst2" / "select"
