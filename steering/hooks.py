@@ -29,6 +29,7 @@ from steering.vectors import SteeringVector
 Scope = Literal["all", "prompt", "generated"]
 SCOPES = choices(Scope)
 Normalize = Literal["per_token", "none", "legacy_seq_axis"]
+AlphaUnit = Literal["absolute", "layer_norm"]
 NORMALIZE = choices(Normalize)
 POSITION_WISE = ("per_token", "none")  # each token steered on its own: shared-prompt packing is exact
 _WHOLE_SEQUENCE = "_steering_whole_sequence"  # model attribute: count of active steers that are not position-wise
@@ -133,6 +134,21 @@ def _steer_hook(v: torch.Tensor, alpha: float, normalize: Normalize, scope: Scop
     return hook
 
 
+def _alpha_scales(vector: SteeringVector, layers: Sequence[int], alpha_unit: AlphaUnit) -> dict[int, float]:
+    """What α is multiplied by at each layer: 1, or the layer's median hidden-state norm (``layer_norm``)."""
+    if alpha_unit == "absolute":
+        return dict.fromkeys(layers, 1.0)
+    stored = vector.metadata.get("layer_norms") or {}
+    missing = [layer for layer in layers if str(layer) not in stored]
+    if missing:
+        raise ValueError(
+            f"alpha_unit='layer_norm' needs the vector's median layer norms, and layers {missing} have none: add them "
+            "with steering.layer_norms.with_layer_norms(vector, median_layer_norms(model, tokenizer, prompts, "
+            "vector.layers)), or use alpha_unit='absolute'"
+        )
+    return {layer: float(stored[str(layer)]) for layer in layers}
+
+
 @contextmanager
 def steer(
     model: nn.Module,
@@ -144,6 +160,7 @@ def steer(
     normalize: Normalize | None = None,
     prompt_length: int | None = None,
     path: str | None = None,
+    alpha_unit: AlphaUnit = "absolute",
 ) -> Iterator[None]:
     """Add ``alpha · v_l`` to the output of each steered decoder layer ``l`` while the block runs.
 
@@ -158,11 +175,15 @@ def steer(
         prompt_length: number of prompt tokens for ``scope``; default = the length of the first forward call of
             each sequence (a forward with an empty KV cache starts a new one, e.g. a second ``generate()``).
         path: dotted path of the decoder-layer list, if discovery needs help.
+        alpha_unit: ``absolute`` (α · v as given) or ``layer_norm`` (α in units of each layer's median hidden-state
+            norm, read from the vector's ``layer_norms`` metadata: ``steering.layer_norms``), so one α is the same
+            relative push at every layer.
     """
     if not math.isfinite(float(alpha)):
         raise ValueError(f"alpha {alpha} must be a finite number: a NaN or infinite strength turns every steered "
                          "hidden state into NaN; pass a real number (e.g. 4.0, or 0 for no steering)")  # fmt: skip
     check_choice("scope", scope, Scope)
+    check_choice("alpha_unit", alpha_unit, AlphaUnit)
     norm = normalize if normalize is not None else ("per_token" if preserve_norm else "none")
     check_choice("normalize", norm, Normalize)
     vector.check_compatible(model)
@@ -170,6 +191,7 @@ def steer(
     missing = [layer for layer in chosen if layer not in vector.vectors]
     if missing:
         raise ValueError(f"layers {missing} have no vector; the steering vector covers layers {vector.layers}")
+    scale = _alpha_scales(vector, chosen, alpha_unit)
     modules = find_decoder_layers(model, path)
     positions = _Positions(prompt_length)
     handles = []
@@ -181,7 +203,7 @@ def steer(
             decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
             handles.append(decoder.register_forward_pre_hook(positions.pre_hook, with_kwargs=True))
         for layer in chosen:
-            hook = _steer_hook(vector.vectors[layer], float(alpha), norm, scope, positions)
+            hook = _steer_hook(vector.vectors[layer], float(alpha) * scale[layer], norm, scope, positions)
             handles.append(modules[layer].register_forward_hook(hook))
         yield
     finally:
