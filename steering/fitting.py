@@ -24,6 +24,7 @@ from torch import nn
 
 from steering.differences import paired_differences
 from steering.extract import GrainsConfig, extract_deltas, provenance
+from steering.layers import model_hidden_size, resolve_layers
 from steering.methods import get_method, method_for_selection
 from steering.pairs import ContrastivePair, check_pairs, identical_pairs
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
@@ -38,6 +39,11 @@ class ExampleDeltas(NamedTuple):
     deltas: Deltas
     completeness_errors: list[float]
     effective_top_k: dict | None = None  # of the first k (the vector's); None for the paired-difference methods
+
+
+def random_deltas(seed: int, n_layers: int, d: int) -> torch.Tensor:
+    """One example's delta of the random-direction control: (L, d) standard Gaussian from ``seed`` alone."""
+    return torch.randn(n_layers, d, generator=torch.Generator().manual_seed(seed))
 
 
 def example_deltas(
@@ -57,6 +63,11 @@ def example_deltas(
     """
     spec = get_method(method)
     B = len(pairs)
+    if spec.deltas == "random":
+        layer_ids = resolve_layers(model, layers)
+        d = model_hidden_size(model)
+        rows = [random_deltas(config.seed + int(i), len(layer_ids), d) for i in (indices or range(B))]
+        return ExampleDeltas(layer_ids, {int(top_ks[0]): (torch.stack(rows)[:, None], None)}, [])  # (B, 1, L, d)
     if spec.deltas == "paired":
         layer_ids, diffs = paired_differences(model, tokenizer, pairs, layers, batch_size)
         return ExampleDeltas(layer_ids, {int(top_ks[0]): (diffs[:, None], None)}, [])  # (B, 1, L, d)
@@ -108,7 +119,7 @@ def fit_metadata(
     """Provenance of a vector of ``method`` fit from ``pairs``: model, data, and the extraction settings it used."""
     spec = get_method(method)
     settings = asdict(spec.configure(config)) if spec.deltas == "masked" else {}
-    canonical = spec.deltas == "paired" or config.objective != "legacy_off_by_one"
+    canonical = spec.deltas != "masked" or config.objective != "legacy_off_by_one"
     return provenance(model, tokenizer, pairs, method=method, canonical=canonical, **settings, **extra)
 
 

@@ -7,6 +7,9 @@ Design decisions:
   ``attribution`` (GrAInS, top-k by contrastive IG), ``random`` (seeded random k) or ``all`` (every candidate; P = Q,
   so u⁺ − u⁻ would be 0 and the mode is forced to ``pos``). ``deltas="paired"``: δ = h(x ⊕ y⁺) − h(x ⊕ y⁻) at the
   last token (CAA: their ``mean``; RepE-style PCA: their oriented PC1), one delta per example, no k.
+  ``deltas="random"``: a seeded Gaussian δ per example (keyed on the example's index), no model pass; their mean,
+  unit-normalised, is a **random direction** with the same norm as every other unit vector: the control with the
+  same side-effect budget and no signal (docs/grains.md §6.8).
 - A method that forces ``aggregate`` or ``mode`` overrides what the caller passes; ``aggregates`` lists what a method
   accepts (PCA is a principal component, so not ``mean``).
 """
@@ -22,7 +25,9 @@ from steering.vectors import AGGREGATES, Aggregate, Mode
 if TYPE_CHECKING:
     from steering.extract import GrainsConfig, Selection
 
-MethodName = Literal["grains", "random_k", "all_tokens", "caa", "pca"]  # the keys of METHODS (tested)
+MethodName = Literal[
+    "grains", "random_k", "all_tokens", "caa", "pca", "random_direction"
+]  # the keys of METHODS (tested)
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class SteeringMethod:
 
     Attributes:
         name: registry key (``SteeringModule(method=...)``, vector metadata ``method``).
-        deltas: ``masked`` (masked-input deltas, ``extract_deltas``) | ``paired`` (paired differences x ⊕ y±).
+        deltas: ``masked`` (masked-input deltas, ``extract_deltas``) | ``paired`` (paired differences x ⊕ y±) |
+            ``random`` (seeded Gaussian deltas: a random direction).
         selection: which tokens are masked (``masked`` only): ``attribution`` | ``random`` | ``all``.
         uses_k: the vector depends on k (so a k sweep means something).
         aggregate / mode: forced settings, or None to take the caller's.
@@ -39,7 +45,7 @@ class SteeringMethod:
     """
 
     name: str
-    deltas: Literal["masked", "paired"]
+    deltas: Literal["masked", "paired", "random"]
     selection: Selection | None = None
     uses_k: bool = False
     aggregate: Aggregate | None = None
@@ -71,6 +77,7 @@ METHODS: dict[str, SteeringMethod] = {
         SteeringMethod("all_tokens", "masked", selection="all", mode="pos"),
         SteeringMethod("caa", "paired", aggregate="mean", mode="pos"),
         SteeringMethod("pca", "paired", mode="pos", aggregates=("pca", "pca_uncentred")),
+        SteeringMethod("random_direction", "random", aggregate="mean", mode="pos"),
     )
 }
 

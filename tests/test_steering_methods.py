@@ -69,8 +69,8 @@ def test_the_registry_is_the_one_list_of_methods():
     assert get_args(MethodName) == tuple(METHODS)
     assert get_type_hints(SteeringModule.__init__)["method"] == MethodName
     for name, spec in METHODS.items():
-        assert spec.name == name and spec.deltas in ("masked", "paired")
-        assert (spec.selection is None) == (spec.deltas == "paired")  # paired differences mask nothing
+        assert spec.name == name and spec.deltas in ("masked", "paired", "random")
+        assert (spec.selection is None) == (spec.deltas != "masked")  # only masked deltas select tokens
         assert spec.uses_k <= (spec.deltas == "masked")
         if spec.selection is not None:
             assert method_for_selection(spec.selection) is spec
@@ -81,3 +81,24 @@ def test_the_registry_is_the_one_list_of_methods():
         get_method("ica")
     with pytest.raises(ValueError, match="aggregate 'mean' is not one of .* for method 'pca'"):
         SteeringModule(method="pca", aggregate="mean")
+
+
+def test_random_direction_is_a_seeded_unit_direction_keyed_on_the_example_index(model_tok):
+    """The random-direction control: same norm as every unit vector, no model signal, the same draw whatever the
+    batching (keyed on dataset indices), and a library vector equal to the mean of the per-example draws."""
+    from steering.fitting import example_deltas, fit_vector, random_deltas
+
+    model, tok = model_tok
+    pairs = tiny_pairs()
+    vec = fit_vector(model, tok, pairs, "random_direction", layers=[1, 2])
+    for layer in (1, 2):
+        assert float(vec.vectors[layer].norm()) == pytest.approx(1.0, abs=1e-5)
+    whole = example_deltas(model, tok, pairs, "random_direction", [1, 2], CFG, [10], indices=[5, 6, 7][: len(pairs)])
+    part = example_deltas(
+        model, tok, pairs[1:], "random_direction", [1, 2], CFG, [10], indices=[6, 7][: len(pairs) - 1]
+    )
+    torch.testing.assert_close(whole.deltas[10][0][1:], part.deltas[10][0])
+    torch.testing.assert_close(whole.deltas[10][0][0, 0], random_deltas(CFG.seed + 5, 2, model.config.hidden_size))
+    mean = torch.stack([random_deltas(CFG.seed + i, 2, model.config.hidden_size) for i in range(len(pairs))]).mean(0)
+    torch.testing.assert_close(vec.vectors[2], mean[1] / mean[1].norm())
+    assert vec.metadata["method"] == "random_direction"
