@@ -64,6 +64,7 @@ class SteeringDataModule(L.LightningDataModule):
         task_args: dict[str, Any] | None = None,
         chat_template: bool = False,
         n_steer: int = 50,
+        pairs_per_question: int = 1,
         n_dev: int = 100,
         n_test: int | None = None,
         eval_split: EvalSplit = "test",
@@ -80,6 +81,8 @@ class SteeringDataModule(L.LightningDataModule):
             task_args: loader options, e.g. ``{"data_dir": "../shared/data/truthfulqa", "variant": "mc"}``.
             chat_template: wrap questions in the tokenizer's chat template.
             n_steer: steering examples (>= 1). n_dev: dev examples. n_test: test examples (None = the rest).
+            pairs_per_question: steering pairs per multiple-choice question: its own (true, false) pair, then other
+                true × false combinations of its answer lists (``MCExample.with_pairs``), up to this many.
             eval_split: which split ``test`` evaluates (``dev`` for selection runs).
             seed: seed of the split permutation.
             batch_size: steering examples per predict step. eval_batch_size: examples per test step.
@@ -90,6 +93,8 @@ class SteeringDataModule(L.LightningDataModule):
         check_choice("task", task, TaskName)
         if n_steer < 1:
             raise ValueError(f"n_steer {n_steer} must be >= 1: the steering set cannot be empty")
+        if pairs_per_question < 1:
+            raise ValueError(f"pairs_per_question {pairs_per_question} must be >= 1")
         if n_dev < 0 or (n_test is not None and n_test < 1):
             raise ValueError(f"n_dev {n_dev} must be >= 0 and n_test {n_test} >= 1 (or None for the rest)")
         check_choice("eval_split", eval_split, EvalSplit)
@@ -116,6 +121,11 @@ class SteeringDataModule(L.LightningDataModule):
             raise ValueError(f"task {hp.task!r} with {options} has no examples: the steering set would be empty")
         self.indices = split_indices(len(examples), hp.n_steer, hp.n_dev, hp.n_test, hp.seed)
         self.splits = {name: [examples[i] for i in ids] for name, ids in self.indices.items()}
+        if hp.pairs_per_question > 1:  # one item per steering pair; dev / test keep one item per question
+            self.splits["steer"] = [
+                item for i, ex in zip(self.indices["steer"], self.splits["steer"])
+                for item in (ex.with_pairs(hp.pairs_per_question, hp.seed + i) if isinstance(ex, MCExample) else [ex])
+            ]  # fmt: skip
 
     def split_record(self) -> dict[str, Any]:
         """Sizes, seed, task and the row ids of each split (plus their hash), for the run record."""

@@ -357,3 +357,26 @@ def test_packing_needs_an_attention_backend_that_takes_a_4d_mask():
     assert packing_supported(model, 100)
     model.config._attn_implementation = "flash_attention_2"
     assert not packing_supported(model, 10)
+
+
+def test_with_pairs_lists_the_own_pair_first_then_other_true_false_combinations():
+    ex = MCExample("q", (" a", " b", " c", " d"), {"mc1": ((0,), (2, 3)), "mc2": ((0, 1), (2, 3))}, (0, 2))
+    items = ex.with_pairs(10, seed=1)
+    pairs = [it.pair for it in items]
+    assert pairs[0] == (0, 2) and sorted(pairs) == [(0, 2), (0, 3), (1, 2), (1, 3)]  # all 2 × 2, no duplicate
+    assert all(it.prompt == ex.prompt and it.choices == ex.choices for it in items)
+    assert [it.pair for it in ex.with_pairs(2, seed=1)] == pairs[:2] and ex.with_pairs(1) == [ex]
+    with pytest.raises(ValueError, match="limit"):
+        ex.with_pairs(0)
+
+
+def test_truthfulqa_steering_split_expands_to_more_pairs(shared_data, tiny_dir):
+    from steering.data import SteeringDataModule
+
+    kw = dict(model_path=str(tiny_dir), task="truthfulqa", task_args={"data_dir": str(shared_data / "truthfulqa")},
+              n_steer=4, n_dev=2, n_test=3)  # fmt: skip
+    one, many = SteeringDataModule(**kw), SteeringDataModule(**kw, pairs_per_question=5)
+    one.setup(), many.setup()
+    assert len(one.splits["steer"]) == 4 and 4 < len(many.splits["steer"]) <= 20
+    assert one.splits["test"] == many.splits["test"] and one.indices == many.indices  # eval splits unchanged
+    assert {ex.prompt for ex in many.splits["steer"]} == {ex.prompt for ex in one.splits["steer"]}

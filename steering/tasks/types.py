@@ -10,7 +10,8 @@ Design decisions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -67,6 +68,21 @@ class MCExample:
     def to_pair(self) -> ContrastivePair:
         good, bad = self.choices[self.pair[0]], self.choices[self.pair[1]]
         return ContrastivePair(self.prompt, good, bad, self.pixel_values, self.image_kwargs)
+
+    def with_pairs(self, limit: int, seed: int = 0) -> list[MCExample]:
+        """This question once per steering pair: its own ``pair`` first, then other (true, false) combinations of
+        every target (e.g. TruthfulQA's MC2 lists), in a seeded order, up to ``limit`` in all.
+
+        Raises:
+            ValueError: ``limit`` < 1.
+        """
+        if limit < 1:
+            raise ValueError(f"limit {limit} must be >= 1 (pairs per question)")
+        combos = dict.fromkeys((t, f) for true, false in self.targets.values() for t in true for f in false)
+        combos.pop(self.pair, None)
+        rest = list(combos)
+        random.Random(seed).shuffle(rest)
+        return [replace(self, pair=p) for p in [self.pair, *rest][:limit]]
 
 
 @dataclass(frozen=True)
