@@ -21,7 +21,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from cap_lightning.attribution import Baseline, Method, self_attribution
+from cap_lightning.attribution import Baseline, Gradient, Method, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
     classifier_embeds,
@@ -54,6 +54,9 @@ class CapModule(L.LightningModule):
         quadrature: IG quadrature rule ``middle`` | ``trapezoid`` | ``gausslegendre``.
         ig_chunk_size: IG steps per activation-checkpointed chunk (None: all at once). Bounds the memory of the
             double backward (MiniLM, batch 32 × 64, m = 8: 11.7 GB at None, 4.0 GB at 2) at extra compute.
+        attribution_grad: how the alignment loss differentiates the attribution: ``exact`` (double backward) or
+            ``finite_difference`` (same attribution value; the weight gradient by central differences of two
+            first-order passes, no double backward; docs/cap.md §1.4). Applies to all three ``attribution``s.
         prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
@@ -78,6 +81,7 @@ class CapModule(L.LightningModule):
         ig_baseline: Baseline = "pad",
         quadrature: Quadrature = "middle",
         ig_chunk_size: int | None = None,
+        attribution_grad: Gradient = "exact",
         prior_warmup_steps: int = 0,
         lr: float = 2e-5,
         weight_decay: float = 0.01,
@@ -91,6 +95,7 @@ class CapModule(L.LightningModule):
         for name, value, alias in (
             ("prior_loss", prior_loss, AlignmentLoss),
             ("attribution", attribution, Method),
+            ("attribution_grad", attribution_grad, Gradient),
             ("ig_baseline", ig_baseline, Baseline),
             ("quadrature", quadrature, Quadrature),
         ):
@@ -226,6 +231,7 @@ class CapModule(L.LightningModule):
             quadrature=h.quadrature,
             create_graph=create_graph,
             chunk_size=h.ig_chunk_size,
+            gradient=h.attribution_grad,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
