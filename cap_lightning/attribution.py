@@ -179,8 +179,9 @@ def path_points(
 
 
 def _in_mode(model, training: bool, forward: ForwardFn) -> ForwardFn:
-    """``forward`` run in the train / eval mode given now, whatever the model's mode when it is called (a
-    finite-difference backward calls it after ``CapModule.attribute`` has restored train mode)."""
+    """``forward`` run in the train / eval mode given now, whatever the model's mode when it is called: a
+    finite-difference backward, and the recomputation of a checkpointed IG chunk, call it during ``backward()``,
+    after ``CapModule.attribute`` has restored train mode."""
 
     def run(inputs_embeds: Tensor) -> Tensor:
         was = model.training
@@ -253,7 +254,7 @@ def self_attribution(
     with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
         embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table
         base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-        forward = classifier_forward(model, input_ids, attention_mask)
+        forward = _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
         if method == "ig":
             scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph, chunk_size)
         elif method == "grad_x_input":

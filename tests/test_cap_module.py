@@ -26,15 +26,18 @@ def test_attribution_runs_without_dropout_and_restores_train_mode(tiny_model_dir
     assert module.model.training
 
 
-def test_finite_difference_module_gradient_matches_exact_under_dropout(tiny_model_dir):
-    """The finite-difference backward runs after ``attribute`` restored train mode: it must still see eval mode."""
+@pytest.mark.parametrize("mode, chunk", [("finite_difference", None), ("exact", 2), ("finite_difference", 2)])
+def test_backward_of_attribute_matches_exact_under_dropout(tiny_model_dir, mode, chunk):
+    """A finite-difference backward and a checkpointed chunk's recomputation run after ``attribute`` restored train
+    mode: they must still see eval mode (no dropout), and give the one-shot exact gradient."""
     dm = tiny_datamodule(tiny_model_dir)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     prior = torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(0))
     grads = []
-    for mode in ("exact", "finite_difference"):
-        module = CapModule(str(tiny_model_dir), num_labels=2, ig_steps=3, attribution_grad=mode)
+    for grad, chunk_size in (("exact", None), (mode, chunk)):
+        module = CapModule(str(tiny_model_dir), num_labels=2, ig_steps=3, ig_chunk_size=chunk_size,
+                           attribution_grad=grad)  # fmt: skip
         module.configure_model()
         for m in module.model.modules():
             if isinstance(m, torch.nn.Dropout):
