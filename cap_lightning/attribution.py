@@ -10,6 +10,8 @@ Design decisions (docs/cap.md §1.4, §6):
 - Everything is computed in float32 with autocast disabled: second derivatives in bf16 are noise.
 - Fused SDPA kernels (flash / memory-efficient, CPU and CUDA) have no double backward, so the attribution forward
   runs under the math SDPA backend.
+- ``gradient="finite_difference"`` keeps the value and replaces the double backward by central differences of two
+  first-order passes (``finite_difference.py``); there any attention kernel runs. Both paths draw the same points.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
+from cap_lightning.finite_difference import finite_difference_path_attribution
 from lmcore.choices import check_choice
 from lmcore.quadrature import Quadrature, quadrature_points
 
 Method = Literal["ig", "grad_x_input", "expected_gradients"]
 Baseline = Literal["pad", "zero", "mask"]
+Gradient = Literal["exact", "finite_difference"]
 METHODS: tuple[str, ...] = get_args(Method)
 BASELINES: tuple[str, ...] = get_args(Baseline)
+GRADIENTS: tuple[str, ...] = get_args(Gradient)
 
 ForwardFn = Callable[[Tensor], Tensor]  # inputs_embeds (B', T, d) -> logits (B', C)
 
@@ -136,6 +141,17 @@ def expected_gradients(
     content tokens (the ``baseline`` elsewhere), and α ~ U(0, 1) per row. With a batch of one, the reference is
     ``baseline``. Cost: one forward + double backward.
     """
+    reference, alpha = expected_gradients_reference(embeds, baseline, content_mask, generator)
+    point = reference + alpha.view(-1, 1, 1) * (embeds - reference)
+    gold = _gold(forward(point), labels)
+    (grad,) = torch.autograd.grad(gold.sum(), point, create_graph=create_graph)
+    return ((embeds - reference) * grad).sum(-1)
+
+
+def expected_gradients_reference(
+    embeds: Tensor, baseline: Tensor, content_mask: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Expected Gradients' reference (B, T, d) and α (B,), as in ``expected_gradients`` (``randint``, then ``rand``)."""
     B = embeds.shape[0]
     if B > 1:
         shift = int(torch.randint(1, B, (1,), generator=generator))
@@ -144,11 +160,40 @@ def expected_gradients(
         reference = torch.where(both.unsqueeze(-1), embeds[other].detach(), baseline)
     else:
         reference = baseline
-    alpha = torch.rand(B, 1, 1, generator=generator).to(embeds)
-    point = reference + alpha * (embeds - reference)
-    gold = _gold(forward(point), labels)
-    (grad,) = torch.autograd.grad(gold.sum(), point, create_graph=create_graph)
-    return ((embeds - reference) * grad).sum(-1)
+    return reference, torch.rand(B, generator=generator).to(embeds)
+
+
+def path_points(
+    method: Method, embeds: Tensor, baseline: Tensor, content_mask: Tensor, steps: int, quadrature: Quadrature
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A method as a path attribution: reference r (B, T, d), α (m, B) and weights (m,), with
+    ``a_t = Σ_k w_k (x − r)_t · ∇F(r + α_k (x − r))_t`` (IG: the quadrature; gradient×input: α = 1; EG: a draw)."""
+    B = embeds.shape[0]
+    if method == "ig":
+        alphas, weights = (t.to(embeds) for t in quadrature_points(steps, quadrature))
+        return baseline, alphas.view(-1, 1).expand(-1, B), weights
+    if method == "grad_x_input":
+        return baseline, embeds.new_ones(1, B), embeds.new_ones(1)
+    reference, alpha = expected_gradients_reference(embeds, baseline, content_mask)
+    return reference, alpha.view(1, B), embeds.new_ones(1)
+
+
+def _in_mode(model, training: bool, forward: ForwardFn) -> ForwardFn:
+    """``forward`` run in the train / eval mode given now, whatever the model's mode when it is called: a
+    finite-difference backward, and the recomputation of a checkpointed IG chunk, call it during ``backward()``,
+    after ``CapModule.attribute`` has restored train mode."""
+
+    def run(inputs_embeds: Tensor) -> Tensor:
+        was = model.training
+        if was != training:
+            model.train(training)
+        try:
+            return forward(inputs_embeds)
+        finally:
+            if was != training:
+                model.train(was)
+
+    return run
 
 
 def classifier_forward(model, input_ids: Tensor, attention_mask: Tensor) -> ForwardFn:
@@ -183,14 +228,33 @@ def self_attribution(
     quadrature: Quadrature = "middle",
     create_graph: bool = True,
     chunk_size: int | None = None,
+    gradient: Gradient = "exact",
+    fd_step: float = 1e-3,
 ) -> Tensor:
-    """The classifier's own attribution of the gold logit per token (B, T), zero off content tokens."""
+    """The classifier's own attribution of the gold logit per token (B, T), zero off content tokens.
+
+    ``gradient`` picks how the scores differentiate in the weights under ``create_graph``: ``exact`` (double
+    backward) or ``finite_difference`` (same value; the gradient by central differences with relative step
+    ``fd_step``, ``finite_difference.py``). ``chunk_size`` bounds the steps per pass in both.
+    """
     check_choice("attribution method", method, Method)
+    check_choice("attribution gradient", gradient, Gradient)
     embedding = model.get_input_embeddings()
+    if create_graph and gradient == "finite_difference":
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            embeds = embedding(input_ids).float()
+            base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
+            forward = _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
+            reference, alphas, weights = path_points(method, embeds, base, content_mask, steps, quadrature)
+            params = [p for p in model.parameters() if p.requires_grad]
+            scores = finite_difference_path_attribution(
+                forward, embeds, reference, labels, alphas, weights, params, fd_step, chunk_size
+            )
+        return scores * content_mask
     with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
         embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table
         base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-        forward = classifier_forward(model, input_ids, attention_mask)
+        forward = _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
         if method == "ig":
             scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph, chunk_size)
         elif method == "grad_x_input":

@@ -29,7 +29,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cap_lightning.agreement import AgreementMetrics, prior_agreement
-from cap_lightning.attribution import Baseline, Method, self_attribution
+from cap_lightning.attribution import Baseline, Gradient, Method, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
     Level,
@@ -64,6 +64,9 @@ class CapModule(L.LightningModule):
         quadrature: IG quadrature rule ``middle`` | ``trapezoid`` | ``gausslegendre``.
         ig_chunk_size: IG steps per activation-checkpointed chunk (None: all at once). Bounds the memory of the
             double backward (MiniLM, batch 32 × 64, m = 8: 11.7 GB at None, 4.0 GB at 2) at extra compute.
+        attribution_grad: how the alignment loss differentiates the attribution: ``exact`` (double backward) or
+            ``finite_difference`` (same attribution value; the weight gradient by central differences of two
+            first-order passes, no double backward; docs/cap.md §1.4). Applies to all three ``attribution``s.
         prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
         alignment_level: ``word`` | ``subword``: compare the prior with the student's attributions summed per word
             (one value per word, as the priors are defined), or per subword (the word prior broadcast to each of
@@ -104,6 +107,7 @@ class CapModule(L.LightningModule):
         ig_baseline: Baseline = "pad",
         quadrature: Quadrature = "middle",
         ig_chunk_size: int | None = None,
+        attribution_grad: Gradient = "exact",
         prior_warmup_steps: int = 0,
         alignment_level: AlignmentLevel = "word",
         prior_mask: PriorMask = "all",
@@ -122,6 +126,7 @@ class CapModule(L.LightningModule):
         for name, value, alias in (
             ("prior_loss", prior_loss, AlignmentLoss),
             ("attribution", attribution, Method),
+            ("attribution_grad", attribution_grad, Gradient),
             ("ig_baseline", ig_baseline, Baseline),
             ("quadrature", quadrature, Quadrature),
             ("alignment_level", alignment_level, AlignmentLevel),
@@ -276,6 +281,7 @@ class CapModule(L.LightningModule):
             quadrature=h.quadrature,
             create_graph=create_graph,
             chunk_size=h.ig_chunk_size,
+            gradient=h.attribution_grad,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

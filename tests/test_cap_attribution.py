@@ -109,3 +109,59 @@ def test_chunked_checkpointed_ig_equals_one_shot_ig_and_its_gradients(chunk_size
     assert len(g0) == len(g1)
     for x, z in zip(g0, g1):
         torch.testing.assert_close(x, z, rtol=1e-4, atol=1e-6)
+
+
+def _all_grads(model) -> torch.Tensor:
+    return torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.flatten() for p in model.parameters()])
+
+
+def _aligned_grads(model, enc, wi, y, method, gradient, loss="kl", chunk=None, steps=8):
+    content = wi >= 0
+    prior = torch.rand(content.shape, generator=torch.Generator().manual_seed(1))
+    model.zero_grad()
+    torch.manual_seed(5)  # the same Expected Gradients draw for both paths
+    a = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, content, method, steps, "pad", 0,
+                         chunk_size=chunk, gradient=gradient)  # fmt: skip
+    value = alignment_loss(loss, a, prior, content)
+    value.backward()
+    named = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return a.detach(), value.detach(), _all_grads(model), named
+
+
+@pytest.mark.parametrize("method", ["ig", "grad_x_input", "expected_gradients"])
+@pytest.mark.parametrize("loss", ["kl", "mse"])
+def test_finite_difference_gradient_matches_the_double_backward(method, loss):
+    """Same attribution and loss values; the gradient over all parameters (embedding table included) within 1 %."""
+    model, tok, enc, wi, y = _setup()
+    a0, l0, g0, n0 = _aligned_grads(model, enc, wi, y, method, "exact", loss)
+    a1, l1, g1, n1 = _aligned_grads(model, enc, wi, y, method, "finite_difference", loss)
+    torch.testing.assert_close(a1, a0, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-7)
+    assert g0.norm() > 0
+    assert torch.nn.functional.cosine_similarity(g0.double(), g1.double(), 0) >= 0.99
+    assert (g1 - g0).norm() <= 1e-2 * g0.norm()
+    table = "bert.embeddings.word_embeddings.weight"  # reaches the loss only through x (and its Hessian term)
+    assert n0[table].norm() > 0
+    assert torch.nn.functional.cosine_similarity(n0[table].flatten(), n1[table].flatten(), 0) >= 0.99
+
+
+def test_finite_difference_chunks_give_the_same_gradient():
+    model, tok, enc, wi, y = _setup()
+    a0, _, g0, _ = _aligned_grads(model, enc, wi, y, "ig", "finite_difference", steps=7)
+    a1, _, g1, _ = _aligned_grads(model, enc, wi, y, "ig", "finite_difference", chunk=3, steps=7)
+    torch.testing.assert_close(a1, a0)
+    assert (g1 - g0).norm() <= 5e-3 * g0.norm()  # equal up to the difference's fp32 rounding (batch shapes differ)
+
+
+def test_finite_difference_step_is_checked_and_rows_without_content_add_nothing():
+    model, tok, enc, wi, y = _setup()
+    content = wi >= 0
+    args = (model, enc["input_ids"], enc["attention_mask"], y)
+    with pytest.raises(ValueError, match="step must be > 0"):
+        self_attribution(*args, content, "ig", 2, "pad", 0, gradient="finite_difference", fd_step=0.0)
+    with pytest.raises(ValueError, match="attribution gradient 'jvp'"):
+        self_attribution(*args, content, "ig", 2, "pad", 0, gradient="jvp")
+    model.zero_grad()
+    none = torch.zeros_like(content)
+    self_attribution(*args, none, "ig", 2, "pad", 0, gradient="finite_difference").sum().backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.parameters())

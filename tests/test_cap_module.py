@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cap_lightning.losses import alignment_loss
 from cap_lightning.module import CapModule
 from cap_lightning.priors.callback import PriorCacheCallback
 from lmcore.models import load_classifier
@@ -23,6 +24,35 @@ def test_attribution_runs_without_dropout_and_restores_train_mode(tiny_model_dir
     a, b = module.attribute(batch), module.attribute(batch)
     torch.testing.assert_close(a, b)  # deterministic: dropout was off
     assert module.model.training
+
+
+@pytest.mark.parametrize("mode, chunk", [("finite_difference", None), ("exact", 2), ("finite_difference", 2)])
+def test_backward_of_attribute_matches_exact_under_dropout(tiny_model_dir, mode, chunk):
+    """A finite-difference backward and a checkpointed chunk's recomputation run after ``attribute`` restored train
+    mode: they must still see eval mode (no dropout), and give the one-shot exact gradient."""
+    dm = tiny_datamodule(tiny_model_dir)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    prior = torch.rand(batch["input_ids"].shape, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for grad, chunk_size in (("exact", None), (mode, chunk)):
+        module = CapModule(str(tiny_model_dir), num_labels=2, ig_steps=3, ig_chunk_size=chunk_size,
+                           attribution_grad=grad)  # fmt: skip
+        module.configure_model()
+        for m in module.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.5
+        module.model.train()
+        content = batch["word_index"] >= 0
+        with torch.no_grad():  # larger weights, so the attribution moves measurably with them
+            for p in module.model.parameters():
+                p.mul_(4.0)
+        alignment_loss("mse", module.attribute(batch), prior, content).backward()
+        assert module.model.training
+        grads.append(torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.flatten()
+                                for p in module.model.parameters()]))  # fmt: skip
+    assert grads[0].norm() > 0
+    assert F.cosine_similarity(grads[0].double(), grads[1].double(), 0) > 0.99
 
 
 def _trainer(**kw):
@@ -107,6 +137,7 @@ def test_test_stage_logs_accuracy_and_macro_f1(tiny_model_dir):
         ({"ig_steps": 0}, "ig_steps must be >= 1"),
         ({"alignment_level": "token"}, "alignment_level 'token' is not one of"),
         ({"prior_mask": "correct"}, "prior_mask 'correct' is not one of"),
+        ({"attribution_grad": "jvp"}, "attribution_grad 'jvp' is not one of"),
         ({"prior_weight": -1.0}, "prior_weight must be >= 0"),
         ({"model_path": "./no/such/folder"}, "does not exist. Allowed: a short name"),
     ],
