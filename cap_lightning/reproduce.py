@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="reported seeds (paired)")
     p.add_argument("--few-seeds", type=int, default=3, help="reported seeds of the single-source IG / LIME priors")
     p.add_argument("--tune-seed", type=int, default=0, help="the seed λ is chosen on (validation only)")
-    p.add_argument("--lambdas", nargs="+", type=float, default=[0.03, 0.1, 0.3, 1.0], help="λ grid")
+    p.add_argument("--lambdas", nargs="+", type=float, default=[0.1, 0.3, 1.0], help="λ grid")
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
     p.add_argument("--shots", type=int, default=10, help="examples per class for --split few_shot")
     p.add_argument(
@@ -74,11 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--student", default="minilm")
     p.add_argument("--teacher", default="smollm2-135m")
-    # the budget: a CE-only MiniLM reaches ~82 % on 10-shot Banking77 with 30 epochs at lr 1e-4, max 32 tokens
-    p.add_argument("--epochs", type=int, default=30)
+    # the budget: a CE-only MiniLM reaches 82.4 % test accuracy on 10-shot Banking77 (seed 0) with 15 epochs at
+    # lr 2e-4, max 32 tokens (82.2 % with 30 epochs at 1e-4), at half the cost
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--val-every", type=int, default=5, help="validate (and keep the best checkpoint) every N epochs")
     p.add_argument("--val-batches", type=int, default=0, help="validation batches (of 64) per check (0: all)")
     p.add_argument("--prior-warmup-steps", type=int, default=40)
@@ -120,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "val_every", "few_seeds", "attack_examples", "workers", "faithfulness_rows"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.epochs % min(args.val_every, args.epochs):
+        p.error(f"--epochs {args.epochs} is not a multiple of --val-every {args.val_every}: the last epochs would "
+                "never be validated")  # fmt: skip
     if any(lam <= 0 for lam in args.lambdas):
         p.error(f"--lambdas must be > 0, got {args.lambdas}")
     if args.tune_seed in args.seeds:
@@ -212,7 +216,8 @@ def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "test_after_fit": final,  # selection runs never read the test split
         "trainer": {"max_epochs": args.epochs, "devices": 1, "logger": logger, "callbacks": callbacks,
                     "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": str(folder),
-                    "check_val_every_n_epoch": args.val_every, "limit_val_batches": args.val_batches or 1.0},
+                    "check_val_every_n_epoch": min(args.val_every, args.epochs),
+                    "limit_val_batches": args.val_batches or 1.0},
         "model": {"init_args": {
             "model_path": args.student, "prior_weight": run.prior_weight, "prior_loss": args.prior_loss,
             "attribution": args.attribution, "ig_steps": args.ig_steps, "prior_warmup_steps": args.prior_warmup_steps,
@@ -369,15 +374,16 @@ def run_dataset(dataset: str, args: argparse.Namespace, commit: str, rates: tupl
     n_prior = sum(m in PRIOR_METHODS for m in args.methods)
     n_final = len(final_runs(dataset, args.methods, args.seeds, args.few_seeds, dict.fromkeys(args.methods, 1.0),
                              args.control_of))  # fmt: skip
-    plan = selection_runs(dataset, args.methods, args.lambdas, args.tune_seed)
-    costs = [steps * (1 if r.method == "baseline" else (aligned / ce if ce else 2.0)) for r in plan]
-    costs += [steps * (aligned / ce if ce else 2.0)] * (n_final - len(args.seeds)) + [steps] * len(args.seeds)
+    select = selection_runs(dataset, args.methods, args.lambdas, args.tune_seed)
+    factor = aligned / ce if ce else 2.0
+    # order: tuning baseline, reported baselines (the convergence check comes early), λ grid, reported prior runs
+    costs = [steps] * (1 + len(args.seeds)) + [steps * factor] * (len(select) - 1 + n_final - len(args.seeds))
     eta = Eta(costs, ce)
     projected = duration(eta.projected_seconds()) if ce else "unknown"
-    print(f"[{dataset}] plan: {len(plan)} selection runs (tuning seed {args.tune_seed}, {n_prior} prior methods × "
+    print(f"[{dataset}] plan: {len(select)} selection runs (tuning seed {args.tune_seed}, {n_prior} prior methods × "
           f"{len(args.lambdas)} λ) + {n_final} reported runs, {steps} steps each; projected training time "
           f"{projected} (priors and attacks on top)", flush=True)  # fmt: skip
-    records, index = [], 0
+    index = 0
 
     def go(run: Run) -> dict[str, Any]:
         nonlocal index
@@ -391,15 +397,16 @@ def run_dataset(dataset: str, args: argparse.Namespace, commit: str, rates: tupl
               f"{'' if computed else ', resumed'}); {eta.line()}", flush=True)  # fmt: skip
         return record
 
-    selected = [go(r) for r in plan]
+    go(select[0])
+    records = [go(Run(dataset, "baseline", s, 0.0, "final")) for s in args.seeds]
     selection: dict[str, dict[float, float]] = {}
-    for r in selected:
-        if r["method"] != "baseline":
-            selection.setdefault(r["method"], {})[r["prior_weight"]] = r["val_acc"]
+    for r in map(go, select[1:]):
+        selection.setdefault(r["method"], {})[r["prior_weight"]] = r["val_acc"]
     chosen = {m: choose_lambda(scores) for m, scores in selection.items()}
     print(f"[{dataset}] λ chosen on validation (seed {args.tune_seed}): {chosen}", flush=True)
     for run in final_runs(dataset, args.methods, args.seeds, args.few_seeds, chosen, args.control_of):
-        records.append(go(run))
+        if run.method != "baseline":
+            records.append(go(run))
     return records, {"dataset": dataset, "scores": selection, "chosen": chosen}
 
 

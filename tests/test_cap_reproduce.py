@@ -54,7 +54,7 @@ def test_bad_method_lists_are_refused(methods, control_of, match):
 # ------------------------------------------------------------------------------------------------ arguments
 @pytest.mark.parametrize(
     "argv", [["--methods", "cap"], ["--datasets", "mnist"], ["--tune-seed", "1"], ["--lambdas", "0"],
-             ["--attack-recipes", "textfooler"], ["--epochs", "0"]],
+             ["--attack-recipes", "textfooler"], ["--epochs", "0"], ["--epochs", "12", "--val-every", "5"]],
 )  # fmt: skip
 def test_arguments_are_validated(argv):
     with pytest.raises(SystemExit):
@@ -125,7 +125,7 @@ def test_results_files(tmp_path):
     write_results(tmp_path, records, [selection], settings, "abc123", 12.0)
     text = (tmp_path / "results.md").read_text()
     assert "**70.00**" in text and "| 60.00 |" in text  # the chosen λ is marked, the other is not
-    assert "Δ Acc vs baseline" in text and "abc123" in text and "30 epochs" in text
+    assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
     plot(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
