@@ -10,8 +10,9 @@ Design decisions:
   prior's scores permuted within each text) run at the λ chosen for ``control_of`` (the CAP Hybrid), through the
   same code path.
 - **Ties go to the weaker intervention**: equal validation accuracy picks the smaller λ.
-- Per dataset the order is: tuning baseline → selection grid → reported baselines → reported prior runs →
-  controls; prior runs of a seed read that seed's baseline checkpoint as their IG / LIME reference.
+- Per dataset the order is: tuning baseline → reported baselines (an early convergence check) → selection grid →
+  reported prior runs → controls; prior runs of a seed read that seed's baseline checkpoint as their IG / LIME
+  reference.
 """
 
 from __future__ import annotations
