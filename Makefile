@@ -66,6 +66,7 @@ bench: install
 	$(OFFLINE) $(PY) -m benchmarks.prior_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_bench --out bench/out
 	$(OFFLINE) $(PY) -m benchmarks.steering_eval_bench --out bench/out
+	$(PY) -m benchmarks.summary --out bench/out
 
 # GPU benchmark (<= 8 min): aligned steps, extraction fp32/bf16, MC eval, CAP teacher, generation, peak memory.
 # Needs no venv on a CUDA image (uses its python3); exits 2 with one line on a machine without CUDA.

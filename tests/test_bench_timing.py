@@ -25,3 +25,20 @@ def test_ratio_pairs_rounds():
 def test_interleave_refuses_bad_arguments(repeats, warmup, cases):
     with pytest.raises(ValueError, match="repeats"):
         interleave(cases, repeats, warmup)
+
+
+def test_summary_reads_every_target_from_the_reports(tmp_path):
+    import json
+
+    from benchmarks.summary import main as summary
+
+    (tmp_path / "cap.json").write_text(json.dumps({"targets": {"eg_le_2.5x_ce": True, "ig_le_12x": False}}))
+    (tmp_path / "steering.json").write_text(json.dumps({"extraction": {"speedup_met": False, "speedup": 3.1}}))
+    (tmp_path / "other.json").write_text(json.dumps({"no": "targets"}))
+    found = summary(["--out", str(tmp_path)])
+    assert found == {"cap": {"eg_le_2.5x_ce": True, "ig_le_12x": False}, "steering": {"extraction.speedup": False}}
+    text = (tmp_path / "summary.md").read_text()
+    assert "1 of 3 targets met" in text and "**not met**" in text
+    assert summary(["--out", str(tmp_path)]) == found  # its own summary.json is not read back as a report
+    with pytest.raises(SystemExit, match="no benchmark report"):
+        summary(["--out", str(tmp_path / "empty")])
