@@ -114,13 +114,12 @@ def aligned_steps(device: torch.device, tiny: bool, repeats: int) -> dict[str, A
     prior = torch.rand(content.shape, device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
 
-    def step(method: str | None, steps: int = 1) -> Callable[[], None]:
+    def step(method: str | None, steps: int = 1, gradient: str = "exact") -> Callable[[], None]:
         def run() -> None:
             loss = F.cross_entropy(model(**enc).logits, y)
             if method is not None:
-                a = self_attribution(
-                    model, enc["input_ids"], enc["attention_mask"], y, content, method, steps, "pad", pad
-                )
+                a = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, content, method, steps, "pad",
+                                     pad, gradient=gradient)  # fmt: skip
                 loss = loss + 0.5 * alignment_loss("kl", a, prior, content)
             opt.zero_grad()
             loss.backward()
@@ -128,8 +127,10 @@ def aligned_steps(device: torch.device, tiny: bool, repeats: int) -> dict[str, A
 
         return _synced(run, device)
 
+    # finite differences (attribution_grad: finite_difference) need no double backward, so fused attention runs
     cases = {"ce": step(None), "grad_x_input": step("grad_x_input"), "expected_gradients": step("expected_gradients"),
-             "ig_m8": step("ig", 8)}  # fmt: skip
+             "ig_m8": step("ig", 8), "expected_gradients_fd": step("expected_gradients", 1, "finite_difference"),
+             "ig_m8_fd": step("ig", 8, "finite_difference")}  # fmt: skip
     peaks = {}
     for key, fn in cases.items():  # peak memory of each step kind alone
         _reset_peak(device)

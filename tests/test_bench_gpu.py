@@ -38,9 +38,8 @@ def test_every_section_runs_with_the_device_check_mocked(monkeypatch, tmp_path):
     for section in ("aligned_steps", "extraction", "mc_eval", "teacher", "generation"):
         assert section in saved and saved[section]["section_seconds"] > 0
     steps = report["aligned_steps"]["ratio_to_ce"]
-    assert set(steps) == {"grad_x_input", "expected_gradients", "ig_m8"} and all(
-        r["median"] > 0 for r in steps.values()
-    )
+    assert set(steps) == {"grad_x_input", "expected_gradients", "ig_m8", "expected_gradients_fd", "ig_m8_fd"}
+    assert all(r["median"] > 0 for r in steps.values())
     assert 0.0 <= report["extraction"]["bf16_topk_agreement"] <= 1.0
     assert report["mc_eval"]["max_abs_score_diff"] < 1e-3
     assert "GPU benchmark" in (tmp_path / "gpu.md").read_text()
