@@ -1,13 +1,18 @@
 """GrAInS extraction and steered-generation benchmark: ours vs the released procedure, measured in one run.
 
-    .venv/bin/python -m benchmarks.steering_bench --out bench/out [--n-pairs 3] [--model smollm2-135m]
+    .venv/bin/python -m benchmarks.steering_bench --out bench/out [--n-pairs 10] [--repeats 2] [--model smollm2-135m]
 
-Pass counts come from instrumenting the model (a forward hook on decoder layer 0 counts sequence rows; a tensor
-hook on its output counts rows that received a backward), not from assumptions. The released procedure
-(docs/grains.md §2.2–§2.4, §2.10) is re-implemented here as a timing reference only: per example and per ``top`` in
-(pos, neg) it runs captum IG (20 Gauss–Legendre steps, zero baseline) over the joined embeddings of s⁺ and s⁻ with the
-off-by-one score, 8 log-prob forwards with autograd on, and 4 ``output_hidden_states`` forwards. Uses SmolLM2-135M
-when its weights are available, a tiny random Llama otherwise (the report says which).
+Pass counts come from instrumenting the model (a forward hook on decoder layer 0 counts forward calls, sequence rows
+and tokens; a tensor hook on its output counts rows and tokens that received a backward), not from assumptions;
+forward-equivalents count a backward as 2 forwards. The released procedure (docs/grains.md §2.2–§2.4, §2.10) is
+re-implemented here as a timing reference only (``released_extraction``): per example and per ``top`` in (pos, neg)
+it runs captum IG (20 Gauss–Legendre steps, zero baseline) over the joined embeddings of s⁺ and s⁻ with the
+off-by-one score, 8 log-prob forwards with autograd on, and 4 ``output_hidden_states`` forwards; its counts are
+compared with the real release's (28 forward calls, 104 sequence-forwards, 80 sequence-backwards per example).
+Three extractions run interleaved, one pair per round (``benchmarks.timing``): ours (packed IG, the default), ours
+with padded IG rows (``pack_ig=False``, the previous path) and the release; speed-ups are paired per round,
+min / median / max. Packed and padded extractions are also compared: deltas, top-k sets, vector cosine distance.
+Uses SmolLM2-135M when its weights are available, a tiny random Llama otherwise (the report says which).
 """
 
 from __future__ import annotations
@@ -20,30 +25,38 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from benchmarks.timing import interleave, ratio, ratio_cell
 from steering import ContrastivePair, GrainsConfig, SteeringVector, extract_deltas, find_decoder_layers, steer
 
 TQA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "truthfulqa" / "binary_2025" / "TruthfulQA.csv"
 
 
 class PassCounter:
-    """Counts sequence rows through decoder layer 0: forwards, and how many of them got a backward."""
+    """Counts model passes at decoder layer 0: forward calls, sequence rows and tokens (padding included), and the
+    rows and tokens that received a backward."""
 
     def __init__(self) -> None:
+        self.forward_calls = 0
         self.forward_rows = 0
+        self.forward_tokens = 0
         self.backward_rows = 0
+        self.backward_tokens = 0
 
     @contextlib.contextmanager
     def attach(self, model: nn.Module) -> Iterator[PassCounter]:
         def hook(module, args, output):
             h = output if isinstance(output, torch.Tensor) else output[0]
+            self.forward_calls += 1
             self.forward_rows += h.shape[0]
+            self.forward_tokens += h.shape[0] * h.shape[1]
             if h.requires_grad:
-                h.register_hook(lambda g: self._backward(g.shape[0]))
+                h.register_hook(lambda g: self._backward(g.shape[0], g.shape[1]))
 
         handle = find_decoder_layers(model)[0].register_forward_hook(hook)
         try:
@@ -51,8 +64,24 @@ class PassCounter:
         finally:
             handle.remove()
 
-    def _backward(self, rows: int) -> None:
+    def _backward(self, rows: int, length: int) -> None:
         self.backward_rows += rows
+        self.backward_tokens += rows * length
+
+    def per_example(self, n: int) -> dict[str, float]:
+        """Counts per example and forward-equivalents (a backward = 2 forwards), by rows and by tokens."""
+        fb, f_only = self.backward_rows / n, (self.forward_rows - self.backward_rows) / n
+        tok_fb, tok_f = self.backward_tokens / n, (self.forward_tokens - self.backward_tokens) / n
+        return {"forward_calls": self.forward_calls / n, "sequence_forwards": self.forward_rows / n,
+                "sequence_backwards": fb, "forward_backward": fb, "forward_only": f_only,
+                "forward_equivalents": 3 * fb + f_only, "token_forward_equivalents": 3 * tok_fb + tok_f}  # fmt: skip
+
+
+RELEASE_COUNTS = {"forward_calls": 28, "sequence_forwards": 104, "sequence_backwards": 80}  # the real release, per
+# example at 20 IG steps (docs/grains.md §2.10): 2 × (1 IG call over s⁺ and s⁻ + 8 log-prob + 4 hidden-state calls)
+FORWARD_EQUIVALENTS_TARGET = 75  # ours, per example (issue 15)
+SPEEDUP_TARGET = 3.5  # ours vs the release, fp32, same pairs and settings (issue 15)
+COSINE_TOLERANCE = 1e-4  # packed vs padded IG vectors, per layer
 
 
 def load_pairs(n: int) -> list[ContrastivePair]:
@@ -124,32 +153,67 @@ def released_extraction(model, tok, pair: ContrastivePair, top_k: int = 10, n_st
 # ---- measurements ----
 
 
-def measure_extraction(model, tok, pairs, n_steps: int, batch_size: int) -> dict:
-    counter = PassCounter()
-    cfg = GrainsConfig(top_k=10, ig_steps=n_steps, internal_batch_size=n_steps)
-    with counter.attach(model):
-        t0 = time.perf_counter()
-        extract_deltas(model, tok, pairs, layers=None, config=cfg, batch_size=batch_size)
-        ours = time.perf_counter() - t0
-    ours_counts = (counter.forward_rows, counter.backward_rows)
-    counter = PassCounter()
-    with counter.attach(model):
-        t0 = time.perf_counter()
-        for pair in pairs:
-            released_extraction(model, tok, pair, n_steps=n_steps)
-        ref = time.perf_counter() - t0
-    n = len(pairs)
+def _cycling(fn, pairs):
+    """A zero-argument case for ``interleave`` that runs ``fn`` on the next pair each call."""
+    state = {"i": 0}
 
-    def summary(fwd: int, bwd: int, seconds: float) -> dict:
-        fb, f_only = bwd / n, (fwd - bwd) / n
-        return {"forward_backward_per_example": fb, "forward_only_per_example": f_only,
-                "forward_equivalents_per_example": 3 * fb + f_only, "seconds_per_example": seconds / n}  # fmt: skip
+    def run() -> None:
+        fn(pairs[state["i"] % len(pairs)])
+        state["i"] += 1
 
-    out = {"ours": summary(*ours_counts, ours), "released": summary(counter.forward_rows, counter.backward_rows, ref)}
-    out["speedup"] = out["released"]["seconds_per_example"] / out["ours"]["seconds_per_example"]
-    out["pass_ratio"] = (
-        out["ours"]["forward_equivalents_per_example"] / out["released"]["forward_equivalents_per_example"]
-    )
+    return run
+
+
+def compare_extractions(packed, padded) -> dict:
+    """Packed vs padded extraction of the same pairs: deltas, top-k sets, vector cosine distance per layer."""
+    dist = []
+    v_a, v_b = packed.to_vector("pca", "both"), padded.to_vector("pca", "both")
+    for layer in packed.layers:
+        dist.append(1 - float(torch.nn.functional.cosine_similarity(v_a.vectors[layer], v_b.vectors[layer], dim=0)))
+    same_top = sum(a.tolist() == b.tolist() for a, b in zip(packed.top_pos + packed.top_neg,
+                                                           padded.top_pos + padded.top_neg))  # fmt: skip
+    return {"max_abs_delta_diff": max(float((packed.deltas_pos - padded.deltas_pos).abs().max()),
+                                      float((packed.deltas_neg - padded.deltas_neg).abs().max())),
+            "top_k_sets_equal": same_top, "top_k_sets": len(packed.top_pos) * 2,
+            "max_vector_cosine_distance": max(dist), "cosine_tolerance": COSINE_TOLERANCE,
+            "vectors_equal": max(dist) <= COSINE_TOLERANCE}  # fmt: skip
+
+
+def measure_extraction(model, tok, pairs, n_steps: int, repeats: int, release_count_pairs: int = 3) -> dict:
+    """Counts (one counted pass over ``pairs`` per procedure; the first ``release_count_pairs`` for the release, whose
+    row counts do not depend on the pair), then ``repeats`` × ``len(pairs)`` interleaved rounds of one pair each;
+    ratios are paired per round. Token counts of the release are per example of those first pairs."""
+    packed_cfg = GrainsConfig(top_k=10, ig_steps=n_steps, internal_batch_size=n_steps)
+    padded_cfg = replace(packed_cfg, pack_ig=False)
+    procedures = {
+        "ours": lambda ps: extract_deltas(model, tok, ps, config=packed_cfg, batch_size=1),
+        "ours_padded": lambda ps: extract_deltas(model, tok, ps, config=padded_cfg, batch_size=1),
+        "released": lambda ps: [released_extraction(model, tok, p, n_steps=n_steps) for p in ps],
+    }
+    counts, outputs = {}, {}
+    for name, fn in procedures.items():
+        counted = pairs if name != "released" else pairs[:release_count_pairs]  # the release's counts are fixed
+        counter = PassCounter()
+        with counter.attach(model):
+            outputs[name] = fn(counted)
+        counts[name] = counter.per_example(len(counted))
+    cases = {name: _cycling(lambda p, fn=fn: fn([p]), pairs) for name, fn in procedures.items()}
+    timings = interleave(cases, repeats=repeats * len(pairs), warmup=1)
+    rel = counts["released"]
+    out = {
+        "counts": counts,
+        "seconds_per_example": {name: timings[name] for name in procedures},
+        "speedup": ratio(timings, "released", "ours"),
+        "speedup_padded": ratio(timings, "released", "ours_padded"),
+        "packed_vs_padded_time": ratio(timings, "ours_padded", "ours"),
+        "load": timings["load"],
+        "equality": compare_extractions(outputs["ours"], outputs["ours_padded"]),
+        "release_counts_match": {key: rel[key] == value for key, value in RELEASE_COUNTS.items()},
+        "forward_equivalents_target": FORWARD_EQUIVALENTS_TARGET,
+        "speedup_target": SPEEDUP_TARGET,
+    }
+    out["forward_equivalents_met"] = counts["ours"]["forward_equivalents"] <= FORWARD_EQUIVALENTS_TARGET
+    out["speedup_met"] = out["speedup"]["median"] >= SPEEDUP_TARGET
     return out
 
 
@@ -180,22 +244,46 @@ def measure_generation(model, tok, prompt: str, new_tokens: int, repeats: int, l
 
 def write_markdown(path: Path, r: dict) -> None:
     e, g = r["extraction"], r["generation"]
+    c, eq = e["counts"], e["equality"]
+    load = e["load"]
     lines = [
         "# GrAInS steering benchmark",
         "",
-        f"Model: **{r['model']}**; {r['n_pairs']} TruthfulQA pairs; IG steps {r['ig_steps']}; "
-        f"torch threads {r['threads']}. Passes counted by hooks on decoder layer 0 (sequence rows).",
+        f"Model: **{r['model']}** (fp32); {r['n_pairs']} TruthfulQA pairs; IG steps {r['ig_steps']}, top-k 10; "
+        f"torch threads {r['threads']}. Passes counted by hooks on decoder layer 0; a backward counts as 2 forwards.",
         "",
-        "| Extraction, per example | ours | released procedure |",
-        "|---|---|---|",
+        "| Extraction, per example | ours (packed IG) | ours, padded IG rows | released procedure | real release |",
+        "|---|---|---|---|---|",
     ]
-    for key in ("forward_backward_per_example", "forward_only_per_example", "forward_equivalents_per_example",
-                "seconds_per_example"):  # fmt: skip
-        lines.append(f"| {key} | {e['ours'][key]:.2f} | {e['released'][key]:.2f} |")
+    for key in ("forward_calls", "sequence_forwards", "sequence_backwards", "forward_only", "forward_equivalents",
+                "token_forward_equivalents"):  # fmt: skip
+        real = RELEASE_COUNTS.get(key, "")
+        lines.append(f"| {key} | {c['ours'][key]:.1f} | {c['ours_padded'][key]:.1f} | {c['released'][key]:.1f} "
+                     f"| {real} |")  # fmt: skip
+    secs = e["seconds_per_example"]
+    cells = [f"{secs[k]['median']:.2f} ({secs[k]['min']:.2f}–{secs[k]['max']:.2f})" for k in c]
+    lines.append("| seconds (median; min–max) | " + " | ".join(cells) + " | |")
+    match = all(e["release_counts_match"].values())
     lines += [
         "",
-        f"Speed-up: **{e['speedup']:.2f}×**; model passes (forward-equivalents, backward = 2 forwards): "
-        f"**{e['pass_ratio']:.2f}** of the release.",
+        f"Emulation vs the real release's counts (28 forward calls, 104 sequence-forwards, 80 sequence-backwards): "
+        f"**{'match' if match else 'MISMATCH ' + str(e['release_counts_match'])}**.",
+        "",
+        f"Forward-equivalents per example (ours): **{c['ours']['forward_equivalents']:.1f}**, target ≤ "
+        f"{e['forward_equivalents_target']}: **{'met' if e['forward_equivalents_met'] else 'not met'}** "
+        f"(release {c['released']['forward_equivalents']:.0f}; by tokens "
+        f"{c['released']['token_forward_equivalents'] / c['ours']['token_forward_equivalents']:.2f}× fewer).",
+        "",
+        f"Speed-up vs the release, paired per round ({len(secs['ours']['runs'])} rounds, interleaved): "
+        f"**{ratio_cell(e['speedup'], e['speedup_target'])}**; padded IG rows: {ratio_cell(e['speedup_padded'])}; "
+        f"packed vs padded: {ratio_cell(e['packed_vs_padded_time'])}. Load average (1 min) "
+        f"{load['before']['load_avg_1min']} before, {load['after']['load_avg_1min']} after, "
+        f"{load['after']['cpus']} CPUs.",
+        "",
+        f"Packed vs padded IG on these pairs: max |Δ delta| {eq['max_abs_delta_diff']:.2e}; top-k sets equal "
+        f"{eq['top_k_sets_equal']}/{eq['top_k_sets']}; max vector cosine distance "
+        f"{eq['max_vector_cosine_distance']:.2e} "
+        f"(tolerance {eq['cosine_tolerance']:g}: **{'met' if eq['vectors_equal'] else 'not met'}**).",
         "",
         "| Generation (greedy, KV cache on) | value |",
         "|---|---|",
@@ -213,9 +301,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/out")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--n-pairs", type=int, default=3)
+    parser.add_argument("--n-pairs", type=int, default=10)
     parser.add_argument("--ig-steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--extraction-repeats", type=int, default=2, help="interleaved rounds per pair")
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
@@ -229,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
         "n_pairs": len(pairs),
         "ig_steps": args.ig_steps,
         "threads": torch.get_num_threads(),
-        "extraction": measure_extraction(model, tok, pairs, args.ig_steps, args.batch_size),
+        "extraction": measure_extraction(model, tok, pairs, args.ig_steps, args.extraction_repeats),
         "generation": measure_generation(
             model, tok, pairs[0].prompt, args.new_tokens, args.repeats, list(range(n_layers // 3, 2 * n_layers // 3))
         ),

@@ -1,29 +1,39 @@
-"""MC evaluation throughput (batched vs batch size 1) and steering overhead on generation.
+"""MC evaluation throughput: ours vs the released procedure (interleaved), and steering overhead on generation.
 
-    .venv/bin/python -m benchmarks.steering_eval_bench --out bench/out [--n 24] [--model smollm2-135m]
+    .venv/bin/python -m benchmarks.steering_eval_bench --out bench/out [--n 24] [--repeats 5] [--model smollm2-135m]
 
-Measures ``steering.tasks.score_examples`` (every choice of every TruthfulQA question, sum log-likelihood) three ways,
-as examples/s and sequences/s after one warm-up call each: one (prompt, answer) sequence per forward (batch size 1),
-``--batch-size`` padded rows per forward, and shared-prompt packing (``lmcore.packing``: each prompt read once,
-``--batch-size`` answers per forward, the default path); checks all give the same scores (max |Δ|).
-Generation: greedy ``generate`` with the KV cache, ``--new-tokens`` tokens, unsteered vs
-under ``steer`` on 4 layers (unit vectors, α = 4), tokens/s. Uses SmolLM2-135M when its weights are available,
-a tiny random Llama otherwise (the report says which). Writes ``<out>/steering_eval_bench.{json,md}``.
+Scores every choice of ``--n`` TruthfulQA questions four ways, run interleaved (``benchmarks.timing``: each
+repetition runs every path once, in a rotated order, after a warm-up), as questions/s with min / median / max:
+
+- ``released``: the released evaluator (docs/grains.md §2.7, ``utils/steering.py::evaluate`` at 8ad78db), emulated
+  for timing: one (prompt, answer) sequence per forward, batch 1, no gradients, logits of every position, score =
+  log-softmax at the last position (its off-by-one score; our scores are not compared with it);
+- ``one_per_forward``: ours, one sequence per forward (the same work, our correct score);
+- ``padded``: ours, ``--batch-size`` padded rows per forward, sorted by length;
+- ``packed`` (the default path): shared-prompt packing (``lmcore.packing``), ``--batch-size`` answers per forward.
+
+Speed-ups are paired per repetition (released / ours). Scores of the padded and packed paths are checked against
+one sequence per forward (max |Δ|, tolerance 1e-4). Generation: greedy ``generate`` with the KV cache,
+``--new-tokens`` tokens, unsteered vs under ``steer`` on 4 layers (unit vectors, α = 4), tokens/s. Uses SmolLM2-135M
+when its weights are available, a tiny random Llama otherwise (the report says which).
+Writes ``<out>/steering_eval_bench.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import interleave, ratio, ratio_cell
 from steering import SteeringVector, steer
 from steering.tasks import load_truthfulqa, score_examples
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "truthfulqa"
+SPEEDUP_TARGET = 4.0  # packed vs the release, questions/s on this CPU (issue 15)
+SCORE_TOLERANCE = 1e-4
 
 
 def _load(model_name: str):
@@ -39,35 +49,27 @@ def _load(model_name: str):
         return tiny_causal_lm("llama"), tiny_lm_tokenizer(), "tiny-random-llama"
 
 
-def _timed(fn, repeats: int = 1) -> tuple[float, object]:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    return (time.perf_counter() - start) / repeats, out
+@torch.no_grad()
+def released_scores(model, tok, examples) -> list[list[float]]:
+    """The released MC evaluator's work: per choice, one forward of the whole text at batch 1 with logits of every
+    position, then log-softmax at the last position (the off-by-one score, defect #8)."""
+    out = []
+    for ex in examples:
+        scores = []
+        for choice in ex.choices:
+            ids = tok(ex.prompt + choice, return_tensors="pt").input_ids
+            logits = model(ids).logits[0, -1]
+            scores.append(logits.log_softmax(-1)[ids[0, -1]].item())
+        out.append(scores)
+    return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="bench/out")
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--n", type=int, default=24, help="TruthfulQA questions scored")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--new-tokens", type=int, default=32)
-    a = p.parse_args(argv)
-    torch.manual_seed(0)
-    model, tok, name = _load(a.model)
-    examples = load_truthfulqa(tok, str(DATA))[: a.n]
-    n_seq = sum(len(e.choices) for e in examples)
-    t1, s1 = _timed(lambda: score_examples(model, tok, examples, batch_size=1, packed=False))
-    tp, sp = _timed(lambda: score_examples(model, tok, examples, batch_size=a.batch_size, packed=False))
-    tb, sb = _timed(lambda: score_examples(model, tok, examples, batch_size=a.batch_size, packed=True))
-    max_diff = max(float((x - y).abs().max()) for other in (sp, sb) for x, y in zip(s1, other))
+def _generation(model, tok, prompt: str, new_tokens: int, repeats: int) -> dict:
     layers = list(range(len(model.get_decoder().layers)))[-8:-4]
     d = model.get_input_embeddings().embedding_dim
     vec = SteeringVector({layer: torch.nn.functional.normalize(torch.randn(d), dim=0) for layer in layers})
-    ids = tok(examples[0].prompt, return_tensors="pt")
-    gen = dict(max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens, do_sample=False, use_cache=True)
+    ids = tok(prompt, return_tensors="pt")
+    gen = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True)
 
     def plain():
         return model.generate(**ids, **gen)
@@ -76,31 +78,81 @@ def main(argv: list[str] | None = None) -> dict:
         with steer(model, vec, 4.0):
             return model.generate(**ids, **gen)
 
-    g0, _ = _timed(plain, 3)
-    g1, _ = _timed(steered, 3)
+    t = interleave({"plain": plain, "steered": steered}, repeats=repeats)
+    overhead = ratio(t, "steered", "plain")
+    return {"layers": layers, "tokens_per_s": new_tokens / t["plain"]["median"],
+            "steered_tokens_per_s": new_tokens / t["steered"]["median"], "overhead": overhead}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="bench/out")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--n", type=int, default=24, help="TruthfulQA questions scored")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=32)
+    a = p.parse_args(argv)
+    torch.manual_seed(0)
+    model, tok, name = _load(a.model)
+    examples = load_truthfulqa(tok, str(DATA))[: a.n]
+    n_seq = sum(len(e.choices) for e in examples)
+    outputs: dict[str, object] = {}
+
+    def case(key, fn):
+        def run():
+            outputs[key] = fn()
+
+        return run
+
+    cases = {
+        "released": case("released", lambda: released_scores(model, tok, examples)),
+        "one_per_forward": case("one", lambda: score_examples(model, tok, examples, batch_size=1, packed=False)),
+        "padded": case("padded", lambda: score_examples(model, tok, examples, batch_size=a.batch_size, packed=False)),
+        "packed": case("packed", lambda: score_examples(model, tok, examples, batch_size=a.batch_size, packed=True)),
+    }
+    t = interleave(cases, repeats=a.repeats)
+    ref = outputs["one"]
+    diffs = {k: max(float((x - y).abs().max()) for x, y in zip(ref, outputs[k])) for k in ("padded", "packed")}
+    speedups = {k: ratio(t, "released", k) for k in cases if k != "released"}
+    gen = _generation(model, tok, examples[0].prompt, a.new_tokens, 3)
     result = {
         "model": name, "threads": torch.get_num_threads(), "questions": a.n, "sequences": n_seq,
-        "bs1_examples_per_s": a.n / t1, "padded_examples_per_s": a.n / tp, "batched_examples_per_s": a.n / tb,
-        "batch_size": a.batch_size, "speedup": t1 / tb, "padded_speedup": t1 / tp, "max_abs_score_diff": max_diff,
-        "gen_tokens_per_s": a.new_tokens / g0, "gen_steered_tokens_per_s": a.new_tokens / g1,
-        "steering_overhead_pct": 100 * (g1 - g0) / g0, "steered_layers": layers,
+        "batch_size": a.batch_size, "repeats": a.repeats, "seconds": {k: t[k] for k in cases}, "load": t["load"],
+        "questions_per_s": {k: a.n / t[k]["median"] for k in cases}, "speedup_vs_release": speedups,
+        "speedup_target": SPEEDUP_TARGET, "speedup_met": speedups["packed"]["median"] >= SPEEDUP_TARGET,
+        "max_abs_score_diff": diffs, "score_tolerance": SCORE_TOLERANCE,
+        "scores_equal": max(diffs.values()) <= SCORE_TOLERANCE, "generation": gen,
     }  # fmt: skip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "steering_eval_bench.json").write_text(json.dumps(result, indent=2))
+    labels = {
+        "released": ("released evaluator (emulated): one sequence per forward, all-position logits", 1),
+        "one_per_forward": ("ours, one (prompt, answer) sequence per forward", 1),
+        "padded": ("ours, padded rows sorted by length", a.batch_size),
+        "packed": ("ours, shared-prompt packing (default)", a.batch_size),
+    }
+    load = t["load"]
     md = [
-        f"MC evaluation ({name}, {a.n} TruthfulQA questions = {n_seq} scored answers, {result['threads']} threads):",
+        f"MC evaluation ({name}, fp32, {a.n} TruthfulQA questions = {n_seq} scored answers, {result['threads']} "
+        f"threads, {a.repeats} interleaved repetitions; load average {load['before']['load_avg_1min']} before, "
+        f"{load['after']['load_avg_1min']} after, {load['after']['cpus']} CPUs):",
         "",
-        "| path | answers per forward | examples/s | sequences/s | speed-up |",
+        "| path | answers per forward | questions/s (median) | seconds (min–max) | speed-up vs release |",
         "|---|---|---|---|---|",
-        f"| one sequence per forward | 1 | {a.n / t1:.2f} | {n_seq / t1:.1f} | 1.0× |",
-        f"| padded rows | {a.batch_size} | {a.n / tp:.2f} | {n_seq / tp:.1f} | {t1 / tp:.1f}× |",
-        f"| shared-prompt packing (default) | {a.batch_size} | {a.n / tb:.2f} | {n_seq / tb:.1f} | {t1 / tb:.1f}× |",
+    ]
+    for k, (label, per) in labels.items():
+        s = t[k]
+        cell = "1.0×" if k == "released" else ratio_cell(speedups[k], SPEEDUP_TARGET if k == "packed" else None)
+        md.append(f"| {label} | {per} | {a.n / s['median']:.2f} | {s['min']:.2f}–{s['max']:.2f} | {cell} |")
+    md += [
         "",
-        f"Max |Δ score| batched vs one at a time: {max_diff:.2e}.",
-        f"Greedy generation, {a.new_tokens} tokens, KV cache: {result['gen_tokens_per_s']:.1f} tokens/s unsteered, "
-        f"{result['gen_steered_tokens_per_s']:.1f} steered on {len(layers)} layers "
-        f"({result['steering_overhead_pct']:+.1f} %).",
+        f"Max |Δ score| vs one sequence per forward: padded {diffs['padded']:.2e}, packed {diffs['packed']:.2e} "
+        f"(tolerance {SCORE_TOLERANCE:g}: **{'met' if result['scores_equal'] else 'not met'}**).",
+        f"Greedy generation, {a.new_tokens} tokens, KV cache: {gen['tokens_per_s']:.1f} tokens/s unsteered, "
+        f"{gen['steered_tokens_per_s']:.1f} steered on {len(gen['layers'])} layers (time ratio "
+        f"{ratio_cell(gen['overhead'])}).",
     ]
     (out / "steering_eval_bench.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -9,6 +9,13 @@ Design decisions (vs the released code, docs/grains.md §2.2 and §2.11):
   (m steps × {y⁺, y⁻}) of a whole batch of examples are chunked by ``internal_batch_size``; gradients come from
   ``torch.autograd.grad`` w.r.t. the inputs only and accumulate in fp32.
 - Quadrature nodes/weights are captum's (``gausslegendre`` default), so results match ``IntegratedGradients``.
+- ``packed`` (default): each IG row holds α·x **once**, then y⁺ and y⁻ (``lmcore.packing.pack_groups``: a
+  block-causal mask lets each response see x and its own earlier tokens only, positions restart after x). Today's
+  two rows per step share the same α·x, and x's states do not depend on what follows it, so the gradient that
+  reaches the one copy of x is the sum of the two rows' gradients: the same IG, from one row of n + m⁺ + m⁻ tokens
+  instead of two of n + m± (docs/grains.md §2.10). Only the positions that predict a response token reach the LM
+  head. Used where packing is exact (``packing_supported``: eager / SDPA attention, no sliding window shorter than
+  the row; no whole-sequence ``steer`` active); padded rows otherwise. Steps are chunked per example.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmcore.packing import PackedRow, model_attention_mask, pack_groups, packing_supported
 from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 from lmcore.quadrature import Quadrature, quadrature_points
+from steering.hooks import steers_whole_sequences
 from steering.scoring import Objective, check_objective, response_logprob_from_logits
 
 IGMethod = Quadrature  # the one IG quadrature (lmcore.quadrature); captum's rules and names
@@ -113,15 +122,22 @@ def contrastive_ig_embeds(
     internal_batch_size: int = 32,
     padding_side: PaddingSide = "right",
     check_completeness: bool = True,
+    packed: bool = True,
 ) -> list[ContrastiveAttribution]:
     """Contrastive IG for a batch of examples, zero baseline, one IG per example (see module docstring).
 
-    Cost: ``2 · n_steps`` forward+backward sequence passes per example, plus 4 no-grad passes when
-    ``check_completeness`` (F at the input and at the baseline, for y⁺ and y⁻).
+    Cost per example: ``n_steps`` forward+backward passes over one packed row x ⊕ y⁺ ⊕ y⁻ (``packed`` where
+    ``packs_exactly``; else ``2 · n_steps`` over padded rows x ⊕ y±), plus, with ``check_completeness``, one no-grad
+    pass of 2 packed rows (else 4 padded ones): F at the input and at the baseline.
     """
     check_objective(objective)
     if len(triples) == 0:
         raise ValueError("contrastive_ig_embeds needs at least one example")
+    if packed and packs_exactly(model, triples):
+        return [
+            _packed_ig(model, t, n_steps, method, objective, include_response, internal_batch_size, check_completeness)
+            for t in triples
+        ]
     alphas, weights = (t.tolist() for t in quadrature_points(n_steps, method))
     jobs = [(b, s, j) for b in range(len(triples)) for s in (1, -1) for j in range(n_steps)]
     grad_x = [torch.zeros(t.input_embeds.shape, dtype=torch.float32, device=t.input_embeds.device) for t in triples]
@@ -173,6 +189,73 @@ def _objective_values(model, triples, objective, include_response, internal_batc
     lp = torch.cat(lps).view(len(triples), 2, 2)  # (B, α ∈ {1, 0}, sign ∈ {+, −})
     f = lp[..., 0] - lp[..., 1]  # (B, 2)
     return [(float(f[b, 0]), float(f[b, 1])) for b in range(len(triples))]
+
+
+def packs_exactly(model: nn.Module, triples: Sequence[EmbeddedTriple]) -> bool:
+    """Whether the packed rows x ⊕ y⁺ ⊕ y⁻ give exactly the padded rows' IG on ``model`` (``lmcore.packing``); the
+    longest packed row must fit a sliding window, and no whole-sequence ``steer`` may be active."""
+    longest = max(len(t.input_embeds) + len(t.preferred_ids) + len(t.dispreferred_ids) for t in triples)
+    return packing_supported(model, longest) and not steers_whole_sequences(model)
+
+
+def _score_layout(row: PackedRow, n: int, m_pos: int, objective: Objective):
+    """(keep, targets, owner, divisor) of the packed row x ⊕ y⁺ ⊕ y⁻ for ``objective``: which positions reach the LM
+    head, the token each one scores, which response (0 = y⁺, 1 = y⁻) it belongs to, and the per-response divisor."""
+    m = torch.bincount(row.owner, minlength=2).float()  # (2,) m⁺, m⁻
+    if objective in ("sum", "mean"):
+        return row.keep, row.targets, row.owner, m if objective == "mean" else torch.ones(2)
+    last = torch.tensor([m_pos - 1, len(row.keep) - 1])  # each response's last scored token, in row.keep
+    if objective == "last_token":
+        return row.keep[last], row.targets[last], torch.arange(2), torch.ones(2)
+    ends = torch.tensor([n + m_pos - 1, len(row.ids) - 1])  # legacy: the last token's own position, scoring itself
+    return ends, row.ids[ends], torch.arange(2), torch.ones(2)
+
+
+def _packed_ig(model, t: EmbeddedTriple, n_steps, method, objective, include_response, internal_batch_size,
+               check_completeness) -> ContrastiveAttribution:  # fmt: skip
+    """IG of one example from packed rows α·x ⊕ (α·)y⁺ ⊕ (α·)y⁻, one row per step (module docstring)."""
+    device = t.input_embeds.device
+    n, y_pos, y_neg = t.input_embeds.shape[0], t.preferred_ids.to(device), t.dispreferred_ids.to(device)
+    row = pack_groups([(torch.zeros(n, dtype=torch.long), [y_pos.cpu(), y_neg.cpu()])])
+    keep, targets, owner, divisor = (v.to(device) for v in _score_layout(row, n, len(y_pos), objective))
+    with torch.no_grad():
+        y_emb = _embed_ids(model, torch.cat([y_pos, y_neg])).to(t.input_embeds.dtype)  # (m⁺ + m⁻, d)
+    base = torch.cat([t.input_embeds.detach(), y_emb])  # (Q, d)
+    scaled = torch.ones(len(base), dtype=torch.bool, device=device)
+    if not include_response:
+        scaled[n:] = False
+    mask = model_attention_mask(row.allowed, model).to(device)[None, None]  # (1, 1, Q, Q)
+    positions = row.positions.to(device)[None]
+
+    def contrast(alphas: torch.Tensor, keep_graph: bool):
+        """Leaf rows (R, Q, d) at ``alphas`` (R,) and their F components log p(y±|·) (R, 2)."""
+        scale = torch.where(scaled, alphas[:, None], torch.ones_like(alphas)[:, None])  # (R, Q)
+        leaf = (base[None] * scale[..., None].to(base.dtype)).requires_grad_(keep_graph)
+        R = len(alphas)
+        logits = model(inputs_embeds=leaf, attention_mask=mask.expand(R, -1, -1, -1),
+                       position_ids=positions.expand(R, -1), use_cache=False, logits_to_keep=keep).logits  # fmt: skip
+        tok = logits.float().log_softmax(-1).gather(-1, targets[None, :, None].expand(R, -1, 1))[..., 0]  # (R, K)
+        lp = torch.zeros(R, 2, device=device).index_add(1, owner, tok) / divisor  # (R, 2)
+        return leaf, lp
+
+    nodes, weights = quadrature_points(n_steps, method)
+    grad = torch.zeros(base.shape, dtype=torch.float32, device=device)  # Σ_j w_j ∇F at α_j, (Q, d)
+    with torch.enable_grad():
+        for idx in chunks(n_steps, internal_batch_size):
+            leaf, lp = contrast(nodes[list(idx)].to(device, base.dtype), True)
+            f = lp[:, 0] - lp[:, 1]  # (R,)
+            (g,) = torch.autograd.grad((f * weights[list(idx)].to(f)).sum(), leaf)
+            grad += g.float().sum(0)
+    values: tuple[float, float] | tuple[None, None] = (None, None)
+    if check_completeness:
+        with torch.no_grad():
+            lp = contrast(torch.tensor([1.0, 0.0], device=device, dtype=base.dtype), False)[1]
+        values = (float(lp[0, 0] - lp[0, 1]), float(lp[1, 0] - lp[1, 1]))
+    token_scores = (base.float() * grad).sum(-1).detach()  # (Q,)
+    pos_s = neg_s = None
+    if include_response:
+        pos_s, neg_s = token_scores[n : n + len(y_pos)], token_scores[n + len(y_pos) :]
+    return ContrastiveAttribution(token_scores[:n], pos_s, neg_s, *values)
 
 
 def contrastive_ig(

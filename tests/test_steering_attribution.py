@@ -77,7 +77,7 @@ def test_batched_equals_unbatched(model_tok, side):
     for p in PAIRS:
         x, y_pos, y_neg = encode_pair(tok, p)
         triples.append(EmbeddedTriple(emb(x).detach(), y_pos, y_neg))
-    kw = dict(n_steps=4, padding_side=side)
+    kw = dict(n_steps=4, padding_side=side, packed=False)  # the padded path (packed rows are per example)
     batched = contrastive_ig_embeds(model, triples, internal_batch_size=7, **kw)
     for t, b in zip(triples, batched):
         single = contrastive_ig_embeds(model, [t], internal_batch_size=100, **kw)[0]
