@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -124,6 +124,7 @@ class Extraction:
     top_neg: list[torch.Tensor]
     config: GrainsConfig
     effective_top_k: dict[str, Any] | None = None
+    k_used: list[int] = field(default_factory=list)  # per delta row, the text k used (empty for selection "all")
 
     @property
     def completeness_errors(self) -> list[float]:
@@ -263,7 +264,7 @@ def extract_deltas(
         warnings.warn(f"top_k {config.top_k}: {effective['rows_below']} of {len(used)} delta rows had fewer candidate "
                       f"tokens (k used: min {effective['min']}, mean {effective['mean']}); the masks hold what was "
                       "available and the vector's metadata records the effective k", stacklevel=2)  # fmt: skip
-    return Extraction(layer_ids, torch.cat(d_pos), torch.cat(d_neg), attrs, tops_p, tops_q, config, effective)
+    return Extraction(layer_ids, torch.cat(d_pos), torch.cat(d_neg), attrs, tops_p, tops_q, config, effective, used)
 
 
 def provenance(model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], **extra) -> dict:

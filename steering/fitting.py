@@ -39,6 +39,7 @@ class ExampleDeltas(NamedTuple):
     deltas: Deltas
     completeness_errors: list[float]
     effective_top_k: dict | None = None  # of the first k (the vector's); None for the paired-difference methods
+    k_used: torch.Tensor | None = None  # (B, R) text k used per delta row of the first k; None where k does not apply
 
 
 def random_deltas(seed: int, n_layers: int, d: int) -> torch.Tensor:
@@ -75,7 +76,7 @@ def example_deltas(
     attributions = None
     layer_ids: list[int] = []
     errors: list[float] = []
-    effective = None
+    effective, k_used = None, None
     for k in top_ks if spec.uses_k else top_ks[:1]:
         cfg = replace(spec.configure(config), top_k=int(k))
         ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions,
@@ -83,11 +84,13 @@ def example_deltas(
         if spec.uses_attributions and attributions is None:
             attributions, errors = ex.attributions, ex.completeness_errors
         layer_ids = ex.layers
-        effective = effective or (ex.effective_top_k if spec.uses_k else None)
         R = ex.deltas_pos.shape[0] // B
+        if spec.uses_k and effective is None:
+            effective = ex.effective_top_k
+            k_used = torch.tensor(ex.k_used, dtype=torch.long).view(B, R) if ex.k_used else None
         out[int(k)] = (ex.deltas_pos.view(B, R, *ex.deltas_pos.shape[1:]),
                        ex.deltas_neg.view(B, R, *ex.deltas_neg.shape[1:]))  # fmt: skip
-    return ExampleDeltas(layer_ids, out, errors, effective)
+    return ExampleDeltas(layer_ids, out, errors, effective, k_used)
 
 
 def vector_from_deltas(

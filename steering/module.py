@@ -208,12 +208,19 @@ class SteeringModule(L.LightningModule):
                                f"from {self.delta_parts.path(indices)} (resumed)")  # fmt: skip
                 return saved
         with torch.inference_mode(False), torch.enable_grad():
-            layer_ids, deltas, *_ = example_deltas(
+            result = example_deltas(
                 self.hf_model, self.tokenizer, pairs, self.hparams.method, self.hparams.layers, self.grains,
                 self.top_ks, batch_size=len(pairs), indices=indices,
             )  # fmt: skip
-        return {"index": batch["index"].cpu(), "layers": layer_ids, "batch_hash": batch_hash,
-                "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in deltas.items()}}  # fmt: skip
+        prediction = {
+            "index": batch["index"].cpu(),
+            "layers": result.layers,
+            "batch_hash": batch_hash,
+            "deltas": {k: (p.cpu(), None if n is None else n.cpu()) for k, (p, n) in result.deltas.items()},
+        }
+        if result.k_used is not None:
+            prediction["k_used"] = result.k_used  # merged by the writer into the vector's effective_top_k
+        return prediction
 
     def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:
         """Metadata of the vector this module fits from ``pairs`` (the steering split): model, data and settings."""

@@ -46,6 +46,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lmcore.io import atomic_write_json
 from lmcore.tensor_files import load_tensors, save_tensors
+from steering.extract import effective_top_k
 from steering.fitting import vector_from_deltas
 from steering.pairs import ContrastivePair
 from steering.vectors import SteeringVector
@@ -117,8 +118,11 @@ class DeltaParts:
                 why = f"its indices {tensors['index'].tolist()} are not the batch's {indices}"
             if why is None:
                 deltas = {int(k): (tensors[f"k{k}.pos"], tensors.get(f"k{k}.neg")) for k in json.loads(meta["ks"])}
-                return {"index": tensors["index"], "layers": json.loads(meta["layers"]), "deltas": deltas,
-                        "batch_hash": batch_hash, "resumed": True}  # fmt: skip
+                saved = {"index": tensors["index"], "layers": json.loads(meta["layers"]), "deltas": deltas,
+                         "batch_hash": batch_hash, "resumed": True}  # fmt: skip
+                if "k_used" in tensors:
+                    saved["k_used"] = tensors["k_used"]
+                return saved
         except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed
             why = f"it is unreadable ({type(err).__name__}: {err})"
         warnings.warn(f"ignoring saved predict part {path}: {why}; recomputing that batch", stacklevel=2)
@@ -131,6 +135,8 @@ class DeltaParts:
             atomic_write_json(key_file, {"key": self.key, "fields": self.key_fields}, default=str, sort_keys=True)
         index = torch.as_tensor(prediction["index"]).cpu()
         tensors = {"index": index}
+        if prediction.get("k_used") is not None:
+            tensors["k_used"] = prediction["k_used"]
         for k, (pos, neg) in prediction["deltas"].items():
             tensors[f"k{k}.pos"] = pos
             if neg is not None:
@@ -165,7 +171,10 @@ def merge_predictions(predictions: list[dict[str, Any]], expected: int | None = 
         negs = [p["deltas"][k][1] for p in predictions]
         neg = None if negs[0] is None else torch.cat(negs)[rows]
         deltas[k] = (pos, neg)
-    return {"index": sorted_index[keep], "layers": predictions[0]["layers"], "deltas": deltas}
+    merged = {"index": sorted_index[keep], "layers": predictions[0]["layers"], "deltas": deltas}
+    if all(p.get("k_used") is not None for p in predictions):
+        merged["k_used"] = torch.cat([p["k_used"] for p in predictions])[rows]
+    return merged
 
 
 def save_deltas(path: Path, merged: dict[str, Any], metadata: dict[str, Any]) -> Path:
@@ -232,6 +241,8 @@ class SteeringVectorWriter(BasePredictionWriter):
         hp = pl_module.hparams
         meta = pl_module.vector_provenance(pairs, splits) if pairs else {}
         meta["n_examples_gathered"] = int(merged["index"].numel())
+        if "k_used" in merged:  # the text k each delta row actually used, as the library path records it
+            meta["effective_top_k"] = effective_top_k(pl_module.top_ks[0], merged["k_used"].flatten().tolist())
         pos, neg = merged["deltas"][pl_module.top_ks[0]]
         vector = vector_from_deltas(hp.method, pos, neg, merged["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)
         path = Path(hp.vector_path)

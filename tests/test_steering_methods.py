@@ -49,6 +49,9 @@ def test_library_and_lightning_paths_give_the_same_vector(tiny_dir, pairs_file, 
     assert library.metadata["method"] == lightning.metadata["method"] == method
     assert library.metadata["mode"] == lightning.metadata["mode"]
     assert library.metadata["aggregate"] == lightning.metadata["aggregate"]
+    assert library.metadata.get("effective_top_k") == lightning.metadata.get("effective_top_k")  # the k actually used
+    if method in ("grains", "random_k"):
+        assert lightning.metadata["effective_top_k"]["requested"] == CFG.top_k
 
 
 def test_caa_is_unit_norm_by_default_in_the_direction_of_the_mean_difference(model_tok):
