@@ -54,3 +54,12 @@ class CountingPrior(AttributionPrior):
             n = len(t.split())
             out.append(torch.arange(1, n + 1, dtype=torch.float32) / n)
         return out
+
+
+def quiet_trainer(**overrides):
+    """A CPU ``L.Trainer`` for tests: no logger, checkpoints, progress bar, summary, sanity check or validation."""
+    import lightning as L
+
+    args = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    return L.Trainer(**{**args, **overrides})

@@ -1,7 +1,6 @@
 """CapModule's test-side evaluation: the stratified faithfulness subset, word-level and normalised faithfulness, and
 agreement with priors on held-out texts (HeldOutPriorCallback), for the CE-only baseline too."""
 
-import lightning as L
 import pytest
 
 import cap_lightning.module as module_py
@@ -11,18 +10,9 @@ from cap_lightning.priors.callback import PriorCacheCallback
 from cap_lightning.priors.held_out import HeldOutPriorCallback
 from cap_lightning.stratified import stratified_rows
 from cap_lightning.tokens import content_mask, words_to_tokens
-from tests.helpers import CountingPrior, tiny_datamodule
+from tests.helpers import CountingPrior, quiet_trainer, tiny_datamodule
 
 TEST_LABELS = [1, 1, 1, 0, 1, 0]  # tests/fixtures/sentiment_test.csv (negative = 0, positive = 1)
-
-
-def _trainer(**kw):
-    base = dict(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-    )  # fmt: skip
-    base.update(kw)
-    return L.Trainer(**base)
 
 
 def _scored_rows(monkeypatch):
@@ -41,12 +31,12 @@ def _scored_rows(monkeypatch):
 def test_faithfulness_rows_score_a_stratified_subset_covering_every_class(tiny_model_dir, monkeypatch):
     seen = _scored_rows(monkeypatch)
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=2, faithfulness_max_batches=1)
-    _trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=2))
+    quiet_trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=2))
     assert {label for _, label in seen} == {1}  # the first batch of this split: one class only
     seen.clear()
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=2, faithfulness_rows=3,
                        faithfulness_seed=5)  # fmt: skip
-    results = _trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=2))[0]
+    results = quiet_trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=2))[0]
     assert sorted(i for i, _ in seen) == stratified_rows(TEST_LABELS, 3, 5)
     assert {label for _, label in seen} == {0, 1}  # every class
     assert [TEST_LABELS[i] for i, _ in seen] == [label for _, label in seen]
@@ -61,7 +51,7 @@ def test_the_subset_does_not_depend_on_the_batch_size(tiny_model_dir, monkeypatc
     for batch_size in (1, 4):
         seen.clear()
         module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=2, faithfulness_rows=4)
-        _trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=batch_size))
+        quiet_trainer().test(module, tiny_datamodule(tiny_model_dir, eval_batch_size=batch_size))
         picked.append(sorted(i for i, _ in seen))
     assert picked[0] == picked[1] == stratified_rows(TEST_LABELS, 4, 0)
 
@@ -74,7 +64,7 @@ def test_baseline_reports_agreement_with_held_out_priors(tiny_model_dir, tmp_pat
                  HeldOutPriorCallback(CountingPrior("b"), name="b", rows=None, cache_dir=str(tmp_path))]  # fmt: skip
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=3, faithfulness=False)
     dm = tiny_datamodule(tiny_model_dir, eval_batch_size=4)
-    results = _trainer(callbacks=callbacks).test(module, dm)[0]
+    results = quiet_trainer(callbacks=callbacks).test(module, dm)[0]
     assert "test/prior_spearman" not in results  # no priors on the training texts
     for suffix in ("", "_b"):
         assert -1.0 <= results[f"test/heldout_spearman{suffix}"] <= 1.0
@@ -94,7 +84,7 @@ def test_baseline_reports_agreement_with_held_out_priors(tiny_model_dir, tmp_pat
     assert results["test/heldout_spearman"] == pytest.approx(float(expected.spearman.mean()), abs=1e-5)
     assert results["test/heldout_topk_iou"] == pytest.approx(float(expected.topk_iou.mean()), abs=1e-5)
     # a second test reads the held-out priors from the cache
-    again = _trainer(callbacks=callbacks[:1]).test(module, dm)[0]
+    again = quiet_trainer(callbacks=callbacks[:1]).test(module, dm)[0]
     assert prior.calls == 4 and callbacks[0].last["cache_hit"] is True
     assert again["test/heldout_spearman"] == pytest.approx(results["test/heldout_spearman"], abs=1e-6)
 
@@ -110,7 +100,7 @@ def test_faithfulness_rows_also_bound_the_training_rows_of_the_training_agreemen
 
     monkeypatch.setattr(module_py, "prior_agreement", recording)
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness_steps=2, faithfulness_rows=5)
-    trainer = _trainer(max_steps=1, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
+    trainer = quiet_trainer(max_steps=1, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
     trainer.fit(module, tiny_datamodule(tiny_model_dir))  # batch size 4: 4 + 1 rows
     results = trainer.test(module, trainer.datamodule)[0]
     assert scored == [4, 1] and -1.0 <= results["test/prior_spearman"] <= 1.0

@@ -7,7 +7,7 @@ from cap_lightning.losses import alignment_loss
 from cap_lightning.module import CapModule
 from cap_lightning.priors.callback import PriorCacheCallback
 from lmcore.models import load_classifier
-from tests.helpers import CountingPrior, tiny_datamodule
+from tests.helpers import CountingPrior, quiet_trainer, tiny_datamodule
 
 
 def test_attribution_runs_without_dropout_and_restores_train_mode(tiny_model_dir):
@@ -55,22 +55,13 @@ def test_backward_of_attribute_matches_exact_under_dropout(tiny_model_dir, mode,
     assert F.cosine_similarity(grads[0].double(), grads[1].double(), 0) > 0.99
 
 
-def _trainer(**kw):
-    base = dict(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-    )  # fmt: skip
-    base.update(kw)
-    return L.Trainer(**base)
-
-
 def test_prior_weight_zero_reproduces_plain_fine_tuning_bit_for_bit(tiny_model_dir, tmp_path):
     steps, lr = 4, 1e-2
     L.seed_everything(0)
     dm = tiny_datamodule(tiny_model_dir)
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, lr=lr, weight_decay=0.0, warmup_fraction=0.0)
     cb = PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))  # priors in the batch must not matter
-    _trainer(max_steps=steps, callbacks=[cb]).fit(module, dm)
+    quiet_trainer(max_steps=steps, callbacks=[cb]).fit(module, dm)
 
     L.seed_everything(0)
     ref_dm = tiny_datamodule(tiny_model_dir)
@@ -97,7 +88,7 @@ def test_aligned_training_differs_from_plain_training_and_logs(tiny_model_dir, t
     for prior_weight in (0.0, 1.0):
         L.seed_everything(0)
         module = CapModule(str(tiny_model_dir), prior_weight=prior_weight, ig_steps=2, lr=1e-2)
-        trainer = _trainer(max_steps=2, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
+        trainer = quiet_trainer(max_steps=2, callbacks=[PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))])
         trainer.fit(module, tiny_datamodule(tiny_model_dir))
         weights.append(module.model.bert.encoder.layer[0].attention.self.query.weight.detach().clone())
     assert torch.isfinite(trainer.callback_metrics["train/align_step"])
@@ -110,23 +101,23 @@ def test_aligned_training_differs_from_plain_training_and_logs(tiny_model_dir, t
 def test_prior_weight_without_priors_is_a_clear_error(tiny_model_dir):
     module = CapModule(str(tiny_model_dir), prior_weight=0.5)
     with pytest.raises(RuntimeError, match="add cap_lightning.PriorCacheCallback"):
-        _trainer(max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
+        quiet_trainer(max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
 
 
 def test_num_labels_mismatch_is_caught_before_loading_weights(tiny_model_dir):
     module = CapModule(str(tiny_model_dir), num_labels=5, prior_weight=0.0)
     with pytest.raises(ValueError, match="num_labels=5 but the data has 2 labels"):
-        _trainer(max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
+        quiet_trainer(max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
     assert module.model is None
 
 
 def test_test_stage_logs_accuracy_and_macro_f1(tiny_model_dir):
     module = CapModule(str(tiny_model_dir), prior_weight=0.0)
-    results = _trainer().test(module, tiny_datamodule(tiny_model_dir))
+    results = quiet_trainer().test(module, tiny_datamodule(tiny_model_dir))
     assert {"test/acc", "test/macro_f1", "test/comp@1", "test/suff@50", "test/comp_aopc"} <= set(results[0])
     assert "test/prior_spearman" not in results[0]  # no priors attached, no agreement
     module = CapModule(str(tiny_model_dir), prior_weight=0.0, faithfulness=False)
-    assert "test/comp_aopc" not in _trainer().test(module, tiny_datamodule(tiny_model_dir))[0]
+    assert "test/comp_aopc" not in quiet_trainer().test(module, tiny_datamodule(tiny_model_dir))[0]
 
 
 @pytest.mark.parametrize(
@@ -172,7 +163,7 @@ class _HalfZeroPrior(CountingPrior):
 def test_the_share_of_all_zero_prior_rows_is_logged(tiny_model_dir, tmp_path):
     dm = tiny_datamodule(tiny_model_dir)
     module = CapModule(str(tiny_model_dir), prior_weight=0.5, ig_steps=1)
-    trainer = _trainer(max_epochs=1, callbacks=[PriorCacheCallback(_HalfZeroPrior(), cache_dir=str(tmp_path))])
+    trainer = quiet_trainer(max_epochs=1, callbacks=[PriorCacheCallback(_HalfZeroPrior(), cache_dir=str(tmp_path))])
     trainer.fit(module, dm)
     texts = dm.prior_inputs()[0]
     expected = sum(len(t.split()) % 2 == 0 for t in texts) / len(texts)

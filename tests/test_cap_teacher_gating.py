@@ -3,7 +3,6 @@ ranks the gold label first; the gold ranks travel from the prior's diagnostics t
 
 import json
 
-import lightning as L
 import pytest
 import torch
 
@@ -11,7 +10,7 @@ from cap_lightning.losses import alignment_loss
 from cap_lightning.module import CapModule
 from cap_lightning.priors.callback import PriorCacheCallback, gold_ranks
 from cap_lightning.teacher_gating import teacher_gate
-from tests.helpers import CountingPrior, tiny_datamodule
+from tests.helpers import CountingPrior, quiet_trainer, tiny_datamodule
 
 
 class RankedPrior(CountingPrior):
@@ -19,11 +18,6 @@ class RankedPrior(CountingPrior):
 
     def diagnostics(self, texts, labels):
         return {"gold_rank": [len(t.split()) % 3 for t in texts], "gold_prob": [0.5] * len(texts)}
-
-
-def _trainer(callbacks, **kw):
-    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, limit_val_batches=0, callbacks=callbacks, **kw)  # fmt: skip
 
 
 def test_gating_drops_exactly_the_rows_the_teacher_gets_wrong(tiny_model_dir):
@@ -64,7 +58,7 @@ def test_gold_ranks_reach_the_batch_and_gate_training(tiny_model_dir, tmp_path):
     dm = tiny_datamodule(tiny_model_dir)
     callback = PriorCacheCallback(RankedPrior(), cache_dir=str(tmp_path))
     module = CapModule(str(tiny_model_dir), prior_weight=0.5, ig_steps=1, prior_mask="teacher_correct")
-    trainer = _trainer([callback], max_epochs=1)
+    trainer = quiet_trainer(callbacks=[callback], max_epochs=1)
     trainer.fit(module, dm)
     texts = dm.prior_inputs()[0]
     assert dm._train_gold_ranks == [len(t.split()) % 3 for t in texts]
@@ -79,4 +73,4 @@ def test_teacher_correct_without_gold_ranks_is_a_clear_error(tiny_model_dir, tmp
     module = CapModule(str(tiny_model_dir), prior_weight=0.5, prior_mask="teacher_correct")
     callback = PriorCacheCallback(CountingPrior(), cache_dir=str(tmp_path))
     with pytest.raises(RuntimeError, match="carry no teacher gold-label ranks"):
-        _trainer([callback], max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
+        quiet_trainer(callbacks=[callback], max_steps=1).fit(module, tiny_datamodule(tiny_model_dir))
