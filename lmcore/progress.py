@@ -73,4 +73,5 @@ class Eta:
         text = f"{len(self.done)}/{len(self.costs)} done, {duration(self.measured_seconds)} elapsed"
         if left is None:
             return text + ", ETA unknown"
-        return text + f", ETA {duration(left)} (~{(now + timedelta(seconds=left)):%H:%M})"
+        end = now + timedelta(seconds=left)
+        return text + f", ETA {duration(left)} (~{end:%H:%M}{'' if end.date() == now.date() else f' {end:%a %d %b}'})"

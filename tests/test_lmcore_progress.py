@@ -15,6 +15,8 @@ def test_projection_uses_the_guess_then_the_measured_rate():
     eta.finish(1, seconds=None)  # skipped (resumed from disk): done, no time, rate unchanged
     assert eta.projected_seconds() == pytest.approx(50.0) and eta.rate() == pytest.approx(50.0)
     assert eta.line(datetime(2026, 1, 1, 12, 0)) == "2/3 done, 2m30s elapsed, ETA 50s (~12:00)"
+    long = Eta([100.0], seconds_per_unit=900.0)  # 25 h: the day is named
+    assert long.line(datetime(2026, 1, 1, 12, 0)).endswith("ETA 25h00m (~13:00 Fri 02 Jan)")
 
 
 def test_without_a_rate_the_eta_is_unknown_and_bad_input_is_refused():
