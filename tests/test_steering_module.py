@@ -433,6 +433,8 @@ def _interrupt(monkeypatch, tiny_dir, pairs_file, vec, **module_kw) -> list[Path
 def _assert_same_vector(a: Path, b: Path) -> None:
     va, vb = SteeringVector.load(a), SteeringVector.load(b)
     assert va.layers == vb.layers and vb.metadata["n_examples_gathered"] == 7
+    assert va.metadata["effective_top_k"] == vb.metadata["effective_top_k"]  # the per-row k survives a resume
+    assert va.metadata["effective_top_k"]["requested"] == GRAINS.top_k
     for layer in va.layers:
         torch.testing.assert_close(va.vectors[layer], vb.vectors[layer], atol=1e-6, rtol=0)
     (_, da, _), (_, db, _) = load_deltas(deltas_path(a)), load_deltas(deltas_path(b))
