@@ -46,12 +46,13 @@ def collect(folders: list[str]) -> dict[str, list[dict]]:
     return dict(groups)
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], scale: float = 100.0) -> str:
+    """``m ± s`` (× scale) over seeds; one value alone; ``–`` for none."""
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+        return f"{scale * values[0]:.2f}"
+    return f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
 
 
 def table(groups: dict[str, list[dict]], metrics: tuple[str, ...] = ("test/acc", "test/macro_f1")) -> str:
@@ -59,7 +60,7 @@ def table(groups: dict[str, list[dict]], metrics: tuple[str, ...] = ("test/acc",
     lines = ["| run | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for name, records in sorted(groups.items()):
         seeds = sorted(r["name"].rsplit("-s", 1)[-1] for r in records)
-        cells = [_mean_std([r["metrics"][m] for r in records if m in r["metrics"]]) for m in metrics]
+        cells = [mean_std([r["metrics"][m] for r in records if m in r["metrics"]]) for m in metrics]
         lines.append(f"| {name} | {','.join(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -82,6 +83,12 @@ def paired_cell(records: list[dict], baseline: list[dict], metric: str, scale: f
     with its 95 % paired-t interval; ``Δ (n=1)`` for one shared seed; ``–`` for none."""
     mine = {seed_of(r): r["metrics"][metric] for r in records if metric in r["metrics"]}
     theirs = {seed_of(r): r["metrics"][metric] for r in baseline if metric in r["metrics"]}
+    return paired_difference(mine, theirs, scale)
+
+
+def paired_difference(mine: dict, theirs: dict, scale: float = 100.0, show_n: bool = True) -> str:
+    """``Δ [low, high] verdict (n)`` of ``mine − theirs`` (× scale) over the seeds both have, 95 % paired t;
+    ``Δ (n=1)`` for one shared seed; ``–`` for none."""
     seeds = sorted(mine.keys() & theirs.keys())
     if not seeds:
         return "–"
@@ -89,7 +96,7 @@ def paired_cell(records: list[dict], baseline: list[dict], metric: str, scale: f
     if len(seeds) == 1:
         return f"{a[0] - b[0]:+.2f} (n=1)"
     ci = paired_t_interval(a, b)
-    return f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)} (n={ci.n})"
+    return f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)}" + (f" (n={ci.n})" if show_n else "")
 
 
 def paired_table(groups: dict[str, list[dict]], metrics: tuple[str, ...] = PAIRED_METRICS) -> str:
@@ -101,7 +108,7 @@ def paired_table(groups: dict[str, list[dict]], metrics: tuple[str, ...] = PAIRE
         base = groups.get(baseline_of(name)) if name.count("-") >= 2 else None
         cells = [",".join(sorted(seed_of(r) for r in records))]
         for m in shown:
-            cells.append(_mean_std([r["metrics"][m] for r in records if m in r["metrics"]]))
+            cells.append(mean_std([r["metrics"][m] for r in records if m in r["metrics"]]))
             is_base = base is records
             cells.append("baseline" if is_base else "–" if base is None else paired_cell(records, base, m))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -19,9 +19,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from cap_lightning.report import mean_std, paired_difference
 from lmcore.io import atomic_write, atomic_write_text
 from lmcore.progress import duration
-from lmcore.statistics import paired_t_interval, verdict
+from lmcore.statistics import paired_t_interval
 
 COLUMNS = (
     ("test/acc", "Acc"),
@@ -34,24 +35,11 @@ NOTE_KEYS = (("teacher_acc", "teacher accuracy (gold ranked first)"), ("r2_mean"
              ("zero_prior_share", "share of all-zero priors"))  # fmt: skip
 
 
-def mean_std(values: list[float], scale: float = 100.0) -> str:
-    """``m ± s`` (× scale); one value alone; ``–`` for none."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{scale * values[0]:.2f}"
-    return f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
-
-
 def paired(records: list[dict], reference: list[dict], metric: str = "test/acc") -> str:
     """``Δ [low, high] verdict`` (× 100) of ``metric`` over the seeds both ran, paired-t 95 %."""
     mine = {r["seed"]: r["metrics"][metric] for r in records if metric in r["metrics"]}
     theirs = {r["seed"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
-    seeds = sorted(mine.keys() & theirs.keys())
-    if len(seeds) < 2:
-        return "–" if not seeds else f"{100 * (mine[seeds[0]] - theirs[seeds[0]]):+.2f} (n=1)"
-    ci = paired_t_interval([100 * mine[s] for s in seeds], [100 * theirs[s] for s in seeds])
-    return f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)}"
+    return paired_difference(mine, theirs, show_n=False)
 
 
 def _adv_columns(records: list[dict]) -> list[tuple[str, str]]:
