@@ -252,8 +252,11 @@ class CapModule(L.LightningModule):
         scale = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
         return self.hparams.prior_weight * scale
 
-    def attribute(self, batch: dict[str, Tensor], create_graph: bool = True, steps: int | None = None) -> Tensor:
-        """The model's own attribution of the gold logit per token (B, T), zero off content tokens.
+    def attribute(
+        self, batch: dict[str, Tensor], create_graph: bool = True, steps: int | None = None, method: str | None = None
+    ) -> Tensor:
+        """The model's own attribution of the gold logit per token (B, T), zero off content tokens: with the
+        training ``attribution`` and ``ig_steps`` unless ``method`` / ``steps`` say otherwise.
 
         Computed with dropout off (eval mode; gradients still flow to the weights): every interpolation step must
         see the same function, or completeness fails and the aligned attribution is noise. Train mode is restored.
@@ -262,11 +265,11 @@ class CapModule(L.LightningModule):
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._attribute(batch, create_graph, steps or h.ig_steps)
+            return self._attribute(batch, create_graph, steps or h.ig_steps, method or h.attribution)
         finally:
             self.model.train(was_training)
 
-    def _attribute(self, batch: dict[str, Tensor], create_graph: bool, steps: int) -> Tensor:
+    def _attribute(self, batch: dict[str, Tensor], create_graph: bool, steps: int, method: str) -> Tensor:
         h = self.hparams
         return self_attribution(
             self.model,
@@ -274,7 +277,7 @@ class CapModule(L.LightningModule):
             batch["attention_mask"],
             batch["labels"],
             batch["word_index"] >= 0,
-            method=h.attribution,
+            method=method,
             steps=steps,
             baseline=h.ig_baseline,
             baseline_token_id=self._baseline_token_id,
@@ -334,8 +337,13 @@ class CapModule(L.LightningModule):
         return h.faithfulness and (h.faithfulness_max_batches is None or batch_idx < h.faithfulness_max_batches)
 
     def _rationale(self, batch: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """The evaluation rationale: the model's IG (``faithfulness_steps``) whatever ``attribution`` it trains
+        with, so every row of a comparison is measured alike (a trained MiniLM's gradient×input ranks words against
+        its IG: docs/cap.md §1.4)."""
         steps = self.hparams.faithfulness_steps
-        return rationale_scores(lambda b: self.attribute(b, create_graph=False, steps=steps), batch, labels)
+        return rationale_scores(
+            lambda b: self.attribute(b, create_graph=False, steps=steps, method="ig"), batch, labels
+        )
 
     def attach_held_out_priors(self, name: str, priors: dict[int, Tensor]) -> None:
         """Word-level priors of held-out test rows, by row index (``HeldOutPriorCallback``); agreement with them is

@@ -2,6 +2,7 @@
 agreement with priors on held-out texts (HeldOutPriorCallback), for the CE-only baseline too."""
 
 import pytest
+import torch
 
 import cap_lightning.module as module_py
 from cap_lightning.agreement import prior_agreement
@@ -132,3 +133,25 @@ def test_bad_held_out_callback_arguments(kwargs, match):
         HeldOutPriorCallback(CountingPrior(), **kwargs)
     with pytest.raises(TypeError, match="must be an AttributionPrior"):
         HeldOutPriorCallback(object())
+
+
+def test_the_evaluation_rationale_is_ig_whatever_the_training_attribution(tiny_model_dir, tmp_path):
+    """Faithfulness and held-out agreement score the model's IG (faithfulness_steps), so rows trained with
+    gradient×input and with IG are measured alike."""
+    dm = tiny_datamodule(tiny_model_dir, eval_batch_size=6)
+    modules, results = [], []
+    for attribution, ig_steps in (("grad_x_input", 4), ("ig", 1), ("expected_gradients", 4)):
+        module = CapModule(str(tiny_model_dir), prior_weight=0.0, num_labels=2, attribution=attribution,
+                           ig_steps=ig_steps, faithfulness_steps=3, faithfulness=False)  # fmt: skip
+        module.configure_model()
+        if modules:
+            module.load_state_dict(modules[0].state_dict())
+        modules.append(module)
+        callbacks = [HeldOutPriorCallback(CountingPrior(), rows=None, cache_dir=str(tmp_path))]
+        results.append(quiet_trainer(callbacks=callbacks).test(module, dm)[0]["test/heldout_spearman"])
+    assert results[0] == pytest.approx(results[1], abs=1e-6) and results[0] == pytest.approx(results[2], abs=1e-6)
+    batch = next(iter(dm.test_dataloader()))
+    ig = modules[0].attribute(batch, create_graph=False, steps=3, method="ig")
+    for module in modules:
+        assert torch.allclose(module._rationale(batch, batch["labels"]), ig, atol=1e-6)
+    assert not torch.allclose(modules[0].attribute(batch, create_graph=False), ig)  # the training attribution differs
