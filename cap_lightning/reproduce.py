@@ -17,8 +17,10 @@ Design decisions:
   git commit of the code that made it; resuming with other code is refused unless ``--allow-mixed-commits`` (run
   long grids from a ``git worktree`` at a fixed commit: ``make reproduce-cap`` does).
 - Priors are cached per split and per example (CAP teacher scores are shared by every λ and run of a seed).
-- ``--workers 2`` runs the datasets in two processes (one thread each): no two processes ever share a prior
-  cache entry, so none waits on another's lock.
+- ``--workers 2``: two processes (one thread each) take runs of any dataset as their inputs exist
+  (``DatasetPlan``, ``schedule``), alternating datasets within a phase, so neither idles while the other dataset
+  still has runs. Two runs needing the same prior cache entry at once (rare: only when one dataset has nothing
+  else ready) wait on its file lock; the second reads what the first wrote.
 - The projected time is printed at start (training only, from a short timing of CE and aligned steps), and a
   progress line with the ETA after every run.
 """
@@ -31,6 +33,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +43,10 @@ from cap_lightning.reproduce_plan import (
     CONTROLS,
     METHODS,
     PRIOR_METHODS,
+    DatasetPlan,
     Run,
     check_methods,
-    choose_lambda,
-    final_runs,
-    selection_runs,
+    run_phase,
 )
 from lmcore.io import atomic_write_json, atomic_write_text
 from lmcore.progress import Eta, duration
@@ -89,8 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prior-mask", default="all", choices=["all", "teacher_correct"], help="CAP priors only where "
                    "the teacher ranks the gold label first (teacher_correct), or everywhere")  # fmt: skip
     # IG with one midpoint step costs what gradient×input costs (one forward + double backward) and tracks the
-    # model's 32-step IG far better: word-level ρ 0.50 / 0.53 vs -0.31 / 0.12 on the HWU64 / Banking77 baselines
-    # (seed-2 / seed-1 baselines, 48 test texts each; docs/cap.md §1.4)
+    # model's 32-step IG far better: word-level ρ 0.58 / 0.61 vs 0.07 / 0.08 on HWU64 / Banking77 CE baselines
+    # (96 test texts each, python -m cap_lightning.attribution_check; README "Which self-attribution to align")
     p.add_argument("--attribution", default="ig", choices=["ig", "grad_x_input", "expected_gradients"])
     p.add_argument("--ig-steps", type=int, default=1, help="steps of the differentiable IG when --attribution ig")
     p.add_argument("--ig-prior-steps", type=int, default=8)
@@ -111,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--attack-examples", type=int, default=200, help="seeded test utterances attacked per model")
     p.add_argument("--attack-seeds", nargs="*", type=int, default=None, help="default: the first reported seed")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes, one dataset each")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (one thread each by default)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.ckpt (default: baselines)")
     p.add_argument("--allow-mixed-commits", action="store_true", help="resume runs made by other code")
@@ -367,50 +370,120 @@ def step_seconds(args: argparse.Namespace) -> tuple[float, float]:
     return min(step(False) for _ in range(3)), min(step(True) for _ in range(3))
 
 
-def run_dataset(dataset: str, args: argparse.Namespace, commit: str, rates: tuple[float, float] | None):
-    """Every run of one dataset, in plan order; returns (records, λ selection)."""
+def _worker_init(threads: int, parent: int | None = None) -> None:
+    """Set the worker's torch threads; with ``parent`` (the grid's pid), the worker also ends when the grid process
+    dies (Linux parent-death signal), so a stopped grid leaves no orphan writing into its output folder."""
     import torch
 
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
-    steps = steps_per_run(dataset, args)
-    ce, aligned = rates or (None, None)
-    n_prior = sum(m in PRIOR_METHODS for m in args.methods)
-    n_final = len(final_runs(dataset, args.methods, args.seeds, args.few_seeds, dict.fromkeys(args.methods, 1.0),
-                             args.control_of))  # fmt: skip
-    select = selection_runs(dataset, args.methods, args.lambdas, args.tune_seed)
-    factor = aligned / ce if ce else 2.0
-    # order: tuning baseline, reported baselines (the convergence check comes early), λ grid, reported prior runs
-    costs = [steps] * (1 + len(args.seeds)) + [steps * factor] * (len(select) - 1 + n_final - len(args.seeds))
-    eta = Eta(costs, ce)
-    projected = duration(eta.projected_seconds()) if ce else "unknown"
-    print(f"[{dataset}] plan: {len(select)} selection runs (tuning seed {args.tune_seed}, {n_prior} prior methods × "
-          f"{len(args.lambdas)} λ) + {n_final} reported runs, {steps} steps each; projected training time "
-          f"{projected} (priors and attacks on top)", flush=True)  # fmt: skip
-    index = 0
+    torch.set_num_threads(threads)
+    if parent is not None and sys.platform.startswith("linux"):
+        import ctypes
+        import signal
 
-    def go(run: Run) -> dict[str, Any]:
-        nonlocal index
-        record, computed = run_one(run, args, commit)
-        eta.finish(index, record["fit_seconds"] if computed else None)
-        index += 1
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the grid died before the signal was armed
+            os._exit(1)
+
+
+class _Inline:
+    """A one-worker executor: each job runs in this process when it is submitted."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future, as a pool would
+            future.set_exception(e)
+        return future
+
+
+def schedule(plans: Sequence[DatasetPlan], submit: Callable[[Run], Future], workers: int,
+             on_done: Callable[[Run, dict[str, Any], bool], None]) -> None:  # fmt: skip
+    """Keep ``workers`` runs going until every plan is complete: each free worker takes the released run of the
+    highest priority (``run_phase``, then the dataset that has been given fewest runs, then plan order), so a worker
+    whose dataset waits (or is done) takes runs of another one."""
+    waiting: list[Run] = []
+    running: dict[Future, Run] = {}
+    given = {p.dataset: 0 for p in plans}
+    by_name = {p.dataset: p for p in plans}
+    while True:
+        for plan in plans:
+            waiting += plan.released()
+        while waiting and len(running) < workers:
+            run = min(waiting, key=lambda r: (run_phase(r), given[r.dataset]))
+            waiting.remove(run)
+            given[run.dataset] += 1
+            running[submit(run)] = run
+        if not running:
+            break
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            run = running.pop(future)
+            record, computed = future.result()
+            by_name[run.dataset].finish(run, record.get("val_acc"))
+            on_done(run, record, computed)
+    stuck = [p.dataset for p in plans if not p.complete()]
+    if stuck:
+        raise RuntimeError(f"the plans of {stuck} did not complete: a run was never released")
+
+
+def _slot(run: Run) -> tuple:
+    """A run's place in the projected plan (reported runs have their λ only once it is chosen)."""
+    return run.dataset, run.method, run.seed, run.stage, run.prior_weight if run.stage == "select" else None
+
+
+def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] | None):
+    """Every run of every dataset on ``args.workers`` processes; returns (records, λ selections)."""
+    plans = [DatasetPlan(d, args.methods, args.lambdas, args.tune_seed, args.seeds, args.few_seeds, args.control_of)
+             for d in args.datasets]  # fmt: skip
+    ce, aligned = rates or (None, None)
+    factor = aligned / ce if ce else 2.0
+    slots, costs = {}, []
+    for plan in plans:
+        steps = steps_per_run(plan.dataset, args)
+        planned = plan.planned()
+        for run in planned:
+            slots[_slot(run)] = len(costs)
+            costs.append(steps if run.method == "baseline" else steps * factor)
+        n_prior = sum(m in PRIOR_METHODS for m in args.methods)
+        print(f"[{plan.dataset}] plan: {len(plan.selection)} selection runs (tuning seed {args.tune_seed}, {n_prior} "
+              f"prior methods × {len(args.lambdas)} λ) + {len(planned) - len(plan.selection)} reported runs, {steps} "
+              "steps each", flush=True)  # fmt: skip
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    eta = Eta(costs, ce)  # wall seconds per unit: a run's seconds over the workers sharing the machine
+    projected = eta.projected_seconds()
+    print(f"projected training time {duration(projected) if projected else 'unknown'} on "
+          f"{args.workers} worker(s) × {threads} thread(s) (priors and attacks on top)", flush=True)  # fmt: skip
+    records: list[dict[str, Any]] = []
+    announced: set[str] = set()
+
+    def on_done(run: Run, record: dict[str, Any], computed: bool) -> None:
+        if run.stage == "final":  # the selection runs enter the results through their plan's scores
+            records.append(record)
+        eta.finish(slots[_slot(run)], record["fit_seconds"] / args.workers if computed else None)
         shown = (f"val acc {100 * record['val_acc']:.2f}" if run.stage == "select" else
                  f"test acc {100 * record['metrics'].get('test/acc', float('nan')):.2f}")  # fmt: skip
         lam = f" λ={run.prior_weight:g}" if run.method != "baseline" else ""
-        print(f"[{dataset} {run.stage} s{run.seed}] {run.method}{lam}: {shown} ({record['fit_seconds']:.0f} s"
+        print(f"[{run.dataset} {run.stage} s{run.seed}] {run.method}{lam}: {shown} ({record['fit_seconds']:.0f} s"
               f"{'' if computed else ', resumed'}); {eta.line()}", flush=True)  # fmt: skip
-        return record
+        plan = next(p for p in plans if p.dataset == run.dataset)
+        if plan.chosen is not None and plan.dataset not in announced:
+            announced.add(plan.dataset)
+            print(f"[{plan.dataset}] λ chosen on validation (seed {args.tune_seed}): {plan.chosen}", flush=True)
 
-    go(select[0])
-    records = [go(Run(dataset, "baseline", s, 0.0, "final")) for s in args.seeds]
-    selection: dict[str, dict[float, float]] = {}
-    for r in map(go, select[1:]):
-        selection.setdefault(r["method"], {})[r["prior_weight"]] = r["val_acc"]
-    chosen = {m: choose_lambda(scores) for m, scores in selection.items()}
-    print(f"[{dataset}] λ chosen on validation (seed {args.tune_seed}): {chosen}", flush=True)
-    for run in final_runs(dataset, args.methods, args.seeds, args.few_seeds, chosen, args.control_of):
-        if run.method != "baseline":
-            records.append(go(run))
-    return records, {"dataset": dataset, "scores": selection, "chosen": chosen}
+    if args.workers <= 1:
+        _worker_init(threads)
+        schedule(plans, lambda run: _Inline().submit(run_one, run, args, commit), 1, on_done)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        init = (threads, os.getpid())
+        with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
+            schedule(plans, lambda run: pool.submit(run_one, run, args, commit), args.workers, on_done)
+    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen} for p in plans]
+    return records, selections
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -426,18 +499,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as e:  # e.g. a student that needs a download: no projection
         print(f"step timing skipped ({e}); the ETA starts after the first run", flush=True)
         rates = None
-    if args.workers <= 1:
-        results = [run_dataset(d, args, commit, rates) for d in args.datasets]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
-            n = len(args.datasets)
-            results = list(pool.map(run_dataset, args.datasets, [args] * n, [commit] * n, [rates] * n))
-    records = [r for recs, _ in results for r in recs]
-    selections = [s for _, s in results]
+    records, selections = run_grid(args, commit, rates)
     wall = time.perf_counter() - start
     write_results(Path(args.out), records, selections, vars(args), commit, wall)
     print(f"wrote results.md, results.csv, results.png to {args.out} in {duration(wall)} ({args.workers} workers)")

@@ -117,3 +117,75 @@ def final_runs(
         if method in CONTROLS:
             runs += [Run(dataset, method, s, chosen[control_of], "final") for s in seeds]
     return runs
+
+
+class DatasetPlan:
+    """The runs of one dataset, released as their inputs exist, so that workers can take runs of any dataset.
+
+    A run is released when what it reads is on disk: the tuning baseline and the reported baselines at once; the
+    selection grid once the tuning baseline (its IG / LIME reference) finished; a reported prior run or control once
+    every selection run finished (λ is chosen then) and its seed's baseline finished. ``released()`` hands each run
+    out once; ``finish`` records a finished run and, for a selection run, its validation score.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        methods: Sequence[str],
+        lambdas: Sequence[float],
+        tune_seed: int,
+        seeds: Sequence[int],
+        few_seeds: int,
+        control_of: str = "hybrid_mean",
+    ) -> None:
+        check_methods(methods, control_of)
+        self.dataset, self.methods, self.seeds = dataset, list(methods), list(seeds)
+        self.few_seeds, self.control_of = few_seeds, control_of
+        self.selection = selection_runs(dataset, methods, lambdas, tune_seed)
+        self.baselines = [Run(dataset, "baseline", s, 0.0, "final") for s in seeds]
+        self.scores: dict[str, dict[float, float]] = {}
+        self.chosen: dict[str, float] | None = None
+        self.finals: list[Run] = []
+        self._handed: set[Run] = set()
+        self._finished: set[Run] = set()
+
+    def planned(self) -> list[Run]:
+        """Every run of the plan, the reported prior runs at a placeholder λ (known once the selection finished)."""
+        unknown = dict.fromkeys(self.methods, 0.0)
+        finals = final_runs(self.dataset, self.methods, self.seeds, self.few_seeds, unknown, self.control_of)
+        return [*self.selection, *finals]
+
+    def finish(self, run: Run, val_acc: float | None) -> None:
+        """``run`` is done (on disk); a selection run reports its validation accuracy."""
+        if run not in self._handed:
+            raise ValueError(f"{run} was not handed out by this plan")
+        self._finished.add(run)
+        if run.stage == "select" and run.method != "baseline":
+            if val_acc is None:
+                raise ValueError(f"selection run {run} has no validation accuracy to choose λ from")
+            self.scores.setdefault(run.method, {})[run.prior_weight] = val_acc
+        if self.chosen is None and all(r in self._finished for r in self.selection):
+            self.chosen = {m: choose_lambda(s) for m, s in self.scores.items()}
+            runs = final_runs(self.dataset, self.methods, self.seeds, self.few_seeds, self.chosen, self.control_of)
+            self.finals = [r for r in runs if r.method != "baseline"]
+
+    def released(self) -> list[Run]:
+        """The runs whose inputs exist and that were not handed out yet, in plan order (each is handed out once)."""
+        tuning = self.selection[0]
+        ready = [tuning, *self.baselines]
+        if tuning in self._finished:
+            ready += self.selection[1:]
+        ready += [r for r in self.finals if Run(r.dataset, "baseline", r.seed, 0.0, "final") in self._finished]
+        new = [r for r in ready if r not in self._handed]
+        self._handed.update(new)
+        return new
+
+    def complete(self) -> bool:
+        return self.chosen is not None and all(r in self._finished for r in [*self.baselines, *self.finals])
+
+
+def run_phase(run: Run) -> int:
+    """Priority of a released run (lower first): tuning baseline, reported baselines, selection grid, reported."""
+    if run.stage == "select":
+        return 0 if run.method == "baseline" else 2
+    return 1 if run.method == "baseline" else 3
