@@ -220,6 +220,8 @@ class SteeringModule(L.LightningModule):
         }
         if result.k_used is not None:
             prediction["k_used"] = result.k_used  # merged by the writer into the vector's effective_top_k
+        if result.errors is not None:
+            prediction["completeness_error"] = result.errors  # (B,): the writer's completeness gate and record
         return prediction
 
     def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:
