@@ -170,7 +170,7 @@ class Extraction:
                                      metadata)  # fmt: skip
 
 
-def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def candidate_masks(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(text, image) candidate masks (n,) over the input tokens."""
     image = image_token_mask(model, ids.cpu())
     keep = torch.ones_like(ids, dtype=torch.bool).cpu()
@@ -186,7 +186,9 @@ def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tu
     return keep & ~image, keep & image
 
 
-def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+def select_positions(
+    scores, text, image, config: GrainsConfig, generator
+) -> tuple[torch.Tensor, torch.Tensor, int | None]:
     """P and Q (indices) from scores (n,) or by the control selections, with per-modality k; and the text k actually
     used (the smaller of P's and Q's text picks; None for ``selection="all"``, where k does not apply)."""
     out, used = [], []
@@ -253,7 +255,7 @@ def extract_deltas(
         enc = [encode_pair(tokenizer, pairs[i]) for i in idx]
         xs = [embed_inputs(model, e[0], pairs[i].pixel_values, **pairs[i].image_kwargs) for e, i in zip(enc, idx)]
         triples = [EmbeddedTriple(x, e[1], e[2]) for x, e in zip(xs, enc)]
-        cands = [_candidates(tokenizer, model, e[0], config) for e in enc]  # (text, image) masks per example
+        cands = [candidate_masks(tokenizer, model, e[0], config) for e in enc]  # (text, image) masks per example
         batch_attrs: list[ContrastiveAttribution | None] = [None] * len(idx)
         if attributions is not None and config.selection == "attribution":
             batch_attrs = [attributions[i] for i in idx]
@@ -286,7 +288,7 @@ def extract_deltas(
                     scores = None if a is None else torch.cat([a.scores, ys if ys is not None else torch.zeros(m)])
                     seqs.append((seq, scores, torch.cat([text, resp]), torch.cat([image, torch.zeros(m, dtype=bool)])))
             for seq, scores, txt, img in seqs:
-                p, q, k_used = _select(scores, txt, img, config, generator)
+                p, q, k_used = select_positions(scores, txt, img, config, generator)
                 if k_used is not None:
                     used.append(k_used)
                 tops_p.append(p)
