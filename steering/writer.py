@@ -24,6 +24,10 @@ Design decisions (docs/design.md "rank-safe writing"):
   that matches the batch exactly instead of running the model; an unreadable or mismatching part is ignored with a
   warning naming it, recomputed and overwritten. After the vector is written and every rank has passed the barrier,
   rank 0 removes the key folder (and ``<stem>.parts`` when nothing else is left in it).
+- The IG convergence gate (``grains.max_completeness_error``): predictions carry each example's completeness error
+  (saved in the parts too); after merging, ``apply_gate`` (``steering.completeness_gate``, the function the library
+  uses) drops the examples above the bound from the vector **and from the deltas file** (so a sweep refits what the
+  vector was fit from), and the metadata records ``completeness_gate`` and ``ig_completeness_mean_abs_error``.
 - ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
   the end of ``test``, after the module has computed ``test_results``.
 """

@@ -141,3 +141,38 @@ def test_library_equals_lightning_for_the_new_options(tiny_dir, pairs_file, tmp_
         assert index == 4  # the deltas file holds the kept examples only (what a sweep refits)
     else:
         assert "completeness_gate" not in lightning.metadata and lightning.metadata["attribution"] == "occlusion"
+
+
+def test_a_resumed_predict_keeps_the_gate_record(tiny_dir, pairs_file, tmp_path, monkeypatch):
+    """The per-example errors travel in the saved parts: a predict killed after its first batch and rerun gives the
+    vector and gate record of an uninterrupted run."""
+    model, tok = load_model_and_tokenizer(str(tiny_dir), "float32")
+    dm = SteeringDataModule(model_path=str(tiny_dir), task="pairs_file", task_args={"path": str(pairs_file)},
+                            n_steer=6, n_dev=2, n_test=2)  # fmt: skip
+    dm.setup()
+    errors = _errors(model, tok, [ex.to_pair() for ex in dm.splits["steer"]], GRAINS).abs().sort().values
+    grains = replace(GRAINS, max_completeness_error=float(errors[-2:].mean()))  # drops one
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        whole, _ = _lightning_vector(tiny_dir, pairs_file, tmp_path / "whole", grains)
+        import steering.module as module
+
+        real, calls = module.example_deltas, []
+
+        def killed_on_second(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("killed")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("steering.module.example_deltas", killed_on_second)
+        with pytest.raises(RuntimeError, match="killed"):
+            _lightning_vector(tiny_dir, pairs_file, tmp_path / "resumed", grains)
+        calls.clear()
+        monkeypatch.setattr("steering.module.example_deltas", lambda *a, **k: calls.append(1) or real(*a, **k))
+        resumed, _ = _lightning_vector(tiny_dir, pairs_file, tmp_path / "resumed", grains)
+    assert len(calls) == 1  # the first batch (and its completeness errors) came from its saved part
+    assert resumed.metadata["completeness_gate"] == whole.metadata["completeness_gate"]
+    assert whole.metadata["completeness_gate"]["n_dropped"] == 1
+    for layer in whole.layers:
+        torch.testing.assert_close(resumed.vectors[layer], whole.vectors[layer], atol=1e-6, rtol=0)

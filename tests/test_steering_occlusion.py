@@ -152,3 +152,25 @@ def test_bad_arguments_are_named(model_tok):
         contrastive_occlusion_embeds(model, [t], mask="zero")
     with pytest.raises(ValueError, match="2 position lists for 1 examples"):
         contrastive_occlusion_embeds(model, [t], positions=[torch.tensor([1]), torch.tensor([1])])
+
+
+def test_occlusion_extraction_on_a_vlm_scores_image_tokens_from_the_image():
+    """Occlusion over merged embeddings: image tokens are candidates, scored from the image actually fed."""
+    from dataclasses import replace as _replace
+
+    from steering import ContrastivePair, GrainsConfig, extract_deltas
+    from steering.pairs import image_token_mask
+    from tests.tiny_lm import LLAVA_IMAGE_TOKENS, tiny_llava_image, tiny_vlm
+
+    model, tok = tiny_vlm("llava"), tiny_lm_tokenizer()
+    prompt = "<image> " * LLAVA_IMAGE_TOKENS + "q what is the sky a"
+    config = GrainsConfig(top_k=2, top_k_image=1, attribution="occlusion", signed_selection=False)
+    runs = [extract_deltas(model, tok, [ContrastivePair(prompt, " blue", " green", pixel_values=tiny_llava_image(s))],
+                           [2], config) for s in (0, 1)]  # fmt: skip
+    image = image_token_mask(model, tok(prompt, return_tensors="pt").input_ids[0])
+    s0, s1 = (r.attributions[0].scores for r in runs)
+    assert bool((s0[image] != 0).all()) and not torch.allclose(s0[image], s1[image], atol=1e-6)
+    assert int(image[runs[0].top_pos[0]].sum()) == 1 and int(image[runs[0].top_neg[0]].sum()) == 1
+    padded = extract_deltas(model, tok, [ContrastivePair(prompt, " blue", " green", pixel_values=tiny_llava_image(0))],
+                            [2], _replace(config, pack_ig=False))  # fmt: skip
+    torch.testing.assert_close(padded.attributions[0].scores, s0, atol=2e-5, rtol=1e-4)
