@@ -230,12 +230,13 @@ class PackedContrast:
     owner: torch.Tensor
     divisor: torch.Tensor
 
-    def logprobs(self, model: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-        """log p(y⁺|·), log p(y⁻|·) (R, 2) fp32 for rows (R, Q, d) laid out as ``base`` (differentiable)."""
+    def logprobs(self, model: nn.Module, rows: torch.Tensor, start: int = 0, cache=None) -> torch.Tensor:
+        """log p(y⁺|·), log p(y⁻|·) (R, 2) fp32 for rows (R, Q − start, d) laid out as ``base[start:]``
+        (differentiable); with ``start`` > 0, ``cache`` holds the keys and values of positions ``0 … start − 1``."""
         R = len(rows)
-        logits = model(inputs_embeds=rows, attention_mask=self.mask.expand(R, -1, -1, -1),
-                       position_ids=self.positions.expand(R, -1), use_cache=False,
-                       logits_to_keep=self.keep).logits  # fmt: skip
+        logits = model(inputs_embeds=rows, attention_mask=self.mask[:, :, start:].expand(R, -1, -1, -1),
+                       position_ids=self.positions[:, start:].expand(R, -1), past_key_values=cache,
+                       use_cache=cache is not None, logits_to_keep=self.keep - start).logits  # fmt: skip
         tok = logits.float().log_softmax(-1).gather(-1, self.targets[None, :, None].expand(R, -1, 1))[..., 0]  # (R, K)
         return torch.zeros(R, 2, device=rows.device).index_add(1, self.owner, tok) / self.divisor  # (R, 2)
 

@@ -9,11 +9,13 @@ Design decisions:
   toward y⁺ (masking it lowers F). For F linear in the embeddings and the zero mask it equals the exact attribution
   x_i · ∇_{x_i} F, i.e. IG at any number of steps (tested).
 - Only ``positions`` are scored (the extraction passes its candidates; default: every input token); the other scores
-  are 0. Cost per example: 1 + |positions| no-grad forwards of one packed row x ⊕ y⁺ ⊕ y⁻ (``pack``, where
-  ``packs_exactly`` and the mask replaces embeddings), else 2 (1 + |positions|) padded rows x ⊕ y±; IG costs
-  ``ig_steps`` forward **and backward** passes of the same packed row, plus its completeness pass. On TruthfulQA
-  prompts (~15–30 tokens) occlusion is the cheaper of the two at 20 steps; ``python -m steering.attribution_check``
-  measures both.
+  are 0. Cost per example: 1 + |positions| no-grad forwards of one packed row x ⊕ y⁺ ⊕ y⁻ (``packed``, where
+  ``packs_exactly`` and the mask replaces embeddings), else 2 (1 + |positions|) padded rows x ⊕ y±. With
+  ``prefix_cache`` (default) the rows of a chunk of positions starting at p reuse the clean row's keys and values of
+  x[:p] and run only x[p:] ⊕ y⁺ ⊕ y⁻ (exact: x's states do not depend on what follows; tested on every family). IG
+  costs ``ig_steps`` forward and backward passes of the packed row (the backward needs no weight gradients, about
+  one more forward), so occlusion is the cheaper one while |positions| < ~2 · ``ig_steps``: TruthfulQA prompts
+  (~15–25 tokens) at 20 steps, not the QA primer (docs/grains.md §6.9 has the measurement).
 - Rows are chunked by ``internal_batch_size`` (bounded memory); the chunking does not change the scores (tested).
 - ``objective_value`` is F(x); there is no baseline value, so ``completeness_error`` is None (completeness is an IG
   property; the convergence gate ``max_completeness_error`` applies to IG only).
@@ -46,17 +48,42 @@ def _check_positions(positions: torch.Tensor, n: int, b: int) -> torch.Tensor:
     return positions
 
 
+def _prefix_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], start: int, rows: int):
+    """A fresh cache of the first ``start`` positions of ``kv`` (per layer (1, h, T, d_h)), repeated for ``rows``."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=[(k[:, :, :start].expand(rows, -1, -1, -1),
+                                         v[:, :, :start].expand(rows, -1, -1, -1)) for k, v in kv])  # fmt: skip
+
+
 @torch.no_grad()
-def _packed_values(model, t, variants, objective, internal_batch_size) -> torch.Tensor:
-    """F (R,) of each variant from packed rows variant ⊕ y⁺ ⊕ y⁻."""
+def _packed_values(model, t, positions, variants, objective, internal_batch_size, prefix_cache) -> torch.Tensor:
+    """F (1 + |positions|,) of each variant from packed rows variant ⊕ y⁺ ⊕ y⁻. With ``prefix_cache``, the rows of a
+    chunk of (ascending) positions starting at p share x[:p] unchanged: its keys and values come from the clean row's
+    forward, and only x[p:] ⊕ y⁺ ⊕ y⁻ is run."""
     packed = packed_contrast(model, t, objective)
     y = packed.base[packed.n :]
-    out = []
-    for idx in chunks(len(variants), internal_batch_size):
-        rows = torch.stack([torch.cat([variants[i][0].to(y), y]) for i in idx])  # (R, Q, d)
-        lp = packed.logprobs(model, rows)
-        out.append((lp[:, 0] - lp[:, 1]).cpu())
-    return torch.cat(out)
+    order = torch.argsort(positions, stable=True)
+    kv = None
+    if prefix_cache and len(positions) and int(positions.max()) > 0:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()  # filled by the clean row's forward: x's keys / values depend on x only (causal)
+        out = [packed.logprobs(model, packed.base[None], 0, cache)]
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+    else:
+        out = [packed.logprobs(model, packed.base[None])]  # the clean row
+    for idx in chunks(len(order), internal_batch_size):
+        rows_idx = [int(order[i]) for i in idx]
+        start = int(positions[rows_idx[0]]) if kv is not None else 0
+        rows = torch.stack([torch.cat([variants[1 + r][0][start:].to(y), y]) for r in rows_idx])  # (R, Q − start, d)
+        cache = _prefix_cache(kv, start, len(rows)) if start > 0 else None
+        out.append(packed.logprobs(model, rows, start, cache))
+    lp = torch.cat(out)  # (1 + |positions|, 2) in the order clean, then ascending positions
+    f = (lp[:, 0] - lp[:, 1]).cpu()
+    result = torch.empty(1 + len(positions))
+    result[0], result[1 + order] = f[0], f[1:]
+    return result
 
 
 @torch.no_grad()
@@ -95,6 +122,7 @@ def contrastive_occlusion_embeds(
     internal_batch_size: int = 32,
     padding_side: PaddingSide = "left",
     packed: bool = True,
+    prefix_cache: bool = True,
 ) -> list[ContrastiveAttribution]:
     """Occlusion scores (n,) per example: F(x) − F(x with token i masked) at ``positions[b]`` (default: all), 0
     elsewhere; ``mask`` / ``replacement`` as ``steering.masking.mask_positions`` (see the module docstring).
@@ -117,7 +145,8 @@ def contrastive_occlusion_embeds(
     positions = [_check_positions(p, len(t.input_embeds), b) for b, (t, p) in enumerate(zip(triples, positions))]
     variants = [_variants(t, p, mask, replacement) for t, p in zip(triples, positions)]
     if packed and mask != "attention" and packs_exactly(model, triples):
-        values = [_packed_values(model, t, v, objective, internal_batch_size) for t, v in zip(triples, variants)]
+        values = [_packed_values(model, t, p, v, objective, internal_batch_size, prefix_cache)
+                  for t, p, v in zip(triples, positions, variants)]  # fmt: skip
     else:
         values = _padded_values(model, triples, variants, objective, internal_batch_size, padding_side)
     out = []

@@ -1,10 +1,11 @@
 """``LinearLM``: a toy causal LM whose response log-likelihoods are *exactly linear* in the input embeddings.
 
-Each position's state is the sum of the embeddings it attends to (causal, honouring 2-D padding / attention masks and
-4-D packed masks, bool or additive); every token v ≥ 1 gets the logit s_v = w_v · h + c, and token 0 absorbs the
-rest, s_0 = log(1 − Σ_v e^{s_v}), so the logits are already normalised and log p(v | ·) = s_v. Hence the contrastive
-objective F = log p(y⁺|x) − log p(y⁻|x) is linear in x: its exact attribution is x_i · ∇_{x_i} F, which IG reaches at
-any number of steps and occlusion with the zero mask reaches in one forward per token.
+Each position's state is the sum of the embeddings it attends to (causal, honouring 2-D padding / attention masks,
+4-D packed masks, bool or additive, and a transformers cache of earlier positions); every token v ≥ 1 gets the logit
+s_v = w_v · h + c, and token 0 absorbs the rest, s_0 = log(1 − Σ_v e^{s_v}), so the logits are already normalised and
+log p(v | ·) = s_v. Hence the contrastive objective F = log p(y⁺|x) − log p(y⁻|x) is linear in x: its exact
+attribution is x_i · ∇_{x_i} F, which IG reaches at any number of steps and occlusion with the zero mask reaches in
+one forward per token.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ class LinearLM(nn.Module):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed
 
-    def forward(self, inputs_embeds, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=0, **_):
+    def forward(self, inputs_embeds, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=0,
+                past_key_values=None, **_):  # fmt: skip
         x = inputs_embeds
         B, T, _ = x.shape
+        keys = x  # a position's state sums the embeddings it attends to: its "keys" are the embeddings
+        if past_key_values is not None:  # a transformers Cache: earlier positions' embeddings, as one layer's keys
+            keys = past_key_values.update(x[:, None], x[:, None], 0)[0][:, 0]  # (B, T_past + T, d)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()[None]  # (1, T, T)
         if attention_mask is None:
             allowed = causal.expand(B, -1, -1)
@@ -41,7 +46,7 @@ class LinearLM(nn.Module):
             allowed = m if m.dtype == torch.bool else m == 0
         else:  # (B, T) padding / attention-zeroing mask on the keys
             allowed = causal & attention_mask.bool()[:, None, :]
-        h = allowed.to(x.dtype) @ x  # (B, T, d)
+        h = allowed.to(x.dtype) @ keys  # (B, T, d)
         s = h @ self.head[1:].T + self.bias  # (B, T, V − 1)
         logits = torch.cat([torch.log1p(-s.exp().sum(-1, keepdim=True)), s], -1)  # (B, T, V), logsumexp = 0
         if isinstance(logits_to_keep, torch.Tensor):

@@ -10,7 +10,7 @@ from lmcore.quadrature import QUADRATURES
 from steering import EmbeddedTriple, contrastive_ig_embeds, encode_pair, find_decoder_layers, replacement_embedding
 from steering.occlusion import contrastive_occlusion_embeds
 from tests.linear_lm import LinearLM
-from tests.tiny_lm import tiny_lm_tokenizer, tiny_pairs
+from tests.tiny_lm import FAMILIES, tiny_causal_lm, tiny_lm_tokenizer, tiny_pairs
 
 PAIRS = tiny_pairs()
 
@@ -96,6 +96,20 @@ def test_batched_equals_unbatched_and_packed_equals_padded(model_tok, mask):
         for a, b in zip(got, ref):
             torch.testing.assert_close(a.scores, b.scores, atol=2e-5, rtol=1e-4)
             assert a.objective_value == pytest.approx(b.objective_value, abs=2e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_prefix_cache_changes_no_score_on_any_family(family):
+    """Rows of a chunk share x[:p] unchanged, so its keys / values come from the clean row: the scores of a full
+    forward per row, on every supported family (sliding window, GPT-2's absolute positions included)."""
+    model, tok = tiny_causal_lm(family), tiny_lm_tokenizer()
+    triples = _triples(model, tok)
+    positions = [torch.tensor([4, 1, 2, 5]), torch.arange(len(triples[1].input_embeds)), torch.tensor([0, 3])]
+    ref = contrastive_occlusion_embeds(model, triples, positions, prefix_cache=False, internal_batch_size=3)
+    got = contrastive_occlusion_embeds(model, triples, positions, internal_batch_size=3)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a.scores, b.scores, atol=2e-5, rtol=1e-4)
+        assert a.objective_value == pytest.approx(b.objective_value, abs=1e-6)
 
 
 def test_only_the_given_positions_are_scored(model_tok):
