@@ -211,9 +211,38 @@ def _score_layout(row: PackedRow, n: int, m_pos: int, objective: Objective):
     return ends, row.ids[ends], torch.arange(2), torch.ones(2)
 
 
-def _packed_ig(model, t: EmbeddedTriple, n_steps, method, objective, include_response, internal_batch_size,
-               check_completeness) -> ContrastiveAttribution:  # fmt: skip
-    """IG of one example from packed rows α·x ⊕ (α·)y⁺ ⊕ (α·)y⁻, one row per step (module docstring)."""
+@dataclass(frozen=True)
+class PackedContrast:
+    """One example's packed row x ⊕ y⁺ ⊕ y⁻ and how F is read from it; shared by IG and occlusion.
+
+    Attributes:
+        base: (Q, d) embeddings x ⊕ emb(y⁺) ⊕ emb(y⁻), Q = n + m⁺ + m⁻. n: the input length.
+        mask: (1, 1, Q, Q) the block-causal mask as the model takes it. positions: (1, Q) position ids.
+        keep / targets / owner / divisor: ``_score_layout`` for the objective, on the model's device.
+    """
+
+    base: torch.Tensor
+    n: int
+    mask: torch.Tensor
+    positions: torch.Tensor
+    keep: torch.Tensor
+    targets: torch.Tensor
+    owner: torch.Tensor
+    divisor: torch.Tensor
+
+    def logprobs(self, model: nn.Module, rows: torch.Tensor, start: int = 0, cache=None) -> torch.Tensor:
+        """log p(y⁺|·), log p(y⁻|·) (R, 2) fp32 for rows (R, Q − start, d) laid out as ``base[start:]``
+        (differentiable); with ``start`` > 0, ``cache`` holds the keys and values of positions ``0 … start − 1``."""
+        R = len(rows)
+        logits = model(inputs_embeds=rows, attention_mask=self.mask[:, :, start:].expand(R, -1, -1, -1),
+                       position_ids=self.positions[:, start:].expand(R, -1), past_key_values=cache,
+                       use_cache=cache is not None, logits_to_keep=self.keep - start).logits  # fmt: skip
+        tok = logits.float().log_softmax(-1).gather(-1, self.targets[None, :, None].expand(R, -1, 1))[..., 0]  # (R, K)
+        return torch.zeros(R, 2, device=rows.device).index_add(1, self.owner, tok) / self.divisor  # (R, 2)
+
+
+def packed_contrast(model: nn.Module, t: EmbeddedTriple, objective: Objective) -> PackedContrast:
+    """The packed row of ``t`` (use where ``packs_exactly``); embeddings in ``t.input_embeds``' dtype and device."""
     device = t.input_embeds.device
     n, y_pos, y_neg = t.input_embeds.shape[0], t.preferred_ids.to(device), t.dispreferred_ids.to(device)
     row = pack_groups([(torch.zeros(n, dtype=torch.long), [y_pos.cpu(), y_neg.cpu()])])
@@ -221,22 +250,26 @@ def _packed_ig(model, t: EmbeddedTriple, n_steps, method, objective, include_res
     with torch.no_grad():
         y_emb = _embed_ids(model, torch.cat([y_pos, y_neg])).to(t.input_embeds.dtype)  # (m⁺ + m⁻, d)
     base = torch.cat([t.input_embeds.detach(), y_emb])  # (Q, d)
+    mask = model_attention_mask(row.allowed, model).to(device)[None, None]  # (1, 1, Q, Q)
+    return PackedContrast(base, n, mask, row.positions.to(device)[None], keep, targets, owner, divisor)
+
+
+def _packed_ig(model, t: EmbeddedTriple, n_steps, method, objective, include_response, internal_batch_size,
+               check_completeness) -> ContrastiveAttribution:  # fmt: skip
+    """IG of one example from packed rows α·x ⊕ (α·)y⁺ ⊕ (α·)y⁻, one row per step (module docstring)."""
+    device = t.input_embeds.device
+    n, y_pos = t.input_embeds.shape[0], t.preferred_ids
+    packed = packed_contrast(model, t, objective)
+    base = packed.base
     scaled = torch.ones(len(base), dtype=torch.bool, device=device)
     if not include_response:
         scaled[n:] = False
-    mask = model_attention_mask(row.allowed, model).to(device)[None, None]  # (1, 1, Q, Q)
-    positions = row.positions.to(device)[None]
 
     def contrast(alphas: torch.Tensor, keep_graph: bool):
         """Leaf rows (R, Q, d) at ``alphas`` (R,) and their F components log p(y±|·) (R, 2)."""
         scale = torch.where(scaled, alphas[:, None], torch.ones_like(alphas)[:, None])  # (R, Q)
         leaf = (base[None] * scale[..., None].to(base.dtype)).requires_grad_(keep_graph)
-        R = len(alphas)
-        logits = model(inputs_embeds=leaf, attention_mask=mask.expand(R, -1, -1, -1),
-                       position_ids=positions.expand(R, -1), use_cache=False, logits_to_keep=keep).logits  # fmt: skip
-        tok = logits.float().log_softmax(-1).gather(-1, targets[None, :, None].expand(R, -1, 1))[..., 0]  # (R, K)
-        lp = torch.zeros(R, 2, device=device).index_add(1, owner, tok) / divisor  # (R, 2)
-        return leaf, lp
+        return leaf, packed.logprobs(model, leaf)
 
     nodes, weights = quadrature_points(n_steps, method)
     grad = torch.zeros(base.shape, dtype=torch.float32, device=device)  # Σ_j w_j ∇F at α_j, (Q, d)

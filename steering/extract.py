@@ -15,6 +15,9 @@ Design decisions (vs the released code, docs/grains.md §2.10–§2.12):
   it makes δ the token's own identity, so u± becomes "was the final ':' in P or Q", not what the context adds).
   On SmolLM2-135M/TruthfulQA these three artefacts made the canonical vector move the margin the wrong way.
   ``signed_selection=False, exclude_first=False, exclude_read_position=False`` is plain top-k as in the release.
+- ``attribution="occlusion"`` scores each candidate token by the drop in F when it alone is masked the way P and Q are
+  (``steering.occlusion``), instead of IG; ``max_completeness_error`` drops IG examples whose completeness gap exceeds
+  it from the vector (``steering.completeness_gate``; ``Extraction.kept``, ``to_vector``). Both off by default.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from lmcore.choices import check_choice
 from lmcore.padding import PaddingSide, check_padding_side, chunks
 from steering.activations import states_at
 from steering.attribution import ContrastiveAttribution, EmbeddedTriple, IGMethod, contrastive_ig_embeds
+from steering.completeness_gate import check_max_completeness_error, completeness_gate
 from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
 from steering.masking import (
     MaskMethod,
@@ -41,12 +45,14 @@ from steering.masking import (
     replacement_embedding,
     top_k_positions,
 )
+from steering.occlusion import contrastive_occlusion_embeds
 from steering.pairs import ContrastivePair, embed_inputs, encode_pair, image_token_mask, pairs_hash, tokenizer_hash
 from steering.scoring import Objective, check_objective
 from steering.vectors import Aggregate, Mode, build_steering_vector, package_version
 
 Position = Literal["last_input", "last"]
 Selection = Literal["attribution", "random", "all"]
+Attribution = Literal["ig", "occlusion"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class GrainsConfig:
         pack_ig: IG rows hold x once, then y⁺ and y⁻ (block-causal; ``steering.attribution``): the same scores from
             ``ig_steps`` rows per example instead of 2 · ``ig_steps``; padded rows where packing is not exact.
         padding_side: how rows of different lengths are batched. seed: for ``random``.
+        attribution: ``ig`` (contrastive IG) | ``occlusion`` (F(x) − F(x with the token masked by ``mask``), one
+            no-grad forward per candidate token; input tokens only, so no ``include_response``).
+        max_completeness_error: IG only; examples whose |Σ a − (F(x) − F(x′))| exceeds it (or is not finite) are left
+            out of the vector and counted in its metadata (``completeness_gate``); None (default) keeps every example.
+            Needs ``check_completeness``.
     """
 
     top_k: int = 10
@@ -92,6 +103,8 @@ class GrainsConfig:
     pack_ig: bool = True
     padding_side: PaddingSide = "left"
     seed: int = 0
+    attribution: Attribution = "ig"
+    max_completeness_error: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("top_k", "top_k_image", "ig_steps", "internal_batch_size"):
@@ -103,6 +116,17 @@ class GrainsConfig:
         check_padding_side(self.padding_side)
         check_choice("position", self.position, Position)
         check_choice("selection", self.selection, Selection)
+        check_choice("attribution", self.attribution, Attribution)
+        check_max_completeness_error(self.max_completeness_error)
+        if self.attribution == "occlusion" and self.include_response:
+            raise ValueError("attribution 'occlusion' scores input tokens only; include_response must be False")
+        if self.max_completeness_error is not None and self.attribution != "ig":
+            raise ValueError(f"max_completeness_error {self.max_completeness_error} gates IG's completeness error; "
+                             f"attribution {self.attribution!r} has none: use attribution 'ig' or leave it "
+                             "None")  # fmt: skip
+        if self.max_completeness_error is not None and not self.check_completeness:
+            raise ValueError(f"max_completeness_error {self.max_completeness_error} needs check_completeness=True "
+                             "(the gate reads F(x) and F(x′))")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -130,11 +154,23 @@ class Extraction:
     def completeness_errors(self) -> list[float]:
         return [a.completeness_error for a in self.attributions if a is not None and a.completeness_error is not None]
 
+    @property
+    def kept(self) -> torch.Tensor:
+        """(N,) bool per example: passed the completeness gate (all True without ``max_completeness_error``)."""
+        n = len(self.attributions)
+        if self.config.max_completeness_error is None or any(a is None for a in self.attributions):
+            return torch.ones(n, dtype=torch.bool)
+        errors = [float("nan") if a.completeness_error is None else a.completeness_error for a in self.attributions]
+        return completeness_gate(errors, self.config.max_completeness_error)
+
     def to_vector(self, aggregate: Aggregate = "pca", mode: Mode = "both", metadata: dict | None = None):
-        return build_steering_vector(self.deltas_pos, self.deltas_neg, self.layers, aggregate, mode, metadata)
+        """The vector from the deltas of the examples that passed the completeness gate (all without one)."""
+        rows = self.kept.repeat_interleave(len(self.deltas_pos) // len(self.attributions))  # per delta row
+        return build_steering_vector(self.deltas_pos[rows], self.deltas_neg[rows], self.layers, aggregate, mode,
+                                     metadata)  # fmt: skip
 
 
-def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def candidate_masks(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(text, image) candidate masks (n,) over the input tokens."""
     image = image_token_mask(model, ids.cpu())
     keep = torch.ones_like(ids, dtype=torch.bool).cpu()
@@ -150,7 +186,9 @@ def _candidates(tokenizer, model, ids: torch.Tensor, config: GrainsConfig) -> tu
     return keep & ~image, keep & image
 
 
-def _select(scores, text, image, config: GrainsConfig, generator) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+def select_positions(
+    scores, text, image, config: GrainsConfig, generator
+) -> tuple[torch.Tensor, torch.Tensor, int | None]:
     """P and Q (indices) from scores (n,) or by the control selections, with per-modality k; and the text k actually
     used (the smaller of P's and Q's text picks; None for ``selection="all"``, where k does not apply)."""
     out, used = [], []
@@ -217,9 +255,15 @@ def extract_deltas(
         enc = [encode_pair(tokenizer, pairs[i]) for i in idx]
         xs = [embed_inputs(model, e[0], pairs[i].pixel_values, **pairs[i].image_kwargs) for e, i in zip(enc, idx)]
         triples = [EmbeddedTriple(x, e[1], e[2]) for x, e in zip(xs, enc)]
+        cands = [candidate_masks(tokenizer, model, e[0], config) for e in enc]  # (text, image) masks per example
         batch_attrs: list[ContrastiveAttribution | None] = [None] * len(idx)
         if attributions is not None and config.selection == "attribution":
             batch_attrs = [attributions[i] for i in idx]
+        elif config.selection == "attribution" and config.attribution == "occlusion":
+            batch_attrs = list(contrastive_occlusion_embeds(
+                model, triples, [torch.nonzero(t | i)[:, 0] for t, i in cands], config.mask, replacement,
+                config.objective, config.internal_batch_size, config.padding_side, packed=config.pack_ig,
+            ))  # fmt: skip
         elif config.selection == "attribution":
             batch_attrs = list(contrastive_ig_embeds(
                 model, triples, n_steps=config.ig_steps, method=config.ig_method, objective=config.objective,
@@ -228,7 +272,7 @@ def extract_deltas(
             ))  # fmt: skip
         rows, n_rows = [], 0
         for j, i in enumerate(idx):
-            text, image = _candidates(tokenizer, model, enc[j][0], config)
+            text, image = cands[j]
             generator = torch.Generator().manual_seed(config.seed + indices[i])
             a = batch_attrs[j]
             if config.position == "last_input":
@@ -244,7 +288,7 @@ def extract_deltas(
                     scores = None if a is None else torch.cat([a.scores, ys if ys is not None else torch.zeros(m)])
                     seqs.append((seq, scores, torch.cat([text, resp]), torch.cat([image, torch.zeros(m, dtype=bool)])))
             for seq, scores, txt, img in seqs:
-                p, q, k_used = _select(scores, txt, img, config, generator)
+                p, q, k_used = select_positions(scores, txt, img, config, generator)
                 if k_used is not None:
                     used.append(k_used)
                 tops_p.append(p)

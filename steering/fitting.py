@@ -10,6 +10,9 @@ Design decisions:
   de-duplicated by index.
 - ``unit_norm`` (default, on every path) rescales each layer's vector to norm 1, so α means the same for every method
   and layer.
+- The IG convergence gate (``GrainsConfig.max_completeness_error``): ``example_deltas`` returns each example's
+  completeness error; ``fit_vector`` (library) and the Lightning writer drop the examples above the bound with the
+  same pure function (``steering.completeness_gate``) and record the count in the vector's metadata.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from steering.completeness_gate import apply_gate, gate_warning
 from steering.differences import paired_differences
-from steering.extract import GrainsConfig, extract_deltas, provenance
+from steering.extract import GrainsConfig, effective_top_k, extract_deltas, provenance
 from steering.layers import model_hidden_size, resolve_layers
 from steering.methods import get_method, method_for_selection
 from steering.pairs import ContrastivePair, check_pairs, identical_pairs
@@ -40,6 +44,7 @@ class ExampleDeltas(NamedTuple):
     completeness_errors: list[float]
     effective_top_k: dict | None = None  # of the first k (the vector's); None for the paired-difference methods
     k_used: torch.Tensor | None = None  # (B, R) text k used per delta row of the first k; None where k does not apply
+    errors: torch.Tensor | None = None  # (B,) float64 IG completeness error per example (NaN: none); None: no IG
 
 
 def random_deltas(seed: int, n_layers: int, d: int) -> torch.Tensor:
@@ -77,12 +82,17 @@ def example_deltas(
     layer_ids: list[int] = []
     errors: list[float] = []
     effective, k_used = None, None
+    example_errors: torch.Tensor | None = None
     for k in top_ks if spec.uses_k else top_ks[:1]:
         cfg = replace(spec.configure(config), top_k=int(k))
         ex = extract_deltas(model, tokenizer, pairs, layers, cfg, batch_size, attributions=attributions,
                             indices=indices)  # fmt: skip
         if spec.uses_attributions and attributions is None:
             attributions, errors = ex.attributions, ex.completeness_errors
+            per_example = [a.completeness_error if a is not None else None for a in attributions]
+            if config.attribution == "ig":
+                example_errors = torch.tensor([float("nan") if e is None else e for e in per_example],
+                                              dtype=torch.float64)  # fmt: skip
         layer_ids = ex.layers
         R = ex.deltas_pos.shape[0] // B
         if spec.uses_k and effective is None:
@@ -90,7 +100,7 @@ def example_deltas(
             k_used = torch.tensor(ex.k_used, dtype=torch.long).view(B, R) if ex.k_used else None
         out[int(k)] = (ex.deltas_pos.view(B, R, *ex.deltas_pos.shape[1:]),
                        ex.deltas_neg.view(B, R, *ex.deltas_neg.shape[1:]))  # fmt: skip
-    return ExampleDeltas(layer_ids, out, errors, effective, k_used)
+    return ExampleDeltas(layer_ids, out, errors, effective, k_used, example_errors)
 
 
 def vector_from_deltas(
@@ -161,6 +171,15 @@ def fit_vector(
     if result.effective_top_k is not None:
         meta["effective_top_k"] = result.effective_top_k
     pos, neg = result.deltas[config.top_k]
+    kept_idx = [i for i in range(len(pairs) + len(same)) if i not in set(same)]  # indices into the caller's pairs
+    kept, record = apply_gate(result.errors, config.max_completeness_error, kept_idx)
+    if record is not None:
+        meta["completeness_gate"] = record
+        if record["n_dropped"]:
+            warnings.warn(gate_warning(record), stacklevel=2)
+        pos, neg = pos[kept], None if neg is None else neg[kept]
+        if result.k_used is not None:  # the k of the rows the vector is built from
+            meta["effective_top_k"] = effective_top_k(config.top_k, result.k_used[kept].flatten().tolist())
     return vector_from_deltas(method, pos, neg, result.layers, aggregate, mode, unit_norm, meta)
 
 

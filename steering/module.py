@@ -96,7 +96,8 @@ class SteeringModule(L.LightningModule):
             method: ``grains`` | ``random_k`` | ``all_tokens`` (no-attribution controls) | ``caa`` | ``pca``.
             layers: decoder layers to extract (negative from the end); None = all.
             grains: extraction settings (``GrainsConfig``: ``top_k`` (the vector's k), ``top_k_image``, ``ig_steps``,
-                ``internal_batch_size``, ``objective``, ``mask``, ``position``, ``seed`` of the random-k control, …);
+                ``internal_batch_size``, ``objective``, ``mask``, ``position``, ``seed`` of the random-k control,
+                ``attribution`` (``ig`` | ``occlusion``), ``max_completeness_error`` (IG convergence gate), …);
                 in YAML ``grains: {top_k: 10, ig_steps: 20}``. The token ``selection`` comes from ``method``.
             extra_top_k: further k extracted from the same IG pass and saved with the deltas (for a k sweep).
             aggregate: ``pca`` | ``pca_uncentred`` | ``mean``. mode: ``both`` (u⁺ − u⁻) | ``pos`` (u⁺).
@@ -220,6 +221,8 @@ class SteeringModule(L.LightningModule):
         }
         if result.k_used is not None:
             prediction["k_used"] = result.k_used  # merged by the writer into the vector's effective_top_k
+        if result.errors is not None:
+            prediction["completeness_error"] = result.errors  # (B,): the writer's completeness gate and record
         return prediction
 
     def vector_provenance(self, pairs: list[ContrastivePair], splits: dict[str, Any] | None) -> dict[str, Any]:

@@ -24,6 +24,10 @@ Design decisions (docs/design.md "rank-safe writing"):
   that matches the batch exactly instead of running the model; an unreadable or mismatching part is ignored with a
   warning naming it, recomputed and overwritten. After the vector is written and every rank has passed the barrier,
   rank 0 removes the key folder (and ``<stem>.parts`` when nothing else is left in it).
+- The IG convergence gate (``grains.max_completeness_error``): predictions carry each example's completeness error
+  (saved in the parts too); after merging, ``apply_gate`` (``steering.completeness_gate``, the function the library
+  uses) drops the examples above the bound from the vector **and from the deltas file** (so a sweep refits what the
+  vector was fit from), and the metadata records ``completeness_gate`` and ``ig_completeness_mean_abs_error``.
 - ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
   the end of ``test``, after the module has computed ``test_results``.
 """
@@ -46,6 +50,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lmcore.io import atomic_write_json
 from lmcore.tensor_files import load_tensors, save_tensors
+from steering.completeness_gate import apply_gate, gate_warning
 from steering.extract import effective_top_k
 from steering.fitting import vector_from_deltas
 from steering.pairs import ContrastivePair
@@ -120,8 +125,9 @@ class DeltaParts:
                 deltas = {int(k): (tensors[f"k{k}.pos"], tensors.get(f"k{k}.neg")) for k in json.loads(meta["ks"])}
                 saved = {"index": tensors["index"], "layers": json.loads(meta["layers"]), "deltas": deltas,
                          "batch_hash": batch_hash, "resumed": True}  # fmt: skip
-                if "k_used" in tensors:
-                    saved["k_used"] = tensors["k_used"]
+                for name in ("k_used", "completeness_error"):
+                    if name in tensors:
+                        saved[name] = tensors[name]
                 return saved
         except Exception as err:  # noqa: BLE001 - any unreadable part is recomputed
             why = f"it is unreadable ({type(err).__name__}: {err})"
@@ -135,8 +141,9 @@ class DeltaParts:
             atomic_write_json(key_file, {"key": self.key, "fields": self.key_fields}, default=str, sort_keys=True)
         index = torch.as_tensor(prediction["index"]).cpu()
         tensors = {"index": index}
-        if prediction.get("k_used") is not None:
-            tensors["k_used"] = prediction["k_used"]
+        for name in ("k_used", "completeness_error"):
+            if prediction.get(name) is not None:
+                tensors[name] = prediction[name]
         for k, (pos, neg) in prediction["deltas"].items():
             tensors[f"k{k}.pos"] = pos
             if neg is not None:
@@ -172,9 +179,20 @@ def merge_predictions(predictions: list[dict[str, Any]], expected: int | None = 
         neg = None if negs[0] is None else torch.cat(negs)[rows]
         deltas[k] = (pos, neg)
     merged = {"index": sorted_index[keep], "layers": predictions[0]["layers"], "deltas": deltas}
-    if all(p.get("k_used") is not None for p in predictions):
-        merged["k_used"] = torch.cat([p["k_used"] for p in predictions])[rows]
+    for name in ("k_used", "completeness_error"):
+        if all(p.get(name) is not None for p in predictions):
+            merged[name] = torch.cat([p[name] for p in predictions])[rows]
     return merged
+
+
+def keep_rows(merged: dict[str, Any], kept: torch.Tensor) -> dict[str, Any]:
+    """``merged`` restricted to the examples where ``kept`` (N,) is True (deltas, index and per-example tensors)."""
+    out = {**merged, "index": merged["index"][kept]}
+    out["deltas"] = {k: (pos[kept], None if neg is None else neg[kept]) for k, (pos, neg) in merged["deltas"].items()}
+    for name in ("k_used", "completeness_error"):
+        if name in merged:
+            out[name] = merged[name][kept]
+    return out
 
 
 def save_deltas(path: Path, merged: dict[str, Any], metadata: dict[str, Any]) -> Path:
@@ -241,6 +259,17 @@ class SteeringVectorWriter(BasePredictionWriter):
         hp = pl_module.hparams
         meta = pl_module.vector_provenance(pairs, splits) if pairs else {}
         meta["n_examples_gathered"] = int(merged["index"].numel())
+        errors = merged.get("completeness_error")
+        if errors is not None and bool(torch.isfinite(errors).any()):  # as fit_vector records it
+            meta["ig_completeness_mean_abs_error"] = float(errors[torch.isfinite(errors)].abs().mean())
+        grains = getattr(pl_module, "grains", None)
+        threshold = None if grains is None else grains.max_completeness_error
+        kept, record = apply_gate(errors, threshold, merged["index"].tolist())
+        if record is not None:  # the deltas file holds the kept examples only, so a sweep fits what the vector fits
+            meta["completeness_gate"] = record
+            if record["n_dropped"]:
+                warnings.warn(gate_warning(record), stacklevel=2)
+            merged = keep_rows(merged, kept)
         if "k_used" in merged:  # the text k each delta row actually used, as the library path records it
             meta["effective_top_k"] = effective_top_k(pl_module.top_ks[0], merged["k_used"].flatten().tolist())
         pos, neg = merged["deltas"][pl_module.top_ks[0]]

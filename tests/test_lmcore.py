@@ -21,8 +21,43 @@ def test_quadrature_weights_sum_to_one_and_integrate_linear_exactly(kind, steps)
     assert alphas.dtype == weights.dtype == torch.float64 and alphas.shape == weights.shape == (steps,)
     assert alphas.min() >= 0 and alphas.max() <= 1
     assert float(weights.sum()) == pytest.approx(1.0)
-    if kind not in ("riemann_left", "riemann_right") and not (steps == 1 and "trapezoid" in kind):
+    one_point_inexact = steps == 1 and ("trapezoid" in kind or kind == "gausslegendre_squared")
+    if kind not in ("riemann_left", "riemann_right") and not one_point_inexact:
         assert float((weights * alphas).sum()) == pytest.approx(0.5)  # ∫₀¹ α dα
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 10, 20])
+def test_squared_gauss_legendre_is_exact_in_the_transformed_variable(steps):
+    """α = u²: exact for ∫₀¹ α^(m/2) dα = 2 / (m + 2) up to m = 2·steps − 2 (half-integer powers included)."""
+    alphas, weights = quadrature_points(steps, "gausslegendre_squared")
+    assert float(weights.sum()) == pytest.approx(1.0, abs=1e-13) and bool((weights > 0).all())
+    assert bool((alphas > 0).all()) and bool((alphas < 1).all()) and bool((alphas.diff() > 0).all())
+    for m in range(2 * steps - 1):
+        assert float((weights * alphas ** (m / 2)).sum()) == pytest.approx(2 / (m + 2), rel=1e-12)
+    u, w = quadrature_points(steps, "gausslegendre")  # the same rule in u: α_j = u_j², w_j' = 2 u_j w_j
+    torch.testing.assert_close(alphas, u**2)
+    torch.testing.assert_close(weights, 2 * u * w)
+
+
+@pytest.mark.parametrize("steps", [4, 10, 20])
+def test_squared_gauss_legendre_puts_more_points_near_zero(steps):
+    near = {
+        kind: int((quadrature_points(steps, kind)[0] < 0.2).sum())
+        for kind in ("gausslegendre", "gausslegendre_squared")
+    }
+    assert near["gausslegendre_squared"] > near["gausslegendre"]
+    first = {kind: float(quadrature_points(steps, kind)[0][0]) for kind in ("gausslegendre", "gausslegendre_squared")}
+    assert first["gausslegendre_squared"] < first["gausslegendre"]
+
+
+def test_squared_gauss_legendre_integrates_a_sqrt_singularity_better():
+    """g(α) = 1/(2√α) + 1 (∫ = 2), steep at 0 like the zero-baseline path: α = u² makes it a polynomial in u."""
+
+    def err(kind: str) -> float:
+        a, w = quadrature_points(10, kind)
+        return abs(float((w * (0.5 / a.sqrt() + 1)).sum()) - 2.0)
+
+    assert err("gausslegendre_squared") < 1e-12 < err("gausslegendre")
 
 
 @pytest.mark.parametrize("kind", ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle"])
