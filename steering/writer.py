@@ -24,7 +24,8 @@ Design decisions (docs/design.md "rank-safe writing"):
   that matches the batch exactly instead of running the model; an unreadable or mismatching part is ignored with a
   warning naming it, recomputed and overwritten. After the vector is written and every rank has passed the barrier,
   rank 0 removes the key folder (and ``<stem>.parts`` when nothing else is left in it).
-- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
+- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record, every
+  metric's per-example values keyed by split index, and the continuations of continuation tasks) from rank 0 at
   the end of ``test``, after the module has computed ``test_results``.
 """
 
@@ -275,6 +276,8 @@ class SteeringResultsWriter(Callback):
             "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
             "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
             "splits": dm.split_record() if hasattr(dm, "split_record") else None,
+            "per_example": getattr(pl_module, "test_per_example", None),
+            "continuations": getattr(pl_module, "test_continuations", None) or None,
         }  # fmt: skip
         atomic_write(
             results_path(hp.vector_path), lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str))
