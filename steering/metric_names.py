@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from steering.tasks.types import ContinuationExample, GenExample, MCExample
 
 GENERATION_METRICS = ("judge_score", "hallucination_rate")
-CONTINUATION_METRICS = ("p_positive", "positive_rate", "continuation_nll")
+CONTINUATION_METRICS = ("p_positive", "positive_rate", "continuation_nll", "continuation_tokens")
 SIDE_EFFECT_METRICS = ("steered/kl", "base/nll", "steered/nll")
 
 

@@ -167,6 +167,7 @@ def test_rates_of_a_toy_judge_are_exact(model_tok):
     expected = [float("true" in t.split()) for t in out.texts]
     assert out.positive_rate.tolist() == expected and out.p_positive.tolist() == expected
     assert out.nll.shape == (12,) and bool((out.nll > 0).all())
+    assert out.metrics()["continuation_tokens"].tolist() == [float(len(y)) for y in out.ids]
     with pytest.raises(ValueError, match="shape"):
         label_scores(lambda texts: torch.zeros(len(texts), 2), ["a"], target=2)
 
@@ -242,8 +243,10 @@ def test_predict_then_test_keeps_every_per_prompt_value(tiny_dir, sst2_dir, judg
     assert res["test/steered/kl"] > 0
     record = json.loads(vec.with_name("v.test.json").read_text())
     per = record["per_example"]
-    assert set(per) == {f"{c}/{m}" for c in ("base", "steered") for m in ("p_positive", "positive_rate",
-                        "continuation_nll")} | {"steered/kl", "base/nll", "steered/nll"}  # fmt: skip
+    metrics = ("p_positive", "positive_rate", "continuation_nll", "continuation_tokens")
+    assert set(per) == {f"{c}/{m}" for c in ("base", "steered") for m in metrics} | {"steered/kl", "base/nll",
+                                                                                     "steered/nll"}  # fmt: skip
+    assert all(1 <= n <= 5 for n in per["steered/continuation_tokens"]["value"])
     assert all(v["index"] == list(range(5)) for v in per.values())
     for name, values in per.items():
         assert sum(values["value"]) / 5 == pytest.approx(res[f"test/{name}"])
@@ -264,3 +267,14 @@ def test_predict_then_test_keeps_every_per_prompt_value(tiny_dir, sst2_dir, judg
     monkeypatch.setattr(steering_module, "load_model_and_tokenizer", boom)
     with pytest.raises(ValueError, match="judge_model"):
         _trainer().test(_module(tiny_dir, vec), datamodule=_dm(tiny_dir, sst2_dir))
+
+
+def test_real_sst2_rows_keep_evaluation_and_steering_data_apart(shared_data):
+    rows = load_task("sentiment", None, data_dir=str(shared_data / "sst2"))
+    assert len(rows) == len({r.meta["row"] for r in rows}) > 800  # one row per held-out sentence of >= 6 words
+    assert {r.meta["label"] for r in rows} == {"negative", "positive"}
+    used = [i for r in rows for i in r.meta["pair_rows"]]
+    assert len(used) == len(set(used))
+    prompts = {r.prompt for r in rows}
+    assert not prompts & {r.pair_prompt for r in rows}
+    assert all(r.prompt.startswith("Movie review: ") and r.preferred.startswith(" ") for r in rows)

@@ -110,7 +110,11 @@ class JudgedContinuations:
     positive_rate: torch.Tensor
 
     def metrics(self) -> dict[str, torch.Tensor]:
-        return {"p_positive": self.p_positive, "positive_rate": self.positive_rate, "continuation_nll": self.nll}
+        """Per-prompt values by metric name; ``continuation_tokens`` (generated tokens, EOS included) shows a
+        condition that stops early, whose shorter texts the judge then scores."""
+        lengths = torch.tensor([len(y) for y in self.ids], dtype=torch.float64)
+        return {"p_positive": self.p_positive, "positive_rate": self.positive_rate, "continuation_nll": self.nll,
+                "continuation_tokens": lengths}  # fmt: skip
 
 
 def judged_continuations(
