@@ -134,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="label names in id order (default: from the checkpoint's data)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     a = p.parse_args(argv)
-    out = export_classifier(a.ckpt, a.out, a.label_names, a.overwrite)
+    try:
+        out = export_classifier(a.ckpt, a.out, a.label_names, a.overwrite)
+    except (OSError, ValueError) as e:  # a bad path or checkpoint: one line naming it, exit status 2
+        p.error(str(e))
     print(f"classifier of {a.ckpt} written to {out}")
     return 0
 

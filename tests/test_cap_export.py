@@ -88,6 +88,13 @@ def test_bad_paths_and_labels_fail_naming_them(trained_ckpt, tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
+def test_command_line_names_a_bad_path_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "gone.ckpt"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--ckpt", str(missing), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and str(missing) in capsys.readouterr().err
+
+
 def test_label_names_from_checkpoint_metadata():
     from cap_lightning.export import checkpoint_label_names
 
