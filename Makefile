@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-llava test test-slow test-gpu lint bench bench-gpu clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-sentiment steer-llava test test-slow test-gpu lint bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,34 @@ steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out runs/steer/smollm2_truthfulqa --methods grains caa random_k --layer-groups 8-11 12-15 16-19 20-23 \
 		--alphas 4 8 16 32 --target mc2 --max-kl 0.1
+
+# Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py): 50 SST-2 train triples fit
+# each vector; 200 held-out review openings are continued for 40 greedy tokens, base vs steered, at the config's fixed
+# α / layers (not chosen on dev). Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences,
+# 1 epoch) and exported as an HF folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy is
+# in runs/sst2_judge/test_metrics.json). Writes $(SENTIMENT_OUT)/<method>.test.json (means, per-prompt values,
+# continuations). Estimated cost on 2 CPU cores: about 50 min (README, "Sentiment steering").
+SENTIMENT_JUDGE ?= runs/sst2_judge/model
+SENTIMENT_OUT ?= runs/steer/smollm2_sentiment
+steer-sentiment: install
+	@if [ ! -f $(SENTIMENT_JUDGE)/config.json ]; then \
+		rm -rf runs/sst2_judge/checkpoints && \
+		$(OFFLINE) $(VENV)/bin/lightning fit --config experiments/sst2_baseline.yaml --trainer.logger false \
+			--trainer.default_root_dir runs/sst2_judge --trainer.max_epochs 1 --model.init_args.lr 5e-5 \
+			--model.init_args.faithfulness false --data.init_args.max_train_examples 16000 \
+			--data.init_args.max_eval_examples 872 && \
+		$(OFFLINE) $(PY) -m cap_lightning.export --ckpt runs/sst2_judge/checkpoints/best.ckpt --out $(SENTIMENT_JUDGE) \
+			|| exit 1; \
+	fi
+	@set -e; base=true; for m in grains caa random_k; do \
+		vec=$(SENTIMENT_OUT)/$$m.safetensors; \
+		$(OFFLINE) $(VENV)/bin/lightning predict --config experiments/steer_smollm2_sentiment.yaml \
+			--model.init_args.method $$m --model.init_args.vector_path $$vec $(ARGS); \
+		$(OFFLINE) $(VENV)/bin/lightning test --config experiments/steer_smollm2_sentiment.yaml \
+			--model.init_args.method $$m --model.init_args.vector_path $$vec \
+			--model.init_args.judge_model $(SENTIMENT_JUDGE) --model.init_args.eval_base $$base $(ARGS); \
+		base=false; \
+	done
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install

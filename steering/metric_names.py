@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from steering.tasks.types import GenExample, MCExample
+from steering.tasks.types import ContinuationExample, GenExample, MCExample
 
 GENERATION_METRICS = ("judge_score", "hallucination_rate")
+CONTINUATION_METRICS = ("p_positive", "positive_rate", "continuation_nll", "continuation_tokens")
 SIDE_EFFECT_METRICS = ("steered/kl", "base/nll", "steered/nll")
 
 
@@ -20,11 +21,14 @@ def evaluation_metric_names(
     examples: Sequence[MCExample | GenExample], eval_base: bool = True, side_effects: bool = True
 ) -> list[str]:
     """``<condition>/<metric>`` per condition (``base`` when ``eval_base``, ``steered``), the side effects when
-    ``side_effects`` and some example is text-only multiple choice, and ``n_examples``; in a fixed order."""
+    ``side_effects`` and some example is text-only multiple choice or a continuation, and ``n_examples``; in a
+    fixed order."""
     conditions = ("base", "steered") if eval_base else ("steered",)
     metrics = list(GENERATION_METRICS) if any(isinstance(ex, GenExample) for ex in examples) else []
+    metrics += list(CONTINUATION_METRICS) if any(isinstance(ex, ContinuationExample) for ex in examples) else []
     metrics += dict.fromkeys(t for ex in examples if isinstance(ex, MCExample) for t in ex.targets)
     names = [f"{cond}/{metric}" for cond in conditions for metric in metrics]
-    if side_effects and any(isinstance(ex, MCExample) and ex.pixel_values is None for ex in examples):
+    if side_effects and any(isinstance(ex, (MCExample, ContinuationExample)) and ex.pixel_values is None
+                            for ex in examples):  # fmt: skip
         names += SIDE_EFFECT_METRICS
     return [*names, "n_examples"]

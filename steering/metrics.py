@@ -50,6 +50,11 @@ class IndexedMean(Metric):
         first[1:] = index[1:] != index[:-1]
         return index[first], value[first]
 
+    def per_example(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(index, value) of every distinct example, sorted by index, gathered from every rank (each (N,))."""
+        with self.sync_context(should_sync=True, should_unsync=True):
+            return self._unique()
+
     def compute(self) -> torch.Tensor:
         _, value = self._unique()
         if self.reduce == "count":

@@ -19,6 +19,11 @@ Design decisions (docs/design.md §6 "predict-then-test"):
   count against the model config, and the vector file's existence. ``check_compatible`` runs again on the model.
 - Generation tasks (``GenExample``, MMHal-Bench) generate greedy answers base vs steered and score them with the
   judge callable named by ``judge``: judge score and hallucination rate (score < 3).
+- Continuation tasks (``ContinuationExample``, sentiment) generate ``max_new_tokens`` greedy tokens base vs steered
+  (``tasks.continuations``), judged by the classifier folder ``judge_model`` (checked from its ``config.json`` in
+  ``__init__``, loaded at test start): p(``positive_label``), positive rate, and the continuation's NLL under the
+  unsteered model (perplexity); plus the prompt side effects. Every per-example value (``test_per_example``) and
+  the continuations (``test_continuations``) go into the test record, for paired statistics.
 - The HF model is a plain attribute, not a registered child: there is nothing to train or checkpoint, and with
   ``device_map`` (sharding a model too big for one device) Lightning must not move it. Without ``device_map`` it is
   moved to the module's device when predict / test start. Under DDP each rank holds a replica (data parallel).
@@ -47,6 +52,7 @@ from steering.metric_names import evaluation_metric_names
 from steering.metrics import IndexedMean
 from steering.pairs import ContrastivePair, pairs_hash, tokenizer_hash
 from steering.tasks import (
+    ContinuationExample,
     GenExample,
     choice_metrics,
     generate_answers,
@@ -55,6 +61,8 @@ from steering.tasks import (
     prompt_side_effects,
     score_examples,
 )
+from steering.tasks.classifier_judge import ClassifierJudge, JudgeSpec, check_classifier_judge
+from steering.tasks.continuations import judged_continuations
 from steering.tasks.generation import HALLUCINATION_BELOW
 from steering.vectors import Aggregate, Mode, SteeringVector, package_version
 from steering.writer import DeltaParts, SteeringResultsWriter, SteeringVectorWriter
@@ -88,6 +96,9 @@ class SteeringModule(L.LightningModule):
         eval_base: bool = True,
         judge: str = "steering.tasks.generation.reference_overlap_judge",
         max_new_tokens: int = 128,
+        judge_model: str | None = None,
+        positive_label: str = "positive",
+        judge_batch_size: int = 32,
     ) -> None:
         """GrAInS extraction (``predict``) and base-vs-steered evaluation (``test``).
 
@@ -111,7 +122,11 @@ class SteeringModule(L.LightningModule):
             eval_base: also score the unsteered model (False when another run already reported it).
             judge: dotted path of ``judge(example, answer) -> 0…6`` for generation tasks (MMHal-Bench); the default
                 is an offline token-overlap proxy, not the paper's GPT-4 judge.
-            max_new_tokens: generation length for generation tasks.
+            max_new_tokens: generation length for generation tasks (new tokens of each continuation).
+            judge_model: HF classifier folder that judges continuation tasks (e.g. the SST-2 MiniLM exported with
+                ``python -m cap_lightning.export``); required by them, checked here from its ``config.json``.
+            positive_label: the judge's label counted as success (one of its ``id2label`` names).
+            judge_batch_size: texts per judge forward.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +145,13 @@ class SteeringModule(L.LightningModule):
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens {max_new_tokens} must be >= 1")
         self.judge = load_judge(judge)
+        if judge_batch_size < 1:
+            raise ValueError(f"judge_batch_size {judge_batch_size} must be >= 1")
+        self.judge_spec: JudgeSpec | None = None
+        if judge_model is not None:
+            self.judge_spec = check_classifier_judge(judge_model, positive_label)
+        self.classifier_judge: ClassifierJudge | None = None  # loaded in on_test_start for continuation tasks
+        self.test_continuations: dict[int, dict[str, str]] = {}
         if layers is not None and len(layers) == 0:
             raise ValueError("layers is empty; pass null for all layers or a list of indices")
         self.hf_model = None
@@ -162,6 +184,16 @@ class SteeringModule(L.LightningModule):
                 raise ValueError(f"steering vector {path}: layers {bad} are out of range for {hp.model_path!r}, which "
                                  f"has {num_layers} decoder layers; re-run {_predict_hint()}")  # fmt: skip
             check_layers(hp.steer_layers, num_layers, hp.model_path)
+            if self.judge_spec is None and self._evaluates_continuations():
+                raise ValueError("the evaluation split holds continuation examples (task 'sentiment'), which need a "
+                                 "judge classifier: set model.init_args.judge_model to an HF classifier folder "
+                                 "(python -m cap_lightning.export writes one from a CapModule checkpoint)")  # fmt: skip
+
+    def _evaluates_continuations(self) -> bool:
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        split = getattr(getattr(dm, "hparams", None), "eval_split", None)
+        examples = (getattr(dm, "splits", None) or {}).get(split) or []
+        return any(isinstance(ex, ContinuationExample) for ex in examples)
 
     def configure_model(self) -> None:
         if self.hf_model is not None:
@@ -261,6 +293,12 @@ class SteeringModule(L.LightningModule):
         dataset = self.trainer.test_dataloaders.dataset  # the whole split on every rank (see steering.metric_names)
         examples = [dataset[i]["example"] for i in range(len(dataset))]
         names = evaluation_metric_names(examples, self.hparams.eval_base, self.hparams.side_effects)
+        self.test_continuations = {}
+        if any(isinstance(ex, ContinuationExample) for ex in examples):
+            if self.judge_spec is None:
+                raise ValueError("continuation examples need model.init_args.judge_model (an HF classifier folder)")
+            if self.classifier_judge is None:
+                self.classifier_judge = ClassifierJudge(self.judge_spec, self.device, self.hparams.judge_batch_size)
         self.metrics = torch.nn.ModuleDict(
             {name: IndexedMean("count" if name == "n_examples" else "mean") for name in names}
         ).to(self.device)
@@ -280,10 +318,37 @@ class SteeringModule(L.LightningModule):
             self._update(f"{cond}/hallucination_rate", index, (scores < HALLUCINATION_BELOW).double())
         self._update("n_examples", index, torch.ones(len(index)))
 
+    def _continuation_step(self, examples: list[ContinuationExample], index: torch.Tensor) -> None:
+        hp, model, tok = self.hparams, self.hf_model, self.tokenizer
+        prompts = [ex.prompt for ex in examples]
+
+        def steering():
+            return steer(model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize)
+
+        conditions = [("base", None)] if hp.eval_base else []
+        texts: dict[str, list[str]] = {}
+        for cond, context in [*conditions, ("steered", steering)]:
+            judged = judged_continuations(model, tok, prompts, self.classifier_judge, self.judge_spec.target,
+                                          hp.max_new_tokens, hp.score_batch_size, context)  # fmt: skip
+            for name, values in judged.metrics().items():
+                self._update(f"{cond}/{name}", index, values)
+            texts[cond] = judged.texts
+        for row, (i, prompt) in enumerate(zip(index.tolist(), prompts)):
+            self.test_continuations[i] = {"prompt": prompt, **{cond: t[row] for cond, t in texts.items()}}
+        if hp.side_effects:
+            kl, nll_b, nll_s = prompt_side_effects(model, tok, prompts, self.vector, hp.alpha, hp.steer_layers,
+                                                   hp.normalize, hp.score_batch_size)  # fmt: skip
+            self._update("steered/kl", index, kl)
+            self._update("base/nll", index, nll_b)
+            self._update("steered/nll", index, nll_s)
+        self._update("n_examples", index, torch.ones(len(index)))
+
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         hp, examples, index = self.hparams, batch["examples"], batch["index"]
         if isinstance(examples[0], GenExample):
             return self._generation_step(examples, index)
+        if isinstance(examples[0], ContinuationExample):
+            return self._continuation_step(examples, index)
         model, tok, bs = self.hf_model, self.tokenizer, hp.score_batch_size
         layers = hp.steer_layers
         with steer(model, self.vector, hp.alpha, layers=layers, normalize=hp.normalize):
@@ -317,14 +382,23 @@ class SteeringModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, float] = {}
+        per_example: dict[str, dict[str, list]] = {}
         for name, metric in self.metrics.items():
             value = float(metric.compute())
             results[f"test/{name}"] = value
-            if name.endswith("/nll"):
-                results[f"test/{name.removesuffix('/nll')}/ppl"] = math.exp(value)
+            if name.endswith("nll"):  # base/nll -> base/ppl, steered/continuation_nll -> steered/continuation_ppl
+                results[f"test/{name.removesuffix('nll')}ppl"] = math.exp(value)
+            if name != "n_examples":
+                index, values = metric.per_example()
+                per_example[name] = {"index": index.tolist(), "value": values.tolist()}
         for name, value in results.items():
             self.log(name, value, sync_dist=False, rank_zero_only=False)
         self.test_results = results  # SteeringResultsWriter writes them with the run record at on_test_end
+        self.test_per_example = per_example  # per dataset index, for paired statistics (lmcore.statistics)
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and self.trainer.world_size > 1:
+            gathered = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, self.test_continuations)
+            self.test_continuations = {i: c for part in gathered for i, c in sorted(part.items())}
         for metric in self.metrics.values():
             metric.reset()
 

@@ -28,7 +28,8 @@ Design decisions (docs/design.md "rank-safe writing"):
   (saved in the parts too); after merging, ``apply_gate`` (``steering.completeness_gate``, the function the library
   uses) drops the examples above the bound from the vector **and from the deltas file** (so a sweep refits what the
   vector was fit from), and the metadata records ``completeness_gate`` and ``ig_completeness_mean_abs_error``.
-- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
+- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record, every
+  metric's per-example values keyed by split index, and the continuations of continuation tasks) from rank 0 at
   the end of ``test``, after the module has computed ``test_results``.
 """
 
@@ -304,6 +305,8 @@ class SteeringResultsWriter(Callback):
             "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
             "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
             "splits": dm.split_record() if hasattr(dm, "split_record") else None,
+            "per_example": getattr(pl_module, "test_per_example", None),
+            "continuations": getattr(pl_module, "test_continuations", None) or None,
         }  # fmt: skip
         atomic_write(
             results_path(hp.vector_path), lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=str))

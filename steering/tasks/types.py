@@ -102,3 +102,32 @@ class GenExample:
             raise ValueError(f"generation example {self.meta} has no contrast answer, so it cannot be a steering pair")
         return ContrastivePair(self.prompt, " " + self.reference.strip(), " " + self.contrast.strip(),
                                self.pixel_values, self.image_kwargs)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContinuationExample:
+    """One prompt to continue (sentiment steering), judged by a classifier, with its own steering triple.
+
+    ``prompt`` is what the model continues at evaluation time; ``pair_prompt`` with ``preferred`` / ``dispreferred``
+    (y⁺ / y⁻, each starting with its separator) is the triple the example contributes when it falls in the steering
+    split. The two come from disjoint data (e.g. a held-out review opening vs training sentences), so the steering
+    set never holds an evaluation prompt.
+    """
+
+    prompt: str
+    pair_prompt: str
+    preferred: str
+    dispreferred: str
+    meta: dict = field(default_factory=dict)
+    pixel_values: torch.Tensor | None = None  # text only; present so callers can test every example type alike
+    image_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "pair_prompt", "preferred", "dispreferred"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"continuation example {self.meta}: {name} is empty")
+        if self.preferred == self.dispreferred:
+            raise ValueError(f"continuation example {self.meta}: preferred and dispreferred are the same text")
+
+    def to_pair(self) -> ContrastivePair:
+        return ContrastivePair(self.pair_prompt, self.preferred, self.dispreferred)
