@@ -24,8 +24,8 @@ Design decisions (docs/design.md "rank-safe writing"):
   that matches the batch exactly instead of running the model; an unreadable or mismatching part is ignored with a
   warning naming it, recomputed and overwritten. After the vector is written and every rank has passed the barrier,
   rank 0 removes the key folder (and ``<stem>.parts`` when nothing else is left in it).
-- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, α, vector metadata, split record) from rank 0 at
-  the end of ``test``, after the module has computed ``test_results``.
+- ``SteeringResultsWriter`` writes ``<stem>.test.json`` (metrics, their per-example values, α, vector metadata, split
+  record) from rank 0 at the end of ``test``, after the module has computed ``test_results``.
 """
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ class SteeringResultsWriter(Callback):
             return
         hp, vector, dm = pl_module.hparams, pl_module.vector, trainer.datamodule
         record = {
-            "metrics": pl_module.test_results, "alpha": hp.alpha, "steer_layers": hp.steer_layers,
+            "metrics": pl_module.test_results, "per_example": getattr(pl_module, "test_per_example", None),
+            "alpha": hp.alpha, "steer_layers": hp.steer_layers,
             "vector_path": str(hp.vector_path), "vector_layers": vector.layers,
             "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
             "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
