@@ -198,6 +198,27 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     a.seeds = list(a.split_seeds)
 
 
+def _against_config(a: argparse.Namespace, module, dev: list) -> str | None:
+    """What in the options contradicts the config (extracted layers and k, dev targets, images), or None."""
+    if not dev:
+        return "the dev split is empty: selection needs n_dev >= 1"
+    if any(getattr(ex, "pixel_values", None) is not None for ex in dev) and math.isfinite(a.budgets[0]):
+        return f"--kl-budgets {a.kl_budgets}: the dev examples have images, where no KL is measured; pass 'none'"
+    targets = sorted(getattr(dev[0], "targets", {}))
+    if a.target is not None and a.target not in targets:
+        return f"--target {a.target!r} is not a target of the dev examples {targets}"
+    if a.ks is not None and any(get_method(m).uses_k for m in a.methods):
+        missing = [k for k in a.ks if k not in module.top_ks]
+        if missing:
+            return f"--ks {missing} are not extracted: the config extracts k {module.top_ks} (top_k, extra_top_k)"
+    extracted = module.hparams.layers
+    if extracted is not None:
+        missing = sorted({x for g in a.groups for x in g if x not in extracted})
+        if missing:
+            return f"--layer-groups {a.layer_groups}: layers {missing} are not extracted (config layers {extracted})"
+    return None
+
+
 class Driver:
     """The stages of one run (module docstring); holds the parsed options and the run record."""
 
@@ -461,9 +482,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "end, the numbers mean nothing about LLaVA-1.6")  # fmt: skip
     d = Driver(a, overrides, argv)
     module, dm = d.instantiate(a.seeds[0])  # data and options checked before any extraction
-    if any(getattr(ex, "pixel_values", None) is not None for ex in dm.splits["dev"]) and math.isfinite(a.budgets[0]):
-        p.error(f"--kl-budgets {a.kl_budgets}: the dev examples have images, where no KL is measured; pass "
-                "--kl-budgets none")  # fmt: skip
+    problem = _against_config(a, module, dm.splits["dev"])
+    if problem:
+        p.error(problem)
     d.predict()
     for seed in a.seeds:
         d.select(seed)

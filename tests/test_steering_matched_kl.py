@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ import yaml
 from steering.data import split_indices
 from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
 
+REPO = Path(__file__).resolve().parents[1]
 N_ROWS, N_STEER, N_DEV, FOLDS = 30, 6, 6, 3
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -117,8 +122,11 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
     assert _rows(out / "results.csv") == rows
     assert len(json.loads((out / "summary.json").read_text())["invocations"]) == 2
 
-    collected = main(["--out", str(root / "collected"), "--collect", str(out), "--resamples", "200"])
-    assert _rows(root / "collected" / "results.csv") == rows and collected["rows"]
+    # the same report rebuilt from the records alone, by the module's command line in a fresh process
+    done = subprocess.run([sys.executable, "-m", "steering.reproduce", "--out", str(root / "collected"), "--collect",
+                           str(out), "--resamples", "200"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _rows(root / "collected" / "results.csv") == rows and "### dev KL(base ‖ steered)" in done.stdout
 
 
 def _swap_labels(src: Path, dst: Path, rows: list[int]) -> Path:
@@ -163,6 +171,9 @@ def test_the_selection_never_sees_the_test_labels(tiny, monkeypatch):
         (["--alphas", "0", "2"], "--alphas must be finite and non-zero"),
         (["--methods", "grains", "steer_harder"], "method 'steer_harder'"),
         (["--folds", "3"], "--folds needs --split-seeds"),
+        (["--target", "mc3"], "--target 'mc3' is not a target of the dev examples \\['binary', 'mc1', 'mc2'\\]"),
+        (["--ks", "7"], "--ks \\[7\\] are not extracted: the config extracts k \\[2, 1\\]"),
+        (["--layer-groups", "2-4"], "layers \\[3, 4\\] are not extracted"),
     ],
 )
 def test_bad_options_fail_by_name_before_any_work(tiny, tmp_path, capsys, extra, message):
@@ -172,7 +183,26 @@ def test_bad_options_fail_by_name_before_any_work(tiny, tmp_path, capsys, extra,
     with pytest.raises(SystemExit) as exit_:
         main(["--config", str(_config(root, model, pairs)), "--out", str(tmp_path / "o"), *extra])
     assert exit_.value.code == 2
-    import re
-
     assert re.search(message, capsys.readouterr().err)
     assert not list((tmp_path / "o").glob("*.safetensors"))
+
+
+def test_make_steer_smollm_options_parse_and_fit_truthfulqa(shared_data):
+    """The Makefile's command passes the option checks, and its split sizes fit TruthfulQA's questions."""
+    from steering.data import split_indices as split
+    from steering.reproduce import _check, _parser
+
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if "steering.reproduce" in x and "steer_smollm2_truthfulqa" in x)
+    argv = shlex.split(line.split("-m steering.reproduce", 1)[1])
+    p = _parser()
+    a, overrides = p.parse_known_args(argv)
+    _check(p, a)
+    assert len(a.seeds) >= 3 and a.budgets == sorted(a.budgets) and "random_direction" in a.methods
+    config = yaml.safe_load((REPO / a.config).read_text())["data"]["init_args"]
+    n_test = int(next(o.split("=")[1] for o in overrides if o.startswith("--data.init_args.n_test=")))
+    questions = json.loads((shared_data / "truthfulqa" / "TruthfulQA" / "data" / "mc_task.json").read_text())
+    for seed in a.seeds:  # raises if a fold or the dev pool is too small
+        sizes = {k: len(v) for k, v in split(len(questions), config["n_steer"], config["n_dev"], n_test,
+                                             config["seed"], seed, a.folds).items()}  # fmt: skip
+        assert sizes == {"steer": config["n_steer"], "dev": config["n_dev"], "test": n_test}
