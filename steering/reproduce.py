@@ -303,7 +303,8 @@ class Driver:
             atomic_write_json(path, {"key": key, "split_seed": seed, "rows": rows})
             print(f"[{method}] split {seed}: dev sweep {time.time() - t0:.0f} s ({len(rows) - 1} settings)")
             sweeps[method] = rows
-            plot_sweep(rows, folder / f"sweep_{method}.png", f"{method}: dev {target} vs α (split {seed})")
+            title = f"{method}: dev {target} vs α (split seed {seed})"
+            atomic_write(folder / f"sweep_{method}.png", partial(plot_sweep, rows, title=title))
         selection = {"split_seed": seed, "budgets": a.budgets, "target": target, "dev_rows": dev_rows,
                      "choices": select_at_budgets(sweeps, a.budgets), "sweeps": sweeps}  # fmt: skip
         atomic_write_json(folder / "selection.json", selection)
