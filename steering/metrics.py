@@ -52,10 +52,11 @@ class IndexedMean(Metric):
         return index[first], value[first]
 
     def per_example(self) -> tuple[list[int], list[float]]:
-        """(indices, values), one per distinct index in index order: the paired outcomes behind the mean (call on the
-        synced states, e.g. after ``compute``)."""
-        index, value = self._unique()
-        return index.tolist(), value.tolist()
+        """(indices, values), one per distinct index in index order, gathered from every rank (a collective: every
+        rank calls it): the paired outcomes behind the mean."""
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=True, should_unsync=True):
+            index, value = self._unique()
+        return index.cpu().tolist(), value.cpu().tolist()
 
     def compute(self) -> torch.Tensor:
         _, value = self._unique()

@@ -269,10 +269,17 @@ def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
     for layer in a.layers:
         torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-5, rtol=0)
     _lightning("test", "--config", str(ddp), cwd=tmp_path)
-    got = json.loads(two.with_name("two.test.json").read_text())["metrics"]
+    record = json.loads(two.with_name("two.test.json").read_text())
+    got = record["metrics"]
     assert got["test/n_examples"] == 5
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, abs=1e-5), key
+    # the per-question outcomes (for paired tests) are gathered from both ranks, each question once
+    single = json.loads(one.with_name("one.test.json").read_text())["per_example"]
+    assert sorted(record["per_example"]) == sorted(single)
+    for name, per in record["per_example"].items():
+        assert per["index"] == single[name]["index"] == list(range(5)), name
+        assert per["value"] == pytest.approx(single[name]["value"], abs=1e-5), name
     # random_k: each example's draw is seeded by its dataset index, so the ranks' batching does not change it
     rk_one, rk_two = tmp_path / "rk_one.safetensors", tmp_path / "rk_two.safetensors"
     random_k = ["--model.init_args.method=random_k", "--model.init_args.grains.top_k=1"]
