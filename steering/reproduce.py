@@ -5,7 +5,8 @@ budget → test of exactly the chosen settings → one table block per budget wi
         --methods grains caa pca random_k random_direction --layer-groups 8-11 16-19 --alphas 1 2 3 4 6 8 12 \\
         --kl-budgets 0.02 0.05 0.1 --split-seeds 0 1 2 [--data.init_args.n_test=200 ...]
 
-Stages (each writes a record atomically; a rerun skips every stage whose record matches its inputs):
+Stages (each writes a record atomically; a rerun skips every stage whose record matches its inputs: the config text
+and overrides, the deltas file, the dev rows and their content, the grid, the chosen setting and the split rows):
 1. **predict**, once per method (``lightning predict``, the same config for every method): vector + deltas of the
    steering split, which does not depend on the split seed. Record ``<method>.predict.json``.
 2. **select**, per split seed, on dev only: the sweep (layer group × α × k, from the saved deltas) gives each
@@ -226,6 +227,7 @@ class Driver:
         self.a, self.out = a, Path(a.out)
         self.base_args = ["--config", a.config, *overrides]
         self.input_key = {"config": Path(a.config).read_text(), "overrides": overrides}
+        self.run_key = json_sha256(self.input_key)  # a test record is reused only for the same config and overrides
         self.stage_seconds: dict[str, float] = {}
         self.resumed: list[str] = []
         self.command = "python -m steering.reproduce " + shlex.join(argv)
@@ -284,11 +286,13 @@ class Driver:
         target = a.target or ("binary" if "binary" in targets else targets[0])
         dev_rows = dm.split_record()["rows"]["dev"]
         hp, folder, sweeps = module.hparams, self.seed_dir(seed), {}
+        dev_hash = json_sha256([[ex.prompt, list(ex.choices), sorted(ex.targets.items())] for ex in dev])
         for method in a.methods:
             deltas = deltas_path(self.out / f"{method}.safetensors")
-            key = json_sha256({"deltas": files_sha256([deltas]), "dev_rows": dev_rows, "groups": a.groups,
-                               "alphas": a.alphas, "ks": a.ks, "target": target, "aggregate": hp.aggregate,
-                               "mode": hp.mode, "unit_norm": hp.unit_norm, "normalize": hp.normalize})  # fmt: skip
+            key = json_sha256({"deltas": files_sha256([deltas]), "dev_rows": dev_rows, "dev": dev_hash,
+                               "groups": a.groups, "alphas": a.alphas, "ks": a.ks, "target": target,
+                               "aggregate": hp.aggregate, "mode": hp.mode, "unit_norm": hp.unit_norm,
+                               "normalize": hp.normalize})  # fmt: skip
             path = folder / f"sweep_{method}.json"
             done = _read(path)
             if done and done.get("key") == key:
@@ -339,13 +343,14 @@ class Driver:
             vec_path = folder / f"{key}.safetensors"
             eval_base = i == 0
             done = _read(results_path(vec_path))
-            if (done and done.get("alpha") == chosen["alpha"] and done.get("splits", {}).get("rows") == split["rows"]
-                    and (not eval_base or _scored_base(done))):  # fmt: skip
+            same_split = done is not None and (done.get("splits") or {}).get("rows") == split["rows"]
+            same_run = same_split and (done.get("vector_metadata") or {}).get("run_key") == self.run_key
+            if same_run and done.get("alpha") == chosen["alpha"] and (not eval_base or _scored_base(done)):
                 records[key] = done
                 self.resumed.append(f"test {key} split {seed}")
                 continue
             meta = {"chosen_on": "dev", "dev_value": chosen["value"], "dev_kl": chosen.get("kl"),
-                    "alpha": chosen["alpha"], "split_seed": seed}  # fmt: skip
+                    "alpha": chosen["alpha"], "split_seed": seed, "run_key": self.run_key}  # fmt: skip
             vector = group_vector(deltas_path(self.out / f"{method}.safetensors"), method, chosen["k"],
                                   chosen["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)  # fmt: skip
             atomic_write(vec_path, vector.save)
