@@ -35,13 +35,19 @@ reproduce-cap: install
 	$(OFFLINE) CAP_NLTK_DATA=$(CURDIR)/nltk_data bash scripts/grid_worktree.sh cap_lightning.reproduce --workers 2 --out $(CURDIR)/runs/reproduce_cap \
 		--cache-dir $(CURDIR)/cache --data-root $(abspath $(CURDIR)/../shared/data) $(ARGS)
 
-# GrAInS vs CAA vs random-k on the bundled SmolLM2-135M-Instruct, TruthfulQA (50 steer / 100 dev / 667 test), CPU.
-# Selection: best dev MC2 among the settings whose dev KL(base || steered) <= 0.1 nats (MC2 alone keeps rising with α
-# while perplexity explodes: measured 40.7 -> 240 at α 32).
+# Matched side effect on the bundled SmolLM2-135M-Instruct, TruthfulQA, CPU: GrAInS, CAA, PCA and the random-k and
+# random-direction controls, each at its dev-best setting within dev KL(base || steered) <= 0.02 / 0.05 / 0.1 nats,
+# tested on 3 cross-fitted split seeds (50 shared steering questions; per seed 100 dev and a disjoint 200-question
+# test fold: 600 test questions pooled), paired differences to the base model and to CAA (docs/grains.md §6.10).
+# Projected ~1.7 h on this 2-core CPU from the per-question cost of the previous 40-min run (~0.2 s per question per
+# condition): 3 x 60 dev settings x 100 questions (~64 min) + 3 x <= 16 test conditions x 200 (~33 min) + extraction
+# and model loads (~6 min). Cut to fit: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the
+# ~256 questions of each test fold. Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one seed.
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
-		--out runs/steer/smollm2_truthfulqa --methods grains caa random_k --layer-groups 8-11 12-15 16-19 20-23 \
-		--alphas 4 8 16 32 --target mc2 --max-kl 0.1
+		--out runs/steer/smollm2_truthfulqa_matched_kl --methods grains caa pca random_k random_direction \
+		--layer-groups 8-11 16-19 --alphas 2 3 4 6 8 12 --ks 10 --target mc2 --kl-budgets 0.02 0.05 0.1 \
+		--split-seeds 0 1 2 --data.init_args.n_test=200
 
 # Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py): 50 SST-2 train triples fit
 # each vector; 200 held-out review openings are continued for 40 greedy tokens, base vs steered, at the config's fixed
@@ -74,7 +80,8 @@ steer-sentiment: install
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_tiny_llava.yaml --out runs/steer/tiny_llava \
-		--tiny-llava runs/steer/tiny_llava/model --methods grains caa random_k --layer-groups 1-2 2 --alphas 2 4 8
+		--tiny-llava runs/steer/tiny_llava/model --methods grains caa random_k --layer-groups 1-2 2 --alphas 2 4 8 \
+		--kl-budgets none
 
 test: install
 	$(PY) -m pytest -m "not slow and not gpu and not multi_gpu" --durations=10

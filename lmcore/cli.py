@@ -177,8 +177,10 @@ def _config_arg(args: list[str]) -> str | None:
     return found
 
 
-def run_cli(args: list[str] | None = None) -> LauncherCLI:
-    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (for tests and notebooks)."""
+def run_cli(args: list[str] | None = None, run: bool = True) -> LauncherCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``) and return it (for tests and notebooks). ``run=False``: no
+    subcommand in ``args``; the config is parsed and the model, data module and trainer are instantiated, not run
+    (a driver that needs the same objects as ``lightning test`` without a test)."""
     if "WANDB_MODE" not in os.environ and not _wandb_key_configured():
         os.environ["WANDB_MODE"] = "offline"
     config = _config_arg(list(args) if args is not None else sys.argv[1:])
@@ -191,6 +193,7 @@ def run_cli(args: list[str] | None = None) -> LauncherCLI:
         save_config_callback=_SaveAndLogConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 

@@ -4,7 +4,8 @@ Design decision: Lightning's distributed test sampler pads the split so every ra
 replicates a few examples; a plain ``MeanMetric`` would count them twice. ``IndexedMean`` keeps (index, value)
 pairs as ``cat``-reduced states, so torchmetrics gathers them from every rank, and ``compute`` keeps the first value
 per index before averaging (``reduce="mean"``) or counts the distinct indices (``reduce="count"``). Both happen
-inside ``compute``, which torchmetrics runs on the synced states.
+inside ``compute``, which torchmetrics runs on the synced states. ``per_example`` hands the same de-duplicated
+(index, value) pairs to the results writer, so paired tests over questions can be run from the record.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class IndexedMean(Metric):
         first[1:] = index[1:] != index[:-1]
         return index[first], value[first]
 
-    def per_example(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(index, value) of every distinct example, sorted by index, gathered from every rank (each (N,))."""
-        with self.sync_context(should_sync=True, should_unsync=True):
-            return self._unique()
+    def per_example(self) -> tuple[list[int], list[float]]:
+        """(indices, values), one per distinct index in index order, gathered from every rank (a collective: every
+        rank calls it): the paired outcomes behind the mean."""
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=True, should_unsync=True):
+            index, value = self._unique()
+        return index.cpu().tolist(), value.cpu().tolist()
 
     def compute(self) -> torch.Tensor:
         _, value = self._unique()

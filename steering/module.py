@@ -14,7 +14,9 @@ Design decisions (docs/design.md §6 "predict-then-test"):
   for the base model and under ``steer(...)``; per-example metrics go into ``IndexedMean`` torchmetrics (synced
   across ranks, each example counted once). Side effects: KL to the base next-token distribution and perplexity on
   the prompts. The module logs the metrics; ``SteeringResultsWriter`` (also added by ``configure_callbacks``) writes
-  them with the vector metadata and split record to ``<vector stem>.test.json``. The module writes no file.
+  them with the vector metadata and split record to ``<vector stem>.test.json``, with every metric's per-example
+  values (``per_example``: index into the split → value, for paired tests over questions). The module writes no
+  file.
 - Checks before weights are loaded (``setup``): layers against the model config, the vector's hidden size / layer
   count against the model config, and the vector file's existence. ``check_compatible`` runs again on the model.
 - Generation tasks (``GenExample``, MMHal-Bench) generate greedy answers base vs steered and score them with the
@@ -389,8 +391,8 @@ class SteeringModule(L.LightningModule):
             if name.endswith("nll"):  # base/nll -> base/ppl, steered/continuation_nll -> steered/continuation_ppl
                 results[f"test/{name.removesuffix('nll')}ppl"] = math.exp(value)
             if name != "n_examples":
-                index, values = metric.per_example()
-                per_example[name] = {"index": index.tolist(), "value": values.tolist()}
+                index, values = metric.per_example()  # a collective: every rank calls it
+                per_example[name] = {"index": index, "value": values}
         for name, value in results.items():
             self.log(name, value, sync_dist=False, rank_zero_only=False)
         self.test_results = results  # SteeringResultsWriter writes them with the run record at on_test_end

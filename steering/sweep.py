@@ -170,7 +170,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
         ax_kl.set_ylabel("dev KL(base ‖ steered), nats")
         ax_kl.set_title("side effect on the dev prompts")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")  # the suffix may be a temporary name's
     plt.close(fig)
     return path
 

@@ -300,12 +300,12 @@ class SteeringResultsWriter(Callback):
             return
         hp, vector, dm = pl_module.hparams, pl_module.vector, trainer.datamodule
         record = {
-            "metrics": pl_module.test_results, "alpha": hp.alpha, "steer_layers": hp.steer_layers,
+            "metrics": pl_module.test_results, "per_example": getattr(pl_module, "test_per_example", None),
+            "alpha": hp.alpha, "steer_layers": hp.steer_layers,
             "vector_path": str(hp.vector_path), "vector_layers": vector.layers,
             "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
             "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,
             "splits": dm.split_record() if hasattr(dm, "split_record") else None,
-            "per_example": getattr(pl_module, "test_per_example", None),
             "continuations": getattr(pl_module, "test_continuations", None) or None,
         }  # fmt: skip
         atomic_write(

@@ -55,12 +55,38 @@ def test_split_indices_are_disjoint_seeded_and_complete():
         split_indices(10, 5, 5, 1, seed=0)
 
 
+def test_split_seeds_are_cross_fitted_folds_with_disjoint_tests_and_a_shared_steering_set():
+    n, n_steer, n_dev, folds = 41, 5, 6, 3
+    splits = [split_indices(n, n_steer, n_dev, None, 7, s, folds) for s in range(folds)]
+    assert splits[0] == split_indices(n, n_steer, n_dev, None, 7, 0, folds)  # seeded
+    legacy = split_indices(n, n_steer, n_dev, None, seed=7)
+    pool = set(range(n)) - set(legacy["steer"])
+    for s, split in enumerate(splits):
+        assert split["steer"] == legacy["steer"]  # one extraction serves every split seed
+        assert len(split["dev"]) == n_dev and not set(split["dev"]) & set(split["test"])
+        assert not set(split["steer"]) & (set(split["dev"]) | set(split["test"]))
+        for other in splits[s + 1 :]:
+            assert not set(split["test"]) & set(other["test"])  # disjoint test folds: questions can be pooled
+    assert set().union(*(set(split["test"]) for split in splits)) == pool  # together they test every question once
+    assert [len(split["test"]) for split in splits] == [12, 12, 12]
+    assert split_indices(n, n_steer, n_dev, 4, 7, 1, folds)["test"] == splits[1]["test"][:4]
+    for bad, match in (((3, folds), "split_seed 3 must be in 0"), ((0, 1), "n_folds 1 must be >= 2"),
+                       ((0, None), "go together")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            split_indices(n, n_steer, n_dev, None, 7, *bad)
+    with pytest.raises(ValueError, match="n_test 13 exceeds the 12 rows of test fold 0"):
+        split_indices(n, n_steer, n_dev, 13, 7, 0, folds)
+    with pytest.raises(ValueError, match="n_dev 30 exceeds the 24 rows outside test fold 2"):
+        split_indices(n, n_steer, 30, None, 7, 2, folds)
+
+
 def test_indexed_mean_counts_each_index_once():
     m, n = IndexedMean(), IndexedMean("count")
     for metric in (m, n):
         metric.update(torch.tensor([0, 1, 2]), torch.tensor([1.0, 0.0, 1.0]))
         metric.update(torch.tensor([2, 0]), torch.tensor([1.0, 1.0]))  # padding duplicates
     assert float(m.compute()) == pytest.approx(2 / 3) and float(n.compute()) == 3
+    assert m.per_example() == ([0, 1, 2], [1.0, 0.0, 1.0])  # the paired outcomes behind the mean
 
 
 def test_merge_predictions_drops_duplicates_and_sorts():
@@ -243,10 +269,17 @@ def test_ddp_two_processes_match_one_process(tiny_dir, pairs_file, tmp_path):
     for layer in a.layers:
         torch.testing.assert_close(a.vectors[layer], b.vectors[layer], atol=1e-5, rtol=0)
     _lightning("test", "--config", str(ddp), cwd=tmp_path)
-    got = json.loads(two.with_name("two.test.json").read_text())["metrics"]
+    record = json.loads(two.with_name("two.test.json").read_text())
+    got = record["metrics"]
     assert got["test/n_examples"] == 5
     for key, value in ref.items():
         assert got[key] == pytest.approx(value, abs=1e-5), key
+    # the per-question outcomes (for paired tests) are gathered from both ranks, each question once
+    single = json.loads(one.with_name("one.test.json").read_text())["per_example"]
+    assert sorted(record["per_example"]) == sorted(single)
+    for name, per in record["per_example"].items():
+        assert per["index"] == single[name]["index"] == list(range(5)), name
+        assert per["value"] == pytest.approx(single[name]["value"], abs=1e-5), name
     # random_k: each example's draw is seeded by its dataset index, so the ranks' batching does not change it
     rk_one, rk_two = tmp_path / "rk_one.safetensors", tmp_path / "rk_two.safetensors"
     random_k = ["--model.init_args.method=random_k", "--model.init_args.grains.top_k=1"]

@@ -98,32 +98,3 @@ def test_every_steering_experiment_type_checks(path, subcommand, capsys):
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].startswith("steering.")
-
-
-def test_reproduce_end_to_end_on_a_tiny_model(tmp_path, monkeypatch):
-    """predict (2 methods) → dev sweep → test → results table; ``--collect`` rebuilds the same rows."""
-    from steering.reproduce import collect, main
-    from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
-
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    folder, pairs = save_tiny_lm(tmp_path / "m"), write_tiny_pairs(tmp_path / "p.jsonl", 12)
-    config = {
-        "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                    "default_root_dir": str(tmp_path / "run")},
-        "model": {"class_path": "steering.SteeringModule", "init_args": {
-            "model_path": str(folder), "layers": [0, 1, 2], "extra_top_k": [1],
-            "grains": {"top_k": 2, "ig_steps": 4, "internal_batch_size": 4}}},
-        "data": {"class_path": "steering.SteeringDataModule", "init_args": {
-            "task": "pairs_file", "task_args": {"path": str(pairs)}, "n_steer": 4, "n_dev": 3, "n_test": 5}},
-    }  # fmt: skip
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "out"
-    res = main(["--config", str(path), "--out", str(out), "--methods", "grains", "caa", "--layer-groups", "1-2", "2",
-                "--alphas", "1", "4", "--ks", "2", "1"])  # fmt: skip
-    methods = [r["method"] for r in res["results"]]
-    assert methods == ["base", "grains", "caa"] and all(r["n_test"] == 5 for r in res["results"])
-    assert len(res["sweep"]) == 1 + 2 * 2 * 2 + 1 * 2 * 2  # base + grains (2 k) + caa (k irrelevant: first only)
-    assert (out / "sweep_grains.png").is_file() and (out / "results.md").is_file() and (out / "results.csv").is_file()
-    assert sorted(r["method"] for r in collect([str(out)])) == sorted(methods)

@@ -1,0 +1,56 @@
+"""Paired differences over test questions: a steered method against a reference (the base model, CAA), per metric.
+
+Design decisions:
+- Both sides are per-question outcomes on the same questions in the same order (``SteeringModule`` records them per
+  example); a length or question mismatch is an error, never silently re-aligned.
+- MC2 (a probability mass per question): the mean difference with a paired bootstrap interval
+  (``lmcore.statistics.paired_bootstrap_interval``, questions resampled). Right / wrong outcomes (MC1, binary: every
+  value 0 or 1): the same bootstrap interval of the accuracy difference, plus the exact McNemar test over the
+  discordant questions (``lmcore.statistics.mcnemar_exact``) for its p-value.
+- The verdict is ``lmcore.statistics.verdict``: ``no difference`` whenever the interval covers 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lmcore.statistics import mcnemar_exact, paired_bootstrap_interval, verdict
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``method − reference`` on one metric over ``n`` paired questions."""
+
+    metric: str
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+    p_mcnemar: float | None  # only for right / wrong outcomes
+    verdict: str
+
+    def cell(self) -> str:
+        """``+0.031 [−0.004, +0.066]`` (with ``, McNemar p 0.08`` for right / wrong outcomes)."""
+        text = f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        return text if self.p_mcnemar is None else f"{text}, McNemar p {self.p_mcnemar:.3g}"
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    return all(v in (0.0, 1.0) for v in values)
+
+
+def paired_difference(
+    metric: str, method: Sequence[float], reference: Sequence[float], confidence: float = 0.95,
+    resamples: int = 2000, seed: int = 0,
+) -> Difference:  # fmt: skip
+    """The paired difference ``method − reference`` of per-question ``metric`` values (module docstring)."""
+    if len(method) != len(reference) or not method:
+        raise ValueError(f"{metric}: paired outcomes need the same non-zero number of questions, got {len(method)} "
+                         f"and {len(reference)}")  # fmt: skip
+    interval = paired_bootstrap_interval(method, reference, confidence, resamples, seed)
+    p = None
+    if is_binary(method) and is_binary(reference):
+        p = mcnemar_exact([v == 1.0 for v in method], [v == 1.0 for v in reference]).p_value
+    return Difference(metric, interval.mean, interval.low, interval.high, interval.n, confidence, p, verdict(interval))

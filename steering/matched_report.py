@@ -1,0 +1,276 @@
+"""The matched-KL results: one block per KL budget, every method at its dev-chosen setting, paired differences to
+the base model and to CAA over the test questions, per split seed and pooled, plus the score-free references.
+
+Input records (written by ``steering.reproduce``; this module reads records and computes, it runs no model):
+- per split seed, the frozen dev selection ``{"split_seed", "budgets", "choices": [{budget, method, chosen,
+  min_kl}], "sweeps": {method: rows}}`` (``steering.budget.select_at_budgets``);
+- per split seed, the test records (``<setting>.test.json`` of ``SteeringResultsWriter``, with per-example values)
+  keyed by ``setting_key``; one of them carries the base model's outcomes;
+- per split seed, the score-free references on its test questions (``steering.tasks.references``).
+
+Design decisions:
+- Pooled = questions pooled across split seeds: the split seeds' test folds are disjoint (``steering.data``), and
+  each question is scored by the setting chosen on a dev set disjoint from it, so the pooled outcomes are one paired
+  sample over every tested question. A test-row overlap between seeds is refused rather than pooled.
+- A method with no setting within a budget gets a row saying so (and the smallest dev KL it reached), never a
+  setting beyond the budget.
+- Paired statistics: ``steering.comparisons.paired_difference`` (bootstrap interval, exact McNemar for MC1,
+  ``no difference`` when the interval covers 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from steering.comparisons import Difference, paired_difference
+
+POOLED = "pooled"
+STAT_METRICS = ("mc1", "mc2")  # TruthfulQA; another task's own targets otherwise
+REFERENCE_METHOD = "caa"
+SIDE_METRICS = ("kl", "nll")
+
+
+def setting_key(method: str, k: int | None, layers: Sequence[int], alpha: float) -> str:
+    """File-name stem of one chosen setting: ``grains_k10_L8-11_a4``."""
+    span = f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else f"{layers[0]}"
+    return f"{method}{'' if k is None else f'_k{k}'}_L{span}_a{alpha:g}"
+
+
+def chosen_key(method: str, chosen: Mapping[str, Any], uses_k: bool) -> str:
+    return setting_key(method, chosen["k"] if uses_k else None, chosen["layers"], chosen["alpha"])
+
+
+def chosen_settings(selection: Mapping[str, Any], uses_k: Mapping[str, bool]) -> list[tuple[str, str, dict]]:
+    """The distinct chosen settings of a frozen selection as (key, method, sweep row), sorted by key: the settings
+    the test stage runs, the first of which also scores the base model."""
+    out: dict[str, tuple[str, str, dict]] = {}
+    for c in selection["choices"]:
+        if c["chosen"] is not None:
+            key = chosen_key(c["method"], c["chosen"], uses_k[c["method"]])
+            out.setdefault(key, (key, c["method"], c["chosen"]))
+    return [out[k] for k in sorted(out)]
+
+
+def outcomes(record: Mapping[str, Any], condition: str, metric: str) -> tuple[list[int], list[float]]:
+    """(indices into the test split, values) of ``<condition>/<metric>`` from a test record."""
+    per = (record.get("per_example") or {}).get(f"{condition}/{metric}")
+    if per is None:
+        raise ValueError(f"test record {record.get('vector_path')} has no per-example {condition}/{metric}")
+    return list(per["index"]), list(per["value"])
+
+
+def test_rows(record: Mapping[str, Any]) -> list[int]:
+    return list(((record.get("splits") or {}).get("rows") or {}).get("test") or [])
+
+
+class SeedResults:
+    """The records of one split seed: selection, test records by setting key, base record, references."""
+
+    def __init__(self, selection: Mapping[str, Any], tests: Mapping[str, Mapping[str, Any]], base_key: str,
+                 references: Mapping[str, Mapping[str, float]], uses_k: Mapping[str, bool]) -> None:  # fmt: skip
+        self.seed = selection["split_seed"]
+        self.label = "split" if self.seed is None else str(self.seed)  # the config's own split without split seeds
+        self.selection, self.tests, self.references, self.uses_k = selection, tests, references, uses_k
+        self.base = tests[base_key]
+
+    def choice(self, budget: float, method: str) -> Mapping[str, Any]:
+        return next(c for c in self.selection["choices"] if c["budget"] == budget and c["method"] == method)
+
+    def record(self, budget: float, method: str) -> Mapping[str, Any] | None:
+        c = self.choice(budget, method)["chosen"]
+        return None if c is None else self.tests[chosen_key(method, c, self.uses_k[method])]
+
+    def targets(self) -> list[str]:
+        """The task metrics the base model was scored on (``mc1``, ``mc2``, ``binary`` for TruthfulQA)."""
+        names = [k.split("/", 1)[1] for k in self.base.get("per_example") or {} if k.startswith("base/")]
+        return [n for n in names if n not in SIDE_METRICS]
+
+    def values(self, budget: float, method: str, metric: str) -> list[float] | None:
+        """Per-question test values of ``method`` at ``budget`` (``base``: the unsteered model), aligned with the
+        base record's questions."""
+        if method == "base":
+            return outcomes(self.base, "base", metric)[1]
+        rec = self.record(budget, method)
+        if rec is None:
+            return None
+        index, values = outcomes(rec, "steered", metric)
+        base_index, _ = outcomes(self.base, "base", metric)
+        if index != base_index or test_rows(rec) != test_rows(self.base):
+            raise ValueError(f"split seed {self.seed}: {rec.get('vector_path')} was tested on other questions than "
+                             "the base model; rerun its test stage")  # fmt: skip
+        return values
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values)
+
+
+def _diff_columns(prefix: str, d: Difference | None) -> dict[str, Any]:
+    if d is None:
+        return {f"{prefix}": None, f"{prefix}_low": None, f"{prefix}_high": None, f"{prefix}_p_mcnemar": None,
+                f"{prefix}_verdict": None}  # fmt: skip
+    return {prefix: d.mean, f"{prefix}_low": d.low, f"{prefix}_high": d.high, f"{prefix}_p_mcnemar": d.p_mcnemar,
+            f"{prefix}_verdict": d.verdict, f"{prefix}_cell": d.cell()}  # fmt: skip
+
+
+def check_disjoint(seeds: Sequence[SeedResults]) -> None:
+    seen: dict[int, int] = {}
+    for s in seeds:
+        for row in test_rows(s.base):
+            if row in seen:
+                raise ValueError(f"test row {row} is in the test split of split seeds {seen[row]} and {s.seed}: "
+                                 "questions can only be pooled across disjoint test folds")  # fmt: skip
+            seen[row] = s.seed
+
+
+def stat_metrics(targets: Sequence[str]) -> list[str]:
+    """The metrics with paired statistics: MC1 and MC2 where the task has them, else all its targets."""
+    return [m for m in STAT_METRICS if m in targets] or list(targets)
+
+
+def result_rows(
+    seeds: Sequence[SeedResults], budgets: Sequence[float], methods: Sequence[str], confidence: float = 0.95,
+    resamples: int = 2000,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per (budget, method incl. ``base``, split seed or ``pooled``), with the paired differences."""
+    if len(seeds) > 1:
+        check_disjoint(seeds)
+    targets = seeds[0].targets()
+    rows = []
+    for budget in budgets:
+        for method in ["base", *methods]:
+            groups = [(s.label, [s]) for s in seeds] + ([(POOLED, list(seeds))] if len(seeds) > 1 else [])
+            for label, group in groups:
+                rows.append(_row(group, label, budget, method, methods, targets, confidence, resamples))
+    return rows
+
+
+def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, methods: Sequence[str],
+         targets: Sequence[str], confidence: float, resamples: int) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {"budget": budget, "method": method, "split_seed": label}
+    choices = [None if method == "base" else s.choice(budget, method) for s in group]
+    if method != "base":
+        chosen = [c["chosen"] for c in choices]
+        if any(c is None for c in chosen):
+            missing = [s.seed for s, c in zip(group, chosen) if c is None]
+            kls = [c["min_kl"] for c in choices if c["chosen"] is None and c["min_kl"] is not None]
+            row["note"] = (f"no setting within the budget on dev (split seeds {missing}; smallest dev KL "
+                           f"{min(kls):.4g})" if kls else f"no setting (split seeds {missing})")  # fmt: skip
+            return row
+        row["setting"] = "; ".join(
+            chosen_key(method, c, s.uses_k[method]).removeprefix(method + "_") for s, c in zip(group, chosen)
+        )
+        row["dev_value"] = _mean([c["value"] for c in chosen])
+        row["dev_kl"] = _mean([c["kl"] for c in chosen]) if all(c.get("kl") is not None for c in chosen) else None
+        recs = [s.record(budget, method) for s in group]
+        cond = "steered"
+    else:
+        recs, cond = [s.base for s in group], "base"
+        row["dev_value"] = _mean([s.selection["sweeps"][methods[0]][0]["value"] for s in group]) if methods else None
+    row["n_test"] = sum(len(outcomes(r, cond, targets[0])[0]) for r in recs)
+    for name, key in (*((t, f"{cond}/{t}") for t in targets), ("kl", "steered/kl"), ("nll", f"{cond}/nll")):
+        have = all(key in (r.get("per_example") or {}) for r in recs) and (name != "kl" or cond == "steered")
+        row[name] = _mean([v for r in recs for v in outcomes(r, *key.split("/"))[1]]) if have else None
+    row["ppl"] = None if row["nll"] is None else math.exp(row["nll"])
+    for metric in stat_metrics(targets):
+        mine = _pooled(group, budget, method, metric)
+        for ref, prefix in (("base", f"d_{metric}_base"), (REFERENCE_METHOD, f"d_{metric}_caa")):
+            other = None if ref == method or (ref == REFERENCE_METHOD and ref not in methods) else _pooled(
+                group, budget, ref, metric)  # fmt: skip
+            d = None if mine is None or other is None else paired_difference(metric, mine, other, confidence,
+                                                                               resamples)  # fmt: skip
+            row.update(_diff_columns(prefix, d))
+    return row
+
+
+def _pooled(group: Sequence[SeedResults], budget: float, method: str, metric: str) -> list[float] | None:
+    out: list[float] = []
+    for s in group:
+        values = s.values(budget, method, metric)
+        if values is None:
+            return None
+        out += values
+    return out
+
+
+def reference_rows(seeds: Sequence[SeedResults]) -> list[dict[str, Any]]:
+    """Score-free reference metrics per split seed and pooled (question-weighted)."""
+    rows = []
+    for s in seeds:
+        for name, metrics in s.references.items():
+            rows.append({"reference": name, "split_seed": s.label, "n_test": metrics["n"],
+                         **{k: v for k, v in metrics.items() if k != "n"}})  # fmt: skip
+    if len(seeds) > 1:
+        for name in seeds[0].references:
+            per = [s.references[name] for s in seeds]
+            n = sum(p["n"] for p in per)
+            keys = [k for k in per[0] if k != "n"]
+            rows.append({"reference": name, "split_seed": POOLED, "n_test": n,
+                         **{k: sum(p[k] * p["n"] for p in per) / n for k in keys}})  # fmt: skip
+    return rows
+
+
+def csv_columns(targets: Sequence[str]) -> list[str]:
+    diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in ("base", "caa")
+             for x in ("", "_low", "_high", "_p_mcnemar", "_verdict")]  # fmt: skip
+    return ["budget", "method", "split_seed", "setting", "dev_value", "dev_kl", "n_test", *targets, "kl", "ppl",
+            *diffs, "note"]  # fmt: skip
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
+    return str(v)
+
+
+def results_csv(rows: Sequence[Mapping[str, Any]], targets: Sequence[str]) -> str:
+    columns = csv_columns(targets)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows([[_fmt(r.get(c)) for c in columns] for r in rows])
+    return buf.getvalue()
+
+
+def _budget_title(budget: float) -> str:
+    return "no KL budget" if budget == float("inf") else f"dev KL(base ‖ steered) ≤ {budget:g} nats"
+
+
+def results_markdown(
+    rows: Sequence[Mapping[str, Any]], references: Sequence[Mapping[str, Any]], targets: Sequence[str], target: str,
+    seeds_label: str, header: Sequence[str] = (), confidence: float = 0.95,
+) -> str:  # fmt: skip
+    """Markdown: the header lines, the score-free references, then one table per budget (rows with ``split_seed``
+    ``seeds_label``: ``pooled`` or one seed)."""
+    lines = [*header, ""]
+    refs = [r for r in references if r["split_seed"] == seeds_label]
+    if refs:
+        cells = [f"{r['reference']}: " + ", ".join(f"{t} {r[t]:.3f}" for t in targets if t in r) for r in refs]
+        lines += ["Score-free references on the same test questions (no model): " + "; ".join(cells), ""]
+    stats = stat_metrics(targets)
+    cols = ["method", "setting (per split seed)", f"dev {target}", "dev KL", "test KL", "test ppl", *targets]
+    for ref in ("base", "CAA"):
+        for m in stats:
+            cols += [f"{m} − {ref} [{confidence:.0%} CI]", "verdict"]
+    for budget in dict.fromkeys(r["budget"] for r in rows):
+        block = [r for r in rows if r["budget"] == budget and r["split_seed"] == seeds_label]
+        lines += [f"### {_budget_title(budget)}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in block:
+            if r.get("note"):
+                lines.append(f"| {r['method']} | {r['note']} |" + " |" * (len(cols) - 2))
+                continue
+            cells = [r["method"], r.get("setting", ""), _fmt(r.get("dev_value")), _fmt(r.get("dev_kl")),
+                     _fmt(r.get("kl")), _fmt(r.get("ppl")), *(_fmt(r.get(t)) for t in targets)]  # fmt: skip
+            for ref in ("base", "caa"):
+                for m in stats:
+                    cells += [r.get(f"d_{m}_{ref}_cell", ""), r.get(f"d_{m}_{ref}_verdict") or ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""The matched-KL report from records alone (steering.matched_report): pooling, missing settings, refusals."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from steering.comparisons import paired_difference
+from steering.matched_report import SeedResults, chosen_settings, result_rows, results_csv, results_markdown
+
+USES_K = {"grains": True, "caa": False}
+
+
+def _sweep_row(method: str, alpha: float, kl: float, value: float) -> dict:
+    return {"method": method, "k": 10 if USES_K[method] else None, "layers": [8, 9], "alpha": alpha,
+            "target": "mc2", "value": value, "kl": kl}  # fmt: skip
+
+
+def _record(rows: list[int], cond: str, rng: random.Random, p_right: float) -> dict:
+    n = len(rows)
+    per = {f"{cond}/mc1": [float(rng.random() < p_right) for _ in range(n)],
+           f"{cond}/mc2": [rng.random() for _ in range(n)], f"{cond}/nll": [3.0] * n}  # fmt: skip
+    if cond == "steered":
+        per["steered/kl"] = [rng.random() / 10 for _ in range(n)]
+    return {"per_example": {k: {"index": list(range(n)), "value": v} for k, v in per.items()},
+            "metrics": {f"test/{k}": sum(v) / n for k, v in per.items()}, "splits": {"rows": {"test": rows}},
+            "vector_path": f"{cond}.safetensors"}  # fmt: skip
+
+
+def _seed(seed: int, test_rows: list[int], grains_fits_small_budget: bool) -> SeedResults:
+    rng = random.Random(seed)
+    base_row = {"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": "mc2", "value": 0.4, "kl": None}
+    sweeps = {
+        "grains": [base_row, _sweep_row("grains", 2.0, 0.01 if grains_fits_small_budget else 0.08, 0.45),
+                   _sweep_row("grains", 4.0, 0.09, 0.5)],
+        "caa": [base_row, _sweep_row("caa", 2.0, 0.02, 0.47), _sweep_row("caa", 8.0, 0.2, 0.6)],
+    }  # fmt: skip
+    from steering.budget import select_at_budgets
+
+    selection = {"split_seed": seed, "budgets": [0.05, 0.1], "target": "mc2",
+                 "choices": select_at_budgets(sweeps, [0.05, 0.1]), "sweeps": sweeps}  # fmt: skip
+    settings = chosen_settings(selection, USES_K)
+    tests = {key: _record(test_rows, "steered", rng, 0.5) for key, _, _ in settings}
+    tests[settings[0][0]]["per_example"].update(_record(test_rows, "base", rng, 0.3)["per_example"])
+    refs = {"constant": {"mc1": 0.0, "mc2": 0.3, "n": len(test_rows)}}
+    return SeedResults(selection, tests, settings[0][0], refs, USES_K)
+
+
+def test_pooled_rows_pool_the_questions_of_disjoint_folds():
+    seeds = [_seed(0, list(range(0, 20)), True), _seed(1, list(range(20, 45)), False)]
+    rows = result_rows(seeds, [0.05, 0.1], ["grains", "caa"], resamples=300)
+    assert len(rows) == 2 * 3 * 3  # budgets × (base + 2 methods) × (2 seeds + pooled)
+    pooled = {(r["budget"], r["method"]): r for r in rows if r["split_seed"] == "pooled"}
+    assert pooled[(0.1, "base")]["n_test"] == 45
+    r = pooled[(0.1, "grains")]
+    mine = seeds[0].values(0.1, "grains", "mc1") + seeds[1].values(0.1, "grains", "mc1")
+    base = seeds[0].values(0.1, "base", "mc1") + seeds[1].values(0.1, "base", "mc1")
+    d = paired_difference("mc1", mine, base, resamples=300)
+    assert (r["d_mc1_base"], r["d_mc1_base_low"], r["d_mc1_base_high"]) == (d.mean, d.low, d.high)
+    assert r["d_mc1_base_p_mcnemar"] == d.p_mcnemar and r["d_mc1_base_verdict"] == d.verdict
+    assert r["setting"] == "k10_L8-9_a4; k10_L8-9_a4"
+    # seed 1 has no GrAInS setting within 0.05: its row and the pooled row say so, seed 0's row does not
+    small = {r["split_seed"]: r for r in rows if r["budget"] == 0.05 and r["method"] == "grains"}
+    assert "no setting within the budget" in small["1"]["note"] and "0.08" in small["1"]["note"]
+    assert "no setting within the budget" in small["pooled"]["note"] and not small["0"].get("note")
+    assert all(r["dev_kl"] <= r["budget"] for r in rows if r.get("dev_kl") is not None)
+    md = results_markdown(rows, [], ["mc1", "mc2"], "mc2", "pooled")
+    assert md.count("### dev KL") == 2 and md.count("| grains |") == 2
+    assert results_csv(rows, ["mc1", "mc2"]).count("\n") == len(rows) + 1
+
+
+def test_overlapping_test_folds_are_not_pooled():
+    seeds = [_seed(0, list(range(0, 20)), True), _seed(1, list(range(19, 44)), True)]
+    with pytest.raises(ValueError, match="test row 19 is in the test split of split seeds 0 and 1"):
+        result_rows(seeds, [0.1], ["grains", "caa"], resamples=10)
+
+
+def test_a_record_tested_on_other_questions_than_the_base_is_refused():
+    seed = _seed(0, list(range(20)), True)
+    for rec in seed.tests.values():
+        if rec is not seed.base:
+            rec["splits"] = {"rows": {"test": list(range(1, 21))}}
+    with pytest.raises(ValueError, match="was tested on other questions than the base model"):
+        result_rows([seed], [0.1], ["grains", "caa"], resamples=10)
