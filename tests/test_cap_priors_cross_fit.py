@@ -10,7 +10,7 @@ from cap_lightning.priors.hybrid import fuse_priors
 TEXTS = ["a good movie", "a bad film", "great fun", "awful and boring", "fine work", "not good at all",
          "a good movie", "loved it", "dull", "so so plot twist"]  # fmt: skip
 LABELS = [1, 0, 1, 0, 1, 0, 1, 1, 0, 0]
-HELD_OUT = ["an unseen good film", "boring"]
+HELD_OUT = ["an unseen good film", "boring", ""]
 CPU = torch.device("cpu")
 CLASSES = {"IGPrior": (IGPrior, {"steps": 2}), "LIMEPrior": (LIMEPrior, {"n_samples": 8})}
 
@@ -54,9 +54,9 @@ def test_each_training_text_is_scored_on_a_reference_that_never_saw_it(prior_cla
     assert len(seen) == 3  # K fine-tunes from model_path
     for trained_on in seen.values():  # reference i trains on every fold but i: 2/3 of the distinct texts
         assert 0 < len(set(trained_on)) < len(set(TEXTS))
-    out = prior(TEXTS + HELD_OUT, LABELS + [1, 0])
+    out = prior(TEXTS + HELD_OUT, LABELS + [1, 0, 1])
     assert [len(p) for p in out] == [len(t.split()) for t in TEXTS + HELD_OUT]
-    assert all(p.min() >= 0 and p.max() <= 1 for p in out)
+    assert all(((p >= 0) & (p <= 1)).all() for p in out)
     by_model: dict[str, set[int]] = {}
     for model, texts in scored:
         for text in texts:
@@ -75,8 +75,8 @@ def test_a_held_out_text_gets_the_mean_of_the_k_references(prior_class, tiny_mod
     prior = _prior(prior_class, tiny_model_dir, cross_fit_folds=2)
     prior.prepare(TEXTS, LABELS, 2, CPU)
     refs = prior.references
-    per_reference = [prior.reference_scores(model, HELD_OUT, [1, 0]) for model in refs.models]
-    for a, b in zip(prior(HELD_OUT, [1, 0]), fuse_priors(per_reference, agg="mean"), strict=True):
+    per_reference = [prior.reference_scores(model, HELD_OUT, [1, 0, 1]) for model in refs.models]
+    for a, b in zip(prior(HELD_OUT, [1, 0, 1]), fuse_priors(per_reference, agg="mean"), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # a training text in a batch of others gets what its fold's reference gives it alone
     alone = prior.reference_scores(refs.models[refs.fold_of[TEXTS[3]]], TEXTS[3:4], LABELS[3:4])[0]
@@ -90,13 +90,13 @@ def test_a_cached_cross_fit_equals_a_recompute(prior_class, tiny_model_dir, tmp_
     refs = tmp_path / "refs"
     first = _prior(prior_class, tiny_model_dir, cross_fit_folds=3, reference_cache_dir=str(refs))
     first.prepare(TEXTS, LABELS, 2, CPU)
-    expected = first(TEXTS + HELD_OUT, LABELS + [1, 0])
+    expected = first(TEXTS + HELD_OUT, LABELS + [1, 0, 1])
     assert len(list(refs.glob("*.safetensors"))) == 3
     monkeypatch.setattr(reference, "_LAST_REFERENCE", [])
     monkeypatch.setattr(cross_fit, "_LAST_CROSS_FIT", [])
     uncached = _prior(prior_class, tiny_model_dir, cross_fit_folds=3)
     uncached.prepare(TEXTS, LABELS, 2, CPU)
-    recomputed = uncached(TEXTS + HELD_OUT, LABELS + [1, 0])
+    recomputed = uncached(TEXTS + HELD_OUT, LABELS + [1, 0, 1])
     monkeypatch.setattr(reference, "_LAST_REFERENCE", [])
     monkeypatch.setattr(cross_fit, "_LAST_CROSS_FIT", [])
 
@@ -106,7 +106,7 @@ def test_a_cached_cross_fit_equals_a_recompute(prior_class, tiny_model_dir, tmp_
     monkeypatch.setattr(reference, "fine_tune", no_fine_tune)
     again = _prior(prior_class, tiny_model_dir, cross_fit_folds=3, reference_cache_dir=str(refs))
     again.prepare(TEXTS, LABELS, 2, CPU)
-    for a, b, c in zip(again(TEXTS + HELD_OUT, LABELS + [1, 0]), expected, recomputed, strict=True):
+    for a, b, c in zip(again(TEXTS + HELD_OUT, LABELS + [1, 0, 1]), expected, recomputed, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(a, c, rtol=0, atol=0)
     assert first.cache_key() == again.cache_key() == uncached.cache_key()  # the reference cache is a runtime knob
