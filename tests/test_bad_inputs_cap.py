@@ -274,6 +274,21 @@ CASES: dict[str, Case] = {
         ValueError,
         r"without a trained classification head",
     ),
+    "one cross-fitting fold": (
+        lambda d, m, t: _lime(model_path=str(m), fine_tune_epochs=1, cross_fit_folds=1),
+        ValueError,
+        r"cross_fit_folds=1 leaves the reference no text to fine-tune on .*use null",
+    ),
+    "cross-fitting a reference that is not fine-tuned": (
+        lambda d, m, t: _ig(model_path=str(m), cross_fit_folds=5),
+        ValueError,
+        r"cross_fit_folds=5 needs fine_tune_epochs >= 1 .*got fine_tune_epochs=0",
+    ),
+    "more cross-fitting folds than training texts": (
+        lambda d, m, t: _prepare(_ig(model_path=str(m), fine_tune_epochs=1, cross_fit_folds=3)),
+        ValueError,
+        r"cross_fit_folds=3 needs at least 3 distinct training texts \(one per fold\), got 2",
+    ),
     "prior cache chunk_size 0": (
         lambda d, m, t: __import__("cap_lightning.priors.callback", fromlist=["x"]).PriorCacheCallback(
             _ig(model_path=str(m)), chunk_size=0

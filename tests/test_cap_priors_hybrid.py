@@ -32,6 +32,9 @@ def test_fuse_mean_max_and_padding():
         fuse_priors([a, [torch.ones(3), torch.ones(3)]])
     with pytest.raises(ValueError, match="agg"):
         fuse_priors([a], "median")
+    for agg in ("mean", "max", "rank_mean"):  # texts without words, alone or beside others
+        assert [len(x) for x in fuse_priors([[torch.zeros(0)], [torch.zeros(0)]], agg)] == [0]
+        assert [len(x) for x in fuse_priors([[torch.zeros(0), a[1]], [torch.zeros(0), b[1]]], agg)] == [0, 2]
 
 
 def test_lime_prior_and_hybrid_prior(tiny_model_dir, teacher_dir, tmp_path):

@@ -86,6 +86,8 @@ def fuse_priors(
         if [len(r) for r in rows] != lengths:
             raise ValueError(f"source {k} has word counts {[len(r) for r in rows]}, source 0 has {lengths}")
     width = max(lengths, default=0)
+    if width == 0:  # no text has a word: nothing to fuse (a max over no words is undefined)
+        return [torch.zeros(0) for _ in lengths]
     padded = torch.zeros(len(per_source), len(lengths), width)
     for k, rows in enumerate(per_source):
         for i, row in enumerate(rows):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from cap_lightning.priors.base import normalise_word_scores
-from cap_lightning.priors.reference import ReferencePrior
+from cap_lightning.priors.reference import ReferencePrior, check_cross_fit
 from cap_lightning.tokens import batch_word_index, split_words, tokens_to_words
 from lmcore.choices import check_choice
 
@@ -39,9 +39,12 @@ class IGPrior(ReferencePrior):
         fine_tune_epochs: if > 0, first fine-tune the reference with CE on the training split for this many epochs
             (the docs/cap.md reference SLM in one command; use 0 with a trained checkpoint).
         fine_tune_lr: learning rate of that fine-tune.
-        seed: seeds that fine-tune.
+        seed: seeds that fine-tune (and the cross-fitting folds).
         reference_cache_dir: folder where the fine-tuned reference is kept by its key (None: not kept), so a
             resumed or repeated extraction loads it instead of fine-tuning again.
+        cross_fit_folds: None: one reference for every text. K >= 2 (needs ``fine_tune_epochs >= 1``): the training
+            texts are split into K seeded, label-stratified folds and each is scored on a reference fine-tuned on
+            the other folds only (K fine-tunes); other texts get the mean of the K references' priors.
     """
 
     runtime_args = ("internal_batch_size", "batch_size", "reference_cache_dir")
@@ -59,6 +62,7 @@ class IGPrior(ReferencePrior):
         fine_tune_lr: float = 5e-5,
         seed: int = 0,
         reference_cache_dir: str | None = "cache/references",
+        cross_fit_folds: int | None = None,
     ) -> None:
         check_choice("baseline", baseline, IGBaseline)
         for name, value in (("steps", steps), ("internal_batch_size", internal_batch_size), ("batch_size", batch_size)):
@@ -66,10 +70,12 @@ class IGPrior(ReferencePrior):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if fine_tune_epochs < 0:
             raise ValueError(f"fine_tune_epochs must be >= 0, got {fine_tune_epochs}")
+        check_cross_fit(cross_fit_folds, fine_tune_epochs)
         self.model_path, self.steps, self.internal_batch_size = str(model_path), steps, internal_batch_size
         self.baseline, self.batch_size, self.max_length = baseline, batch_size, max_length
         self.reference_cache_dir = reference_cache_dir
         self.fine_tune_epochs, self.fine_tune_lr, self.seed = fine_tune_epochs, fine_tune_lr, seed
+        self.cross_fit_folds = cross_fit_folds
         self.convergence_deltas: list[float] = []
 
     def prepare(self, texts, labels, num_labels, device, label_names=None) -> None:
@@ -80,18 +86,16 @@ class IGPrior(ReferencePrior):
                 f"IGPrior baseline {self.baseline!r}: the tokenizer of {self.model_path!r} has no such token"
             )
 
-    def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
-        if self.model is None:
-            raise RuntimeError("IGPrior.prepare(...) must run before computing priors")
+    def reference_scores(self, model, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
         out: list[Tensor] = []
         for i in range(0, len(texts), self.batch_size):
-            out.extend(self._batch(texts[i : i + self.batch_size], labels[i : i + self.batch_size]))
+            out.extend(self._batch(model, texts[i : i + self.batch_size], labels[i : i + self.batch_size]))
         return out
 
-    def _batch(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
+    def _batch(self, model, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
         from captum.attr import LayerIntegratedGradients
 
-        model, tok = self.model, self.tokenizer
+        tok = self.tokenizer
         device = next(model.parameters()).device
         enc, word_index = batch_word_index(tok, texts, self.max_length)
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)

@@ -2,7 +2,9 @@
 
 docs/cap.md §1.3: the IG and LIME priors come from a reference SLM of the student's architecture, fine-tuned with
 cross-entropy only on the same training split (the same few-shot subset in few-shot runs). ``fine_tune`` is the
-plain loop that produces it when no checkpoint is given; it is deterministic for a seed.
+plain loop that produces it when no checkpoint is given; it is deterministic for a seed. With
+``cross_fit_folds = K`` a ``ReferencePrior`` fine-tunes K references instead, each on all folds of the split but one
+(``cross_fit.py``, folds from ``folds.py``), so no training text is scored on a reference trained on it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from cap_lightning.classifier import inspect_classifier, load_trained_classifier, weights_sha256
 from cap_lightning.priors.base import AttributionPrior
+from cap_lightning.priors.cross_fit import CrossFitReferences, prepare_cross_fit
+from cap_lightning.priors.folds import check_folds
 from lmcore.locks import entry_lock
 
 
@@ -34,6 +41,28 @@ def load_reference(model_path: str, num_labels: int):
         model, tokenizer = load_trained_classifier(info)
         return model, tokenizer
     return load_classifier(model_path, num_labels), load_tokenizer(model_path)
+
+
+def reference_key(
+    model_path: str,
+    num_labels: int,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    device: torch.device,
+    fine_tune_epochs: int,
+    fine_tune_lr: float,
+    max_length: int,
+    seed: int,
+) -> str:
+    """The key of a prepared reference: its weights' digest, the rows it is fine-tuned on and the recipe."""
+    from lmcore.models import resolve_model_path
+
+    path = str(model_path)
+    local = Path(resolve_model_path(path)) if not path.endswith(".ckpt") else Path(path)
+    return hashlib.sha256(
+        json.dumps([path, weights_sha256(local), num_labels, list(texts), [int(y) for y in labels], str(device),
+                    fine_tune_epochs, fine_tune_lr, max_length, seed]).encode()
+    ).hexdigest()  # fmt: skip
 
 
 def prepare_reference(
@@ -58,11 +87,7 @@ def prepare_reference(
     from lmcore.models import resolve_model_path
 
     path = str(model_path)
-    local = Path(resolve_model_path(path)) if not path.endswith(".ckpt") else Path(path)
-    key = hashlib.sha256(
-        json.dumps([path, weights_sha256(local), num_labels, list(texts), [int(y) for y in labels], str(device),
-                    fine_tune_epochs, fine_tune_lr, max_length, seed]).encode()
-    ).hexdigest()  # fmt: skip
+    key = reference_key(path, num_labels, texts, labels, device, fine_tune_epochs, fine_tune_lr, max_length, seed)
     if _LAST_REFERENCE and _LAST_REFERENCE[0] == key:  # e.g. the IG and LIME sources of one CAP Hybrid
         return _LAST_REFERENCE[1], _LAST_REFERENCE[2]
     if not path.endswith(".ckpt"):
@@ -159,11 +184,32 @@ def fine_tune(
     model.eval()
 
 
+def check_cross_fit(cross_fit_folds: int | None, fine_tune_epochs: int) -> None:
+    """``cross_fit_folds``: null, or an integer >= 2 with ``fine_tune_epochs >= 1`` (a reference that is never
+    fine-tuned is the same model for every fold: there would be nothing to cross-fit)."""
+    if cross_fit_folds is None:
+        return
+    check_folds(cross_fit_folds)
+    if fine_tune_epochs < 1:
+        raise ValueError(
+            f"cross_fit_folds={cross_fit_folds} needs fine_tune_epochs >= 1 (each fold's reference is fine-tuned "
+            f"from model_path on the other folds), got fine_tune_epochs={fine_tune_epochs}: a checkpoint used as "
+            "given is one model for every fold, so nothing would be cross-fitted; set fine_tune_epochs or drop "
+            "cross_fit_folds"
+        )
+
+
 class ReferencePrior(AttributionPrior):
     """A prior computed on a reference classifier (IG, LIME): ``prepare`` loads it once — a ``.ckpt``, a trained HF
     folder, or a CE-only copy fine-tuned on the training split (:func:`prepare_reference`) — and ``release`` frees
-    it. Subclasses keep ``model_path``, ``fine_tune_epochs``, ``fine_tune_lr``, ``max_length`` and ``seed`` as
-    attributes (their init arguments)."""
+    it. With ``cross_fit_folds = K``, ``prepare`` fine-tunes K references instead, reference i on every fold but i
+    (``cross_fit.py``), and each text is scored on one that was not trained on it. Subclasses keep ``model_path``,
+    ``fine_tune_epochs``, ``fine_tune_lr``, ``max_length``, ``seed``, ``reference_cache_dir`` and
+    ``cross_fit_folds`` as attributes (their init arguments), check the last with :func:`check_cross_fit`, and
+    compute a prior on one given reference in :meth:`reference_scores`."""
+
+    #: left out of ``config()`` while null, so the cache keys of configs without it stay as they were
+    conditional_args = ("cross_fit_folds",)
 
     model_path: str
     fine_tune_epochs: int
@@ -171,8 +217,16 @@ class ReferencePrior(AttributionPrior):
     max_length: int
     seed: int
     reference_cache_dir: str | None = None
+    cross_fit_folds: int | None = None
     model = None
     tokenizer = None
+    references: CrossFitReferences | None = None
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        if config.get("cross_fit_folds") is None:
+            config.pop("cross_fit_folds", None)
+        return config
 
     def prepare(
         self,
@@ -182,12 +236,31 @@ class ReferencePrior(AttributionPrior):
         device: torch.device,
         label_names: Sequence[str] | None = None,
     ) -> None:
-        if self.model is None:
+        if self.cross_fit_folds is not None:
+            if self.references is None:
+                self.references = prepare_cross_fit(
+                    self.model_path, num_labels, texts, labels, device, self.cross_fit_folds, self.fine_tune_epochs,
+                    self.fine_tune_lr, self.max_length, self.seed, self.reference_cache_dir,
+                )  # fmt: skip
+                self.tokenizer = self.references.tokenizer
+        elif self.model is None:
             self.model, self.tokenizer = prepare_reference(
                 self.model_path, num_labels, texts, labels, device, self.fine_tune_epochs, self.fine_tune_lr,
                 self.max_length, self.seed, self.reference_cache_dir,
             )  # fmt: skip
 
+    @abstractmethod
+    def reference_scores(self, model, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
+        """The prior of ``texts`` computed on the reference ``model`` (with ``self.tokenizer``)."""
+
+    def __call__(self, texts: Sequence[str], labels: Sequence[int]) -> list[Tensor]:
+        if self.tokenizer is None:
+            raise RuntimeError(f"{type(self).__name__}.prepare(...) must run before computing priors")
+        if self.references is not None:
+            return self.references.scores(self.reference_scores, texts, labels)
+        return self.reference_scores(self.model, texts, labels)
+
     def release(self) -> None:
         self.model = None
         self.tokenizer = None
+        self.references = None
