@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from lmcore.quadrature import QUADRATURES
-from steering import EmbeddedTriple, contrastive_ig_embeds, encode_pair, find_decoder_layers, replacement_embedding
+from steering import EmbeddedTriple, contrastive_ig_embeds, encode_pair, replacement_embedding
 from steering.occlusion import contrastive_occlusion_embeds
 from tests.linear_lm import LinearLM
-from tests.tiny_lm import FAMILIES, tiny_causal_lm, tiny_lm_tokenizer, tiny_pairs
+from tests.tiny_lm import FAMILIES, rows_through_layer0, tiny_causal_lm, tiny_lm_tokenizer, tiny_pairs
 
 PAIRS = tiny_pairs()
 
@@ -133,26 +133,15 @@ def test_swapping_preferred_and_dispreferred_negates_the_scores(model_tok):
     torch.testing.assert_close(b.scores, -a.scores, atol=2e-5, rtol=1e-4)
 
 
-def _rows_through_layer0(model, fn) -> int:
-    rows = []
-    handle = find_decoder_layers(model)[0].register_forward_hook(lambda m, a, o: rows.append(
-        (o if isinstance(o, torch.Tensor) else o[0]).shape[0]))  # fmt: skip
-    try:
-        fn()
-    finally:
-        handle.remove()
-    return sum(rows)
-
-
 def test_one_packed_no_grad_row_per_scored_position_plus_the_clean_one(model_tok):
     """Cost: 1 + |positions| packed forwards, no backward (IG: ig_steps forward + backward rows, + 2 for F(x), F(0))."""
     model, tok = model_tok
     t = _triples(model, tok)[0]
     positions = torch.arange(1, len(t.input_embeds) - 1)
-    n_rows = _rows_through_layer0(model, lambda: contrastive_occlusion_embeds(model, [t], positions=[positions],
+    n_rows = rows_through_layer0(model, lambda: contrastive_occlusion_embeds(model, [t], positions=[positions],
                                                                                internal_batch_size=4))  # fmt: skip
     assert n_rows == 1 + len(positions)
-    assert _rows_through_layer0(model, lambda: contrastive_ig_embeds(model, [t], n_steps=20)) == 20 + 2
+    assert rows_through_layer0(model, lambda: contrastive_ig_embeds(model, [t], n_steps=20)) == 20 + 2
 
 
 def test_bad_arguments_are_named(model_tok):

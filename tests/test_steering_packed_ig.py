@@ -9,23 +9,11 @@ from functools import partial
 import pytest
 import torch
 
-from steering import ContrastivePair, GrainsConfig, contrastive_ig, encode_pair, extract_deltas, find_decoder_layers
+from steering import ContrastivePair, GrainsConfig, contrastive_ig, encode_pair, extract_deltas
 from steering.attribution import EmbeddedTriple, packs_exactly
-from tests.tiny_lm import FAMILIES, tiny_causal_lm, tiny_pairs
+from tests.tiny_lm import FAMILIES, rows_through_layer0, tiny_causal_lm, tiny_pairs
 
 PAIRS = [*tiny_pairs(), ContrastivePair("q is fire cold a", " no it is hot", " yes")]
-
-
-def _rows_through_layer0(model, fn) -> int:
-    """Sequence rows that reached decoder layer 0 while ``fn`` ran (forwards only)."""
-    rows = []
-    handle = find_decoder_layers(model)[0].register_forward_hook(lambda m, a, o: rows.append(
-        (o if isinstance(o, torch.Tensor) else o[0]).shape[0]))  # fmt: skip
-    try:
-        fn()
-    finally:
-        handle.remove()
-    return sum(rows)
 
 
 def _assert_same_ig(model, tok, pairs, **kw) -> None:
@@ -60,7 +48,7 @@ def test_packed_ig_runs_one_row_per_step_and_the_padded_path_two(model_tok):
     x, y_pos, y_neg = encode_pair(tok, PAIRS[0])
     for packed, completeness, rows in ((True, False, 5), (True, True, 5 + 2), (False, False, 10), (False, True, 14)):
         run = partial(contrastive_ig, model, x, y_pos, y_neg, n_steps=5, packed=packed, check_completeness=completeness)
-        assert _rows_through_layer0(model, run) == rows
+        assert rows_through_layer0(model, run) == rows
     off = contrastive_ig(model, x, y_pos, y_neg, n_steps=5, check_completeness=False)
     assert off.objective_value is None and off.completeness_error is None
 
@@ -94,7 +82,7 @@ def test_a_sliding_window_shorter_than_the_packed_row_falls_back_to_padded_rows(
     model.config.sliding_window = len(x) + len(y_pos)  # each sequence fits, the packed row x ⊕ y⁺ ⊕ y⁻ does not
     assert not packs_exactly(model, triple)
     kw = dict(n_steps=4, check_completeness=False)
-    assert _rows_through_layer0(model, lambda: contrastive_ig(model, x, y_pos, y_neg, **kw)) == 8  # padded: 2 / step
+    assert rows_through_layer0(model, lambda: contrastive_ig(model, x, y_pos, y_neg, **kw)) == 8  # padded: 2 / step
     model.config.sliding_window = None
     packed = contrastive_ig(model, x, y_pos, y_neg, **kw)
     model.config.sliding_window = len(x) + len(y_pos)

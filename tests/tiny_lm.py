@@ -248,3 +248,18 @@ def write_tiny_pairs(path, n: int = 11):
                      "correct": [good, "i have no comment"], "incorrect": [bad, extra]})  # fmt: skip
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return Path(path)
+
+
+def rows_through_layer0(model, fn) -> int:
+    """Sequence rows that reached decoder layer 0 while ``fn`` ran (forwards only): the cost of a packed or padded
+    call in rows."""
+    from steering.layers import find_decoder_layers
+
+    rows = []
+    handle = find_decoder_layers(model)[0].register_forward_hook(lambda m, a, o: rows.append(
+        (o if isinstance(o, torch.Tensor) else o[0]).shape[0]))  # fmt: skip
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return sum(rows)
