@@ -437,20 +437,23 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
     plans = [DatasetPlan(d, args.methods, args.lambdas, args.tune_seed, args.seeds, args.few_seeds, args.control_of)
              for d in args.datasets]  # fmt: skip
     ce, aligned = rates or (None, None)
-    factor = aligned / ce if ce else 2.0
-    slots, costs = {}, []
+    factor = max(aligned / ce, 1.0) if ce else 2.0
+    slots, costs, kinds = {}, [], []
     for plan in plans:
         steps = steps_per_run(plan.dataset, args)
         planned = plan.planned()
         for run in planned:
             slots[_slot(run)] = len(costs)
             costs.append(steps if run.method == "baseline" else steps * factor)
+            kinds.append("baseline" if run.method == "baseline" else "aligned")
         n_prior = sum(m in PRIOR_METHODS for m in args.methods)
         print(f"[{plan.dataset}] plan: {len(plan.selection)} selection runs (tuning seed {args.tune_seed}, {n_prior} "
               f"prior methods × {len(args.lambdas)} λ) + {len(planned) - len(plan.selection)} reported runs, {steps} "
               "steps each", flush=True)  # fmt: skip
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    eta = Eta(costs, ce)  # wall seconds per unit: a run's seconds over the workers sharing the machine
+    # wall seconds per unit (a run's seconds over the workers sharing the machine), measured per kind: the timed
+    # CE / aligned ratio is only a first guess (a loaded machine skews it)
+    eta = Eta(costs, ce, kinds)
     projected = eta.projected_seconds()
     print(f"projected training time {duration(projected) if projected else 'unknown'} on "
           f"{args.workers} worker(s) × {threads} thread(s) (priors and attacks on top)", flush=True)  # fmt: skip

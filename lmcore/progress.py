@@ -8,6 +8,9 @@
 Design decisions:
 - The rate (seconds per cost unit) starts at the caller's guess and is replaced by the measured rate as soon as a
   job finishes, so the ETA corrects itself; skipped jobs (resumed from disk) count as done and cost no time.
+- Jobs may have ``kinds`` (e.g. ``baseline`` / ``aligned`` training runs) whose real cost ratio the caller can only
+  guess: each kind's remaining jobs use that kind's measured rate once one of its jobs finished, else the rate
+  measured over all kinds, else the guess.
 """
 
 from __future__ import annotations
@@ -33,29 +36,38 @@ class Eta:
         ValueError: a cost is negative, or the guess is not positive.
     """
 
-    def __init__(self, costs: Sequence[float], seconds_per_unit: float | None = None) -> None:
+    def __init__(
+        self, costs: Sequence[float], seconds_per_unit: float | None = None, kinds: Sequence[str] | None = None
+    ) -> None:
         if any(c < 0 for c in costs):
             raise ValueError(f"costs must be >= 0, got {list(costs)}")
         if seconds_per_unit is not None and seconds_per_unit <= 0:
             raise ValueError(f"seconds_per_unit must be > 0, got {seconds_per_unit}")
+        if kinds is not None and len(kinds) != len(costs):
+            raise ValueError(f"kinds must give one kind per job: {len(kinds)} kinds for {len(costs)} jobs")
         self.costs = list(costs)
+        self.kinds = list(kinds) if kinds is not None else [""] * len(self.costs)
         self.guess = seconds_per_unit
         self.done: set[int] = set()
         self.measured_units = 0.0
         self.measured_seconds = 0.0
+        self._by_kind: dict[str, list[float]] = {}  # kind -> [units, seconds]
 
-    def rate(self) -> float | None:
-        """Seconds per cost unit: measured once a timed job finished, else the guess."""
+    def rate(self, kind: str | None = None) -> float | None:
+        """Seconds per cost unit (of ``kind``: its own measurement when it has one): measured once a timed job
+        finished, else the guess."""
+        units, seconds = self._by_kind.get(kind, (0.0, 0.0)) if kind is not None else (0.0, 0.0)
+        if units > 0:
+            return seconds / units
         if self.measured_units > 0:
             return self.measured_seconds / self.measured_units
         return self.guess
 
     def projected_seconds(self) -> float | None:
         """Seconds for every job not done yet (None without a rate)."""
-        rate = self.rate()
-        if rate is None:
+        if self.rate() is None:
             return None
-        return rate * sum(c for i, c in enumerate(self.costs) if i not in self.done)
+        return sum(c * self.rate(k) for i, (c, k) in enumerate(zip(self.costs, self.kinds)) if i not in self.done)
 
     def finish(self, index: int, seconds: float | None) -> None:
         """Job ``index`` is done; ``seconds`` is its wall time, None when it was skipped (already on disk)."""
@@ -65,6 +77,9 @@ class Eta:
         if seconds is not None and self.costs[index] > 0:
             self.measured_units += self.costs[index]
             self.measured_seconds += seconds
+            kind = self._by_kind.setdefault(self.kinds[index], [0.0, 0.0])
+            kind[0] += self.costs[index]
+            kind[1] += seconds
 
     def line(self, now: datetime | None = None) -> str:
         """``k/n done, <elapsed> elapsed, ETA <remaining> (~HH:MM)``."""

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 import yaml
 
-from lmcore.quadrature import QUADRATURES
+from lmcore.choices import check_choice
+from lmcore.quadrature import QUADRATURES, Quadrature
 from steering.attribution_agreement import jaccard, pairwise_jaccard, spearman, summarize
 
 JSON_NAME, MARKDOWN_NAME = "attribution_check.json", "attribution_check.md"
@@ -64,10 +65,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, An
     if args.k is not None and args.k < 1:
         _fail(p, f"--k {args.k} must be >= 1")
     for q in args.quadratures or []:
-        if q not in QUADRATURES:
-            _fail(p, f"--quadratures {q!r} is not one of {QUADRATURES}")
+        try:
+            check_choice("--quadratures", q, Quadrature)
+        except ValueError as e:
+            _fail(p, str(e))
     if args.device is not None and args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        _fail(p, f"--device {args.device!r} is not one of ('cpu', 'cuda', 'cuda:<i>')")
+        _fail(p, f"--device {args.device!r}: allowed cpu, cuda or cuda:<i>")
     path = Path(args.config)
     if not path.is_file():
         _fail(p, f"--config {args.config} does not exist")

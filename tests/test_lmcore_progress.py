@@ -30,6 +30,19 @@ def test_without_a_rate_the_eta_is_unknown_and_bad_input_is_refused():
         eta.finish(3, 1.0)
 
 
+def test_each_kind_uses_its_own_measured_rate():
+    # the caller guessed aligned jobs cost 2 units; they really take 3x a baseline's time
+    eta = Eta([1.0, 1.0, 2.0, 2.0], seconds_per_unit=10.0, kinds=["baseline", "baseline", "aligned", "aligned"])
+    assert eta.projected_seconds() == pytest.approx(60.0)
+    eta.finish(0, seconds=10.0)  # no aligned job measured yet: the overall rate
+    assert eta.projected_seconds() == pytest.approx(10.0 + 40.0)
+    eta.finish(2, seconds=60.0)  # aligned: 30 s per unit
+    assert eta.rate("aligned") == pytest.approx(30.0) and eta.rate("baseline") == pytest.approx(10.0)
+    assert eta.projected_seconds() == pytest.approx(10.0 + 60.0)
+    with pytest.raises(ValueError, match="one kind per job"):
+        Eta([1.0], kinds=["a", "b"])
+
+
 @pytest.mark.parametrize("seconds,text", [(12.4, "12s"), (185, "3m05s"), (3720, "1h02m")])
 def test_duration(seconds, text):
     assert duration(seconds) == text

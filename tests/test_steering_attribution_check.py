@@ -111,7 +111,7 @@ def test_the_command_writes_json_and_markdown_with_every_metric(tiny_dir, pairs_
         (["--n", "99"], "--n 99 exceeds the 4 examples"),
         (["--quadratures", "simpson"], r"--quadratures 'simpson' is not one of \('gausslegendre'"),
         (["--k", "0"], "--k 0 must be >= 1"),
-        (["--device", "tpu"], "--device 'tpu' is not one of"),
+        (["--device", "tpu"], "--device 'tpu': allowed cpu, cuda or cuda:<i>"),
     ],
 )
 def test_bad_arguments_are_named_before_the_model_loads(tiny_dir, pairs_file, tmp_path, capsys, monkeypatch, args,
