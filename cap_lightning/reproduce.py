@@ -12,7 +12,8 @@ Design decisions:
   (``lmcore.cli.run_cli``); that config is the grid's (``cap_lightning.experiments.compose``) with this command's
   overrides, and it stays in the run folder, so any row can be re-run by hand.
 - One budget for every student of a dataset (epochs, batch, schedule, learning rate, validation cadence); the
-  budget is printed in the table. The IG / LIME reference of a seed is that seed's baseline, trained the same way.
+  budget is printed in the table. The IG / LIME reference of a run is another seed's CE baseline, trained the
+  same way (``reproduce_plan.reference_of``).
 - Resumable: each run writes ``<run>/metrics.json`` atomically and a finished run is skipped. Each record carries the
   git commit of the code that made it; resuming with other code is refused unless ``--allow-mixed-commits`` (run
   long grids from a ``git worktree`` at a fixed commit: ``make reproduce-cap`` does).
@@ -46,6 +47,7 @@ from cap_lightning.reproduce_plan import (
     DatasetPlan,
     Run,
     check_methods,
+    reference_of,
     run_phase,
 )
 from lmcore.io import atomic_write_json, atomic_write_text
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="reported seeds (paired)")
     p.add_argument("--few-seeds", type=int, default=3, help="reported seeds of the single-source IG / LIME priors")
     p.add_argument("--tune-seed", type=int, default=0, help="the seed λ is chosen on (validation only)")
-    p.add_argument("--lambdas", nargs="+", type=float, default=[0.1, 0.3, 1.0], help="λ grid")
+    p.add_argument("--lambdas", nargs="+", type=float, default=[0.03, 0.1, 0.3, 1.0], help="λ grid")
     p.add_argument("--split", default="few_shot", choices=["few_shot", "full"])
     p.add_argument("--shots", type=int, default=10, help="examples per class for --split few_shot")
     p.add_argument(
@@ -113,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "model of --attack-seeds (none: skip; needs make install-adversarial)",
     )  # fmt: skip
     p.add_argument("--attack-examples", type=int, default=200, help="seeded test utterances attacked per model")
-    p.add_argument("--attack-seeds", nargs="*", type=int, default=None, help="default: the first reported seed")
+    p.add_argument("--attack-seeds", nargs="*", type=int, default=None, help="default: every reported seed (paired)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one thread each by default)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.ckpt (default: baselines)")
@@ -143,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as e:
         p.error(str(e))
     if args.attack_seeds is None:
-        args.attack_seeds = args.seeds[:1]
+        args.attack_seeds = list(args.seeds)
     return args
 
 
@@ -191,7 +193,7 @@ def run_config(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     from cap_lightning.experiments import compose
 
     folder = Path(args.out) / run.folder
-    reference = Path(args.out) / run.reference / "checkpoints" / "best.ckpt"
+    reference = Path(args.out) / reference_of(run, args.tune_seed, args.seeds[0]).folder / "checkpoints" / "best.ckpt"
     data_dir = Path(args.data_root) / run.dataset
     setting = "fs10" if args.split == "few_shot" else "full"
     checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -317,6 +319,9 @@ def run_one(run: Run, args: argparse.Namespace, commit: str) -> tuple[dict[str, 
         "command": f"lightning fit --config {config}", "train_examples": len(datamodule.splits.train),
         "val_acc": float(score) if score is not None else None,
         "prior": {k: v for k, v in (prior_cb.last if prior_cb else {}).items() if k != "path"},
+        # the last epoch's training means (train/ce, train/align, train/zero_prior_rows, train/teacher_kept_rows)
+        "train": {k.removesuffix("_epoch"): v for k, v in getattr(cli, "fit_metrics", {}).items()
+                  if k.startswith("train/") and not k.endswith("_step")},
         "metrics": {},
     }  # fmt: skip
     if run.stage == "final":
@@ -380,7 +385,7 @@ def _worker_init(threads: int, parent: int | None = None) -> None:
         import ctypes
         import signal
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG; Lightning catches SIGTERM
         if os.getppid() != parent:  # the grid died before the signal was armed
             os._exit(1)
 
@@ -458,7 +463,7 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
     print(f"projected training time {duration(projected) if projected else 'unknown'} on "
           f"{args.workers} worker(s) × {threads} thread(s) (priors and attacks on top)", flush=True)  # fmt: skip
     records: list[dict[str, Any]] = []
-    announced: set[str] = set()
+    announced: set[tuple[str, str]] = set()
 
     def on_done(run: Run, record: dict[str, Any], computed: bool) -> None:
         if run.stage == "final":  # the selection runs enter the results through their plan's scores
@@ -470,9 +475,12 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
         print(f"[{run.dataset} {run.stage} s{run.seed}] {run.method}{lam}: {shown} ({record['fit_seconds']:.0f} s"
               f"{'' if computed else ', resumed'}); {eta.line()}", flush=True)  # fmt: skip
         plan = next(p for p in plans if p.dataset == run.dataset)
-        if plan.chosen is not None and plan.dataset not in announced:
-            announced.add(plan.dataset)
-            print(f"[{plan.dataset}] λ chosen on validation (seed {args.tune_seed}): {plan.chosen}", flush=True)
+        for method, lam in (plan.chosen or {}).items():
+            if (plan.dataset, method) not in announced:
+                announced.add((plan.dataset, method))
+                print(
+                    f"[{plan.dataset}] λ of {method} chosen on validation (seed {args.tune_seed}): {lam:g}", flush=True
+                )
 
     if args.workers <= 1:
         _worker_init(threads)

@@ -128,6 +128,8 @@ class LauncherCLI(LightningCLI):
         )
 
     def after_fit(self) -> None:
+        # what fit logged last (e.g. the final epoch's training means), before the test replaces the logged metrics
+        self.fit_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if v.numel() == 1}
         if not self.config[self.subcommand].get("test_after_fit", True) or self.trainer.interrupted:
             return
         trainer = self.trainer

@@ -4,31 +4,49 @@ import pytest
 import yaml
 
 from cap_lightning.reproduce import main, parse_args, run_config
-from cap_lightning.reproduce_plan import METHODS, Run, check_methods, choose_lambda, final_runs, selection_runs
+from cap_lightning.reproduce_plan import (
+    METHODS,
+    Run,
+    check_methods,
+    choose_lambda,
+    final_runs,
+    reference_of,
+    selection_runs,
+)
 from cap_lightning.reproduce_report import paired, plot, write_results
 from lmcore.cli import run_cli
 
 
 # ------------------------------------------------------------------------------------------------- the plan
-def test_selection_runs_cover_every_prior_and_lambda_on_the_tuning_seed_only():
+def test_selection_runs_cover_every_tuned_prior_and_lambda_on_the_tuning_seed_only():
     runs = selection_runs("hwu64", ["baseline", "ig", "cap", "shuffled"], [0.1, 1.0], seed=0)
     assert runs[0] == Run("hwu64", "baseline", 0, 0.0, "select")
+    # without the Hybrid (control_of) IG is tuned too; controls never are
     assert {(r.method, r.prior_weight) for r in runs[1:]} == {("ig", 0.1), ("ig", 1.0), ("cap", 0.1), ("cap", 1.0)}
-    assert {r.seed for r in runs} == {0} and all(r.stage == "select" for r in runs)  # controls are not tuned
+    assert {r.seed for r in runs} == {0} and all(r.stage == "select" for r in runs)
+    # with it, IG and LIME alone take its λ, and its grid runs first
+    runs = selection_runs("hwu64", ["baseline", "ig", "lime", "cap", "hybrid_mean", "shuffled"], [0.1, 1.0], seed=0)
+    assert [(r.method, r.prior_weight) for r in runs[1:]] == [("hybrid_mean", 0.1), ("hybrid_mean", 1.0),
+                                                             ("cap", 0.1), ("cap", 1.0)]  # fmt: skip
 
 
 def test_final_runs_use_the_chosen_lambda_few_seeds_for_single_sources_and_controls_at_the_hybrids_lambda():
-    chosen = {"ig": 0.3, "cap": 0.1, "hybrid_mean": 1.0}
+    chosen = {"cap": 0.1, "hybrid_mean": 1.0}
     runs = final_runs("banking77", ["baseline", "ig", "cap", "hybrid_mean", "uniform", "shuffled"], [1, 2, 3], 2,
                       chosen)  # fmt: skip
     by = {}
     for r in runs:
         by.setdefault(r.method, []).append(r)
     assert [r.seed for r in by["baseline"]] == [1, 2, 3] and runs[0].method == "baseline"
-    assert [r.seed for r in by["ig"]] == [1, 2] and {r.prior_weight for r in by["ig"]} == {0.3}
+    assert [r.seed for r in by["ig"]] == [1, 2] and {r.prior_weight for r in by["ig"]} == {1.0}  # the Hybrid's λ
     assert [r.seed for r in by["cap"]] == [1, 2, 3] and {r.prior_weight for r in by["cap"]} == {0.1}
     assert {r.prior_weight for r in by["uniform"] + by["shuffled"]} == {1.0}
     assert all(r.stage == "final" for r in runs)
+    # the central comparison first: Hybrid, shuffled, the other tuned priors, uniform, the single sources
+    assert list(dict.fromkeys(r.method for r in runs)) == ["baseline", "hybrid_mean", "shuffled", "cap", "uniform",
+                                                          "ig"]  # fmt: skip
+    assert final_runs("d", ["baseline", "ig"], [1], 1, {"ig": 0.3}) == [Run("d", "baseline", 1, 0.0, "final"),
+                                                                       Run("d", "ig", 1, 0.3, "final")]  # fmt: skip
 
 
 def test_lambda_ties_go_to_the_smaller_lambda_and_folders_do_not_collide():
@@ -37,7 +55,10 @@ def test_lambda_ties_go_to_the_smaller_lambda_and_folders_do_not_collide():
         choose_lambda({})
     a, b = Run("d", "cap", 0, 0.1, "select"), Run("d", "cap", 0, 0.3, "select")
     assert len({a.folder, b.folder, Run("d", "cap", 0, 0.1, "final").folder}) == 3
-    assert a.reference == Run("d", "baseline", 0, 0.0, "select").folder
+    # IG / LIME references come from another seed's CE baseline, never the run's own
+    assert reference_of(a, 0, 1) == Run("d", "baseline", 1, 0.0, "final")
+    assert reference_of(Run("d", "cap", 3, 0.1, "final"), 0, 1) == Run("d", "baseline", 0, 0.0, "select")
+    assert reference_of(Run("d", "baseline", 1, 0.0, "final"), 0, 1) == Run("d", "baseline", 0, 0.0, "select")
 
 
 @pytest.mark.parametrize(
@@ -61,7 +82,7 @@ def test_arguments_are_validated(argv):
         parse_args(argv)
 
 
-def test_selection_runs_never_test_and_prior_runs_read_their_seeds_baseline():
+def test_selection_runs_never_test_and_prior_runs_read_another_seeds_baseline():
     args = parse_args(["--datasets", "hwu64", "--methods", "baseline", "hybrid_max"])
     select = run_config(Run("hwu64", "hybrid_max", 0, 0.3, "select"), args)
     assert select["test_after_fit"] is False and select["model"]["init_args"]["faithfulness"] is False
@@ -70,13 +91,16 @@ def test_selection_runs_never_test_and_prior_runs_read_their_seeds_baseline():
     prior = prior_cb["init_args"]["prior"]["init_args"]
     assert prior["agg"] == "max"
     assert [s["class_path"].rsplit(".", 1)[1] for s in prior["sources"]] == ["ClassAwarePrior", "LIMEPrior", "IGPrior"]
-    assert prior["sources"][2]["init_args"]["model_path"].endswith("hwu64/select/baseline/s0/checkpoints/best.ckpt")
+    # a selection run's reference: the first reported seed's baseline (not the tuning seed's own)
+    assert prior["sources"][2]["init_args"]["model_path"].endswith("hwu64/baseline/s1/checkpoints/best.ckpt")
     args = parse_args(["--methods", "baseline", "hybrid_mean", "shuffled"])
     control = run_config(Run("hwu64", "shuffled", 2, 0.3, "final"), args)
     (prior_cb,) = [c for c in control["trainer"]["callbacks"] if c["class_path"].endswith("PriorCacheCallback")]
     assert (
         prior_cb["init_args"]["control"] == "shuffled" and prior_cb["init_args"]["prior"]["init_args"]["agg"] == "mean"
     )
+    ig = prior_cb["init_args"]["prior"]["init_args"]["sources"][2]["init_args"]
+    assert ig["model_path"].endswith("hwu64/select/baseline/s0/checkpoints/best.ckpt")  # the tuning seed's baseline
     final = run_config(Run("hwu64", "baseline", 2, 0.0, "final"), args)
     assert final["test_after_fit"] is True and final["seed_everything"] == 2 and final["data"]["init_args"]["seed"] == 2
 
@@ -149,6 +173,7 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     for method, seed in (("baseline", 1), ("baseline", 2), ("ig", 1), ("ig", 2)):
         record = json.loads((out / "sst2" / method / f"s{seed}" / "metrics.json").read_text())
         assert 0.0 <= record["metrics"]["test/acc"] <= 1.0 and record["command"].startswith("lightning fit --config")
+        assert "train/ce" in record["train"] and (method == "baseline") == ("train/align" not in record["train"])
         assert record["commit"] and "test/heldout_spearman_ig" in record["metrics"]  # every model, the baseline too
         assert "test/comp_norm_aopc" in record["metrics"] and "test/p_pred" in record["metrics"]
     assert (out / "sst2" / "baseline" / "s1" / "checkpoints" / "best.ckpt").is_file()  # the IG run's reference

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cap_lightning.reproduce import _Inline, schedule
-from cap_lightning.reproduce_plan import DatasetPlan, Run, final_runs, selection_runs
+from cap_lightning.reproduce_plan import DatasetPlan, Run, final_runs, reference_of, selection_runs
 
 METHODS = ["baseline", "ig", "cap", "hybrid_mean", "uniform", "shuffled"]
 VAL = {0.1: 0.5, 0.3: 0.7, 1.0: 0.6}  # validation accuracy by λ: 0.3 wins
@@ -24,29 +24,32 @@ def _plan(dataset="hwu64"):
 
 def test_runs_are_released_when_their_inputs_exist():
     plan = _plan()
-    first = plan.released()
-    assert first == [Run("hwu64", "baseline", s, 0.0, st) for s, st in ((0, "select"), (1, "final"), (2, "final"),
-                                                                       (3, "final"))]  # fmt: skip
+    tuning = Run("hwu64", "baseline", 0, 0.0, "select")
+    baselines = [Run("hwu64", "baseline", s, 0.0, "final") for s in (1, 2, 3)]
+    assert plan.released() == [tuning]  # the reference of every reported baseline's held-out priors
     assert plan.released() == []  # handed out once
-    plan.finish(first[1], None)  # a reported baseline: nothing new (the grid waits for the tuning baseline)
+    plan.finish(tuning, 0.8)
+    assert plan.released() == baselines  # the grid waits for its reference, the first reported baseline
+    plan.finish(baselines[1], None)
     assert plan.released() == []
-    plan.finish(first[0], 0.8)
+    plan.finish(baselines[0], None)
     grid = plan.released()
     assert grid == selection_runs("hwu64", METHODS, [0.1, 0.3, 1.0], 0)[1:]
-    for run in grid[:-1]:
+    assert [r.method for r in grid] == ["hybrid_mean"] * 3 + ["cap"] * 3  # IG alone takes the Hybrid's λ
+    released = []
+    for run in grid:
         plan.finish(run, VAL[run.prior_weight])
-        assert plan.released() == [] and plan.chosen is None  # λ waits for the whole grid
-    plan.finish(grid[-1], VAL[grid[-1].prior_weight])
-    assert plan.chosen == {"ig": 0.3, "cap": 0.3, "hybrid_mean": 0.3}
-    released = plan.released()  # seed 1's baseline is done; seeds 2 and 3 wait for theirs
-    assert released and {r.seed for r in released} == {1} and all(r.prior_weight == 0.3 for r in released)
-    plan.finish(first[2], None)
-    plan.finish(first[3], None)
-    released += plan.released()
+        released += plan.released()
+        if run == grid[2]:  # the Hybrid's grid is done: it, the controls and IG are released at its λ
+            assert plan.chosen == {"hybrid_mean": 0.3}
+            assert {r.method for r in released} == {"hybrid_mean", "shuffled", "uniform", "ig"}
+            assert [r.method for r in released][:4] == ["hybrid_mean"] * 3 + ["shuffled"]  # central comparison first
+    assert plan.chosen == {"hybrid_mean": 0.3, "cap": 0.3}
     expected = final_runs("hwu64", METHODS, [1, 2, 3], 2, plan.chosen, "hybrid_mean")
     assert sorted(released, key=repr) == sorted([r for r in expected if r.method != "baseline"], key=repr)
+    assert all(r.prior_weight == 0.3 for r in released)
     assert not plan.complete()
-    for run in released:
+    for run in [*released, baselines[2]]:
         plan.finish(run, None)
     assert plan.complete()
     with pytest.raises(ValueError, match="was not handed out"):
@@ -56,8 +59,10 @@ def test_runs_are_released_when_their_inputs_exist():
 def test_a_selection_run_without_a_score_is_refused():
     plan = _plan()
     plan.finish(plan.released()[0], 0.8)
+    plan.finish(plan.released()[0], None)  # the first reported baseline: the grid's reference
+    grid = [r for r in plan.released() if r.stage == "select"]
     with pytest.raises(ValueError, match="no validation accuracy"):
-        plan.finish(plan.released()[0], None)
+        plan.finish(grid[0], None)
 
 
 def _fake_grid(workers, submit_with):
@@ -65,11 +70,12 @@ def _fake_grid(workers, submit_with):
     finished, log, lock = set(), [], threading.Lock()
 
     def run_one(run):
-        reference = Run(run.dataset, "baseline", run.seed, 0.0, run.stage)
         with lock:  # what the run reads is on disk when it starts
-            assert run.method == "baseline" or reference in finished
-            if run.stage == "final" and run.method != "baseline":
-                assert all(r in finished for r in plans[0 if run.dataset == "hwu64" else 1].selection)
+            if run != Run(run.dataset, "baseline", 0, 0.0, "select"):
+                assert reference_of(run, 0, 1) in finished
+            if run.stage == "final" and run.method in ("hybrid_mean", "shuffled", "uniform", "ig"):
+                plan = plans[0 if run.dataset == "hwu64" else 1]
+                assert all(r in finished for r in plan.selection if r.method == "hybrid_mean")
             log.append(("start", run))
         time.sleep(0.001)
         with lock:
@@ -103,14 +109,19 @@ def test_one_worker_runs_the_same_runs_in_process():
 
 
 GRID = """
-import multiprocessing, os, sys, time
+import multiprocessing, os, signal, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from cap_lightning.reproduce import _worker_init
+def deaf():  # as Lightning's trainer does: SIGTERM is caught, not fatal
+    signal.signal(signal.SIGTERM, lambda *a: None)
+    time.sleep(120)
 if __name__ == "__main__":
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(1, os.getpid()))
-    print(pool.submit(os.getpid).result(), flush=True)
-    pool.submit(time.sleep, 120)
+    worker = pool.submit(os.getpid).result()
+    pool.submit(deaf)
+    time.sleep(2)  # the handler is installed
+    print(worker, flush=True)
     time.sleep(120)
 """
 
