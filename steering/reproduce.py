@@ -27,6 +27,13 @@ Design decisions:
   ``--split-seeds`` the config's own dev / test split is used (one block, no pooling).
 - Every method, including the controls (``random_direction``: a random unit direction, same norm; ``random_k``) and
   the base model, goes through the same grid, rule and test; CAA is the second reference of the paired differences.
+- Continuation tasks (``task: sentiment``) go through the same stages: the dev sweep generates greedy continuations
+  of the dev prompts under each setting and judges them with the config's ``judge_model`` (target ``p_positive`` by
+  default, or ``--target positive_rate``), the base continuations once per split seed for every method; the side
+  effect is the same dev KL on the prompts, and every sweep row also holds the continuation perplexity under the base
+  model (fluency). A continuation task without ``--model.init_args.judge_model`` is refused before any work. The
+  score-free references are multiple-choice only and are skipped (the report says so). Cost is dominated by
+  generation: cap it with ``--data.init_args.n_dev=…`` and ``--model.init_args.max_new_tokens=…``.
 - ``--kl-budgets none`` selects the dev-best setting without a budget (image tasks, where no KL is measured).
 - ``--collect DIR [DIR …]`` rebuilds the report from the records of earlier runs (e.g. one split seed per folder).
 - ``--tiny-llava DIR`` first builds the tiny random LLaVA there (``steering.tiny_llava``): the run then proves the

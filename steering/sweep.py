@@ -5,9 +5,9 @@ Design decisions:
   group, α or k needs no new attribution: each (k, group) builds a vector from the saved deltas, each α only
   re-scores the dev set under ``steer``. α = 0 (the base model) is scored once.
 - k is swept only for the methods that have one (GrAInS, random-k); CAA / PCA deltas do not depend on it.
-- Selection maximises the dev value of one target (default ``binary``, scored on each example's two binary choices
-  only: the cheapest signal on the same scale as the test metric); ties go to the smaller |α|, then the earlier
-  group. The test split is never touched here.
+- Selection maximises the dev value of one target (default ``binary`` for MC tasks, scored on each example's two
+  binary choices only: the cheapest signal on the same scale as the test metric; ``p_positive`` for
+  sentiment); ties go to the smaller |α|, then the earlier group. The test split is never touched here.
 - What a setting's dev value is depends on the task kind, and only ``steering.dev_scoring`` knows it: multiple
   choice (mean target metric over the restricted choices) or continuations (sentiment: greedy continuations of the
   dev prompts judged by a classifier, value ``p_positive`` or ``positive_rate``, plus the fluency

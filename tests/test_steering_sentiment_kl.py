@@ -249,3 +249,32 @@ def test_a_continuation_task_without_a_judge_is_refused_before_any_work(tiny, tm
     assert "--target 'mc2' is not a target of the dev examples ['p_positive', 'positive_rate']" in (
         capsys.readouterr().err
     )
+
+
+def test_make_steer_sentiment_options_parse_and_fit_sst2(shared_data):
+    """The Makefile's command passes the option checks, names a judge, and its split sizes fit the SST-2 rows."""
+    import shlex
+
+    from steering.reproduce import _check, _parser
+    from steering.tasks import load_task
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if "steering.reproduce" in x and "steer_smollm2_sentiment" in x)
+    argv = shlex.split(line.split("-m steering.reproduce", 1)[1].replace("$(SENTIMENT_OUT)", "out").replace(
+        "$(SENTIMENT_JUDGE)", "judge").replace("$(ARGS)", ""))  # fmt: skip
+    p = _parser()
+    a, overrides = p.parse_known_args(argv)
+    _check(p, a)
+    assert {"grains", "caa", "random_direction"} <= set(a.methods) and a.target == "p_positive"
+    assert a.budgets == sorted(a.budgets) and len(a.seeds) >= 2
+    options = dict(o.removeprefix("--").split("=", 1) for o in overrides)
+    assert options["model.init_args.judge_model"] == "judge"
+    config = yaml.safe_load((repo / a.config).read_text())["data"]["init_args"]
+    rows = load_task("sentiment", None, data_dir=str(shared_data / "sst2"), **{
+        k: v for k, v in config["task_args"].items() if k != "data_dir"})  # fmt: skip
+    n_dev, n_test = int(options["data.init_args.n_dev"]), int(options["data.init_args.n_test"])
+    for seed in a.seeds:  # raises if a fold or the dev pool is too small
+        sizes = {k: len(v) for k, v in split_indices(len(rows), config["n_steer"], n_dev, n_test, config["seed"],
+                                                     seed, a.folds).items()}  # fmt: skip
+        assert sizes == {"steer": config["n_steer"], "dev": n_dev, "test": n_test}
