@@ -57,13 +57,13 @@ class ContinuationJudging:
 
 def dev_kind(examples: Sequence) -> DevKind:
     """``mc`` or ``continuation``; ``ValueError`` naming the types for an empty, mixed or unsupported split."""
-    kinds = {type(ex).__name__ for ex in examples}
     if not examples:
         raise ValueError("the dev split is empty; a sweep needs n_dev >= 1")
-    if kinds == {MCExample.__name__}:
+    if all(isinstance(ex, MCExample) for ex in examples):
         return "mc"
-    if kinds == {ContinuationExample.__name__}:
+    if all(isinstance(ex, ContinuationExample) for ex in examples):
         return "continuation"
+    kinds = {type(ex).__name__ for ex in examples}
     raise ValueError(f"the dev split holds {sorted(kinds)}: the sweep scores multiple-choice (MCExample) or "
                      "continuation (ContinuationExample, task 'sentiment') examples, one kind at a time")  # fmt: skip
 
