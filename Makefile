@@ -49,14 +49,22 @@ steer-smollm: install
 		--layer-groups 8-11 16-19 --alphas 2 3 4 6 8 12 --ks 10 --target mc2 --kl-budgets 0.02 0.05 0.1 \
 		--split-seeds 0 1 2 --data.init_args.n_test=200
 
-# Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py): 50 SST-2 train triples fit
-# each vector; 200 held-out review openings are continued for 40 greedy tokens, base vs steered, at the config's fixed
-# α / layers (not chosen on dev). Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences,
-# 1 epoch) and exported as an HF folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy is
-# in runs/sst2_judge/test_metrics.json). Writes $(SENTIMENT_OUT)/<method>.test.json (means, per-prompt values,
-# continuations). Estimated cost on 2 CPU cores: about 50 min (README, "Sentiment steering").
+# Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py) at matched side effect,
+# like steer-smollm (docs/grains.md §3.1, §6.10): GrAInS, CAA and the random-direction and random-k controls, each on
+# layers 8-11 x alpha 4 / 8 / 16 (k = 10), the dev-best p_positive (judge's mean p(positive)) within each dev
+# KL(base || steered) budget frozen before the test split is read, then tested on 2 cross-fitted split seeds (50
+# shared steering triples; per seed 24 dev and 48 test prompts: 96 test prompts pooled), paired differences of
+# p_positive and positive_rate (McNemar) to the base model and to CAA, continuation perplexity beside each setting.
+# Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences, 1 epoch) and exported as an HF
+# folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy: runs/sst2_judge/test_metrics.json).
+# Projected cost on 2 CPU cores, an upper bound at the measured 16 tokens/s of one sequence (batches of 8 not timed):
+# dev 2 seeds x 13 generations (base + 4 methods x 3 alphas) x 24 prompts x 20 tokens ~ 13 min; test 2 seeds x <= 13
+# conditions x 48 x 20 ~ 26 min; extraction ~ 6 min; judge training ~ 10 min when missing; about 55 min in all plus
+# the model loads of each lightning call (not timed). Cut to fit: 20 tokens per continuation (config: 40), 24 dev /
+# 48 test prompts per seed (config: 100 / 200), 2 split seeds, one layer group, 3 alphas. Resumable (rerun the same
+# command); ARGS adds lightning overrides (--key=value).
 SENTIMENT_JUDGE ?= runs/sst2_judge/model
-SENTIMENT_OUT ?= runs/steer/smollm2_sentiment
+SENTIMENT_OUT ?= runs/steer/smollm2_sentiment_matched_kl
 steer-sentiment: install
 	@if [ ! -f $(SENTIMENT_JUDGE)/config.json ]; then \
 		rm -rf runs/sst2_judge/checkpoints && \
@@ -67,15 +75,11 @@ steer-sentiment: install
 		$(OFFLINE) $(PY) -m cap_lightning.export --ckpt runs/sst2_judge/checkpoints/best.ckpt --out $(SENTIMENT_JUDGE) \
 			|| exit 1; \
 	fi
-	@set -e; base=true; for m in grains caa random_k; do \
-		vec=$(SENTIMENT_OUT)/$$m.safetensors; \
-		$(OFFLINE) $(VENV)/bin/lightning predict --config experiments/steer_smollm2_sentiment.yaml \
-			--model.init_args.method $$m --model.init_args.vector_path $$vec $(ARGS); \
-		$(OFFLINE) $(VENV)/bin/lightning test --config experiments/steer_smollm2_sentiment.yaml \
-			--model.init_args.method $$m --model.init_args.vector_path $$vec \
-			--model.init_args.judge_model $(SENTIMENT_JUDGE) --model.init_args.eval_base $$base $(ARGS); \
-		base=false; \
-	done
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
+		--out $(SENTIMENT_OUT) --methods grains caa random_direction random_k \
+		--layer-groups 8-11 --alphas 4 8 16 --target p_positive --kl-budgets 0.02 0.05 0.1 --split-seeds 0 1 \
+		--data.init_args.n_dev=24 --data.init_args.n_test=48 --model.init_args.max_new_tokens=20 \
+		--model.init_args.judge_model=$(SENTIMENT_JUDGE) $(ARGS)
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install

@@ -14,8 +14,15 @@ Design decisions:
   sample over every tested question. A test-row overlap between seeds is refused rather than pooled.
 - A method with no setting within a budget gets a row saying so (and the smallest dev KL it reached), never a
   setting beyond the budget.
-- Paired statistics: ``steering.comparisons.paired_difference`` (bootstrap interval, exact McNemar for MC1,
-  ``no difference`` when the interval covers 0).
+- Paired statistics: ``steering.comparisons.paired_difference`` (bootstrap interval, exact McNemar for 0 / 1
+  outcomes such as MC1 or the sentiment ``positive_rate``, ``no difference`` when the interval covers 0), on MC1 and
+  MC2 where the task has them, else on every task metric (sentiment: ``p_positive`` and ``positive_rate``).
+- Continuation tasks (sentiment) also record per prompt ``continuation_nll`` (under the base model) and
+  ``continuation_tokens``: these are fluency, not task metrics, so they get no paired statistics; the report shows
+  the continuation perplexity (exp of the mean NLL over prompts) and mean length beside each chosen setting, the
+  base model included, with the dev continuation perplexity of the chosen setting.
+- The score-free references (constant scorer, longest answer) score multiple-choice answers; a task without them
+  (continuations) gets a line saying they were skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ POOLED = "pooled"
 STAT_METRICS = ("mc1", "mc2")  # TruthfulQA; another task's own targets otherwise
 REFERENCE_METHOD = "caa"
 SIDE_METRICS = ("kl", "nll")
+FLUENCY_METRICS = ("continuation_nll", "continuation_tokens")  # continuation tasks: reported, not tested
 
 
 def setting_key(method: str, k: int | None, layers: Sequence[int], alpha: float) -> str:
@@ -88,7 +96,11 @@ class SeedResults:
     def targets(self) -> list[str]:
         """The task metrics the base model was scored on (``mc1``, ``mc2``, ``binary`` for TruthfulQA)."""
         names = [k.split("/", 1)[1] for k in self.base.get("per_example") or {} if k.startswith("base/")]
-        return [n for n in names if n not in SIDE_METRICS]
+        return [n for n in names if n not in SIDE_METRICS and n not in FLUENCY_METRICS]
+
+    def has_fluency(self) -> bool:
+        """Whether the test records carry the continuation fluency (continuation tasks)."""
+        return f"base/{FLUENCY_METRICS[0]}" in (self.base.get("per_example") or {})
 
     def values(self, budget: float, method: str, metric: str) -> list[float] | None:
         """Per-question test values of ``method`` at ``budget`` (``base``: the unsteered model), aligned with the
@@ -177,6 +189,16 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
         have = all(key in (r.get("per_example") or {}) for r in recs) and (name != "kl" or cond == "steered")
         row[name] = _mean([v for r in recs for v in outcomes(r, *key.split("/"))[1]]) if have else None
     row["ppl"] = None if row["nll"] is None else math.exp(row["nll"])
+    if all(s.has_fluency() for s in group):
+        for name in FLUENCY_METRICS:
+            row[name] = _mean([v for r in recs for v in outcomes(r, cond, name)[1]])
+        row["cont_ppl"] = math.exp(row.pop("continuation_nll"))
+        row["cont_tokens"] = row.pop("continuation_tokens")
+        if method != "base":
+            dev = [c["chosen"].get("continuation_ppl") for c in choices]
+        else:
+            dev = [s.selection["sweeps"][methods[0]][0].get("continuation_ppl") for s in group] if methods else [None]
+        row["dev_cont_ppl"] = None if any(v is None for v in dev) else _mean(dev)
     for metric in stat_metrics(targets):
         mine = _pooled(group, budget, method, metric)
         for ref, prefix in (("base", f"d_{metric}_base"), (REFERENCE_METHOD, f"d_{metric}_caa")):
@@ -215,11 +237,14 @@ def reference_rows(seeds: Sequence[SeedResults]) -> list[dict[str, Any]]:
     return rows
 
 
+FLUENCY_COLUMNS = ("dev_cont_ppl", "cont_ppl", "cont_tokens")  # empty for MC tasks
+
+
 def csv_columns(targets: Sequence[str]) -> list[str]:
     diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in ("base", "caa")
              for x in ("", "_low", "_high", "_p_mcnemar", "_verdict")]  # fmt: skip
     return ["budget", "method", "split_seed", "setting", "dev_value", "dev_kl", "n_test", *targets, "kl", "ppl",
-            *diffs, "note"]  # fmt: skip
+            *FLUENCY_COLUMNS, *diffs, "note"]  # fmt: skip
 
 
 def _fmt(v: Any) -> str:
@@ -254,8 +279,17 @@ def results_markdown(
     if refs:
         cells = [f"{r['reference']}: " + ", ".join(f"{t} {r[t]:.3f}" for t in targets if t in r) for r in refs]
         lines += ["Score-free references on the same test questions (no model): " + "; ".join(cells), ""]
+    else:
+        lines += [f"Score-free references (constant scorer, longest answer): skipped; they score multiple-choice "
+                  f"answers and this task's metrics ({', '.join(targets)}) are not.", ""]  # fmt: skip
     stats = stat_metrics(targets)
-    cols = ["method", "setting (per split seed)", f"dev {target}", "dev KL", "test KL", "test ppl", *targets]
+    fluency = any(r.get("cont_ppl") is not None for r in rows)
+    cols = ["method", "setting (per split seed)", f"dev {target}", "dev KL", "test KL", "test prompt ppl", *targets]
+    if fluency:
+        lines += ["Fluency: continuation perplexity under the base model (exp of the mean per-token NLL over "
+                  "prompts), dev (the chosen setting's sweep row) and test, and mean continuation length in tokens.",
+                  ""]  # fmt: skip
+        cols += ["dev cont. ppl", "test cont. ppl", "cont. tokens"]
     for ref in ("base", "CAA"):
         for m in stats:
             cols += [f"{m} − {ref} [{confidence:.0%} CI]", "verdict"]
@@ -268,6 +302,8 @@ def results_markdown(
                 continue
             cells = [r["method"], r.get("setting", ""), _fmt(r.get("dev_value")), _fmt(r.get("dev_kl")),
                      _fmt(r.get("kl")), _fmt(r.get("ppl")), *(_fmt(r.get(t)) for t in targets)]  # fmt: skip
+            if fluency:
+                cells += [_fmt(r.get(c)) for c in FLUENCY_COLUMNS]
             for ref in ("base", "caa"):
                 for m in stats:
                     cells += [r.get(f"d_{m}_{ref}_cell", ""), r.get(f"d_{m}_{ref}_verdict") or ""]

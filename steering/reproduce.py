@@ -27,6 +27,13 @@ Design decisions:
   ``--split-seeds`` the config's own dev / test split is used (one block, no pooling).
 - Every method, including the controls (``random_direction``: a random unit direction, same norm; ``random_k``) and
   the base model, goes through the same grid, rule and test; CAA is the second reference of the paired differences.
+- Continuation tasks (``task: sentiment``) go through the same stages: the dev sweep generates greedy continuations
+  of the dev prompts under each setting and judges them with the config's ``judge_model`` (target ``p_positive`` by
+  default, or ``--target positive_rate``), the base continuations once per split seed for every method; the side
+  effect is the same dev KL on the prompts, and every sweep row also holds the continuation perplexity under the base
+  model (fluency). A continuation task without ``--model.init_args.judge_model`` is refused before any work. The
+  score-free references are multiple-choice only and are skipped (the report says so). Cost is dominated by
+  generation: cap it with ``--data.init_args.n_dev=…`` and ``--model.init_args.max_new_tokens=…``.
 - ``--kl-budgets none`` selects the dev-best setting without a budget (image tasks, where no KL is measured).
 - ``--collect DIR [DIR …]`` rebuilds the report from the records of earlier runs (e.g. one split seed per folder).
 - ``--tiny-llava DIR`` first builds the tiny random LLaVA there (``steering.tiny_llava``): the run then proves the
@@ -51,6 +58,7 @@ from typing import Any
 from lmcore.io import atomic_write_json, atomic_write_text, files_sha256, json_sha256
 from lmcore.progress import duration
 from steering.budget import check_budgets, select_at_budgets
+from steering.dev_scoring import ContinuationJudging, default_target, dev_fingerprint, dev_kind, dev_targets
 from steering.matched_report import (
     POOLED,
     SeedResults,
@@ -61,7 +69,7 @@ from steering.matched_report import (
     results_markdown,
 )
 from steering.methods import get_method
-from steering.sweep import group_vector, plot_sweep, sweep
+from steering.sweep import base_dev_scores, group_vector, plot_sweep, sweep
 from steering.writer import atomic_write, deltas_path, results_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the α grid, the same for every method and layer group")  # fmt: skip
     p.add_argument("--ks", nargs="+", type=int, default=None,
                    help="k values to sweep (top_k or extra_top_k, extracted by predict); default all")  # fmt: skip
-    p.add_argument("--target", default=None, help="dev target used for selection (default: binary, else the first)")
+    p.add_argument("--target", default=None,
+                   help="dev target used for selection (default: binary for MC tasks, else their first target; "
+                        "p_positive for continuation tasks, or positive_rate)")  # fmt: skip
     p.add_argument("--kl-budgets", nargs="+", default=["0.02", "0.05", "0.1"],
                    help="dev KL(base ‖ steered) budgets in nats, one table block each; 'none': no budget")  # fmt: skip
     p.add_argument("--split-seeds", nargs="+", type=int, default=None,
@@ -205,9 +215,16 @@ def _against_config(a: argparse.Namespace, module, dev: list) -> str | None:
         return "the dev split is empty: selection needs n_dev >= 1"
     if any(getattr(ex, "pixel_values", None) is not None for ex in dev) and math.isfinite(a.budgets[0]):
         return f"--kl-budgets {a.kl_budgets}: the dev examples have images, where no KL is measured; pass 'none'"
-    targets = sorted(getattr(dev[0], "targets", {}))
+    try:
+        targets = sorted(dev_targets(dev))
+    except ValueError as err:
+        return str(err)
     if a.target is not None and a.target not in targets:
         return f"--target {a.target!r} is not a target of the dev examples {targets}"
+    if dev_kind(dev) == "continuation" and module.judge_spec is None:
+        return ("the dev examples are continuations (task 'sentiment'): their dev sweep and test need a judge "
+                "classifier, pass --model.init_args.judge_model=<HF classifier folder> (python -m "
+                "cap_lightning.export writes one)")  # fmt: skip
     if a.ks is not None and any(get_method(m).uses_k for m in a.methods):
         missing = [k for k in a.ks if k not in module.top_ks]
         if missing:
@@ -232,6 +249,7 @@ class Driver:
         self.resumed: list[str] = []
         self.command = "python -m steering.reproduce " + shlex.join(argv)
         self._model = None
+        self._judge = None
 
     # ---- helpers --------------------------------------------------------------------------------------------
     def split_args(self, seed: int | None) -> list[str]:
@@ -254,6 +272,16 @@ class Driver:
             module.configure_model()
             self._model = (module.hf_model, module.tokenizer)
         return self._model
+
+    def judging(self, module) -> ContinuationJudging:
+        """The dev judging of continuation tasks: the config's judge classifier (loaded once), label, tokens."""
+        if self._judge is None:
+            from steering.tasks.classifier_judge import ClassifierJudge
+
+            device = next(self.model(module)[0].parameters()).device
+            self._judge = ClassifierJudge(module.judge_spec, device, module.hparams.judge_batch_size)
+        hp = module.hparams
+        return ContinuationJudging(self._judge, module.judge_spec.target, hp.max_new_tokens, hp.score_batch_size)
 
     def _timed(self, stage: str, t0: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.time() - t0
@@ -282,17 +310,25 @@ class Driver:
         dev = dm.splits["dev"]  # the only split this stage reads
         if not dev:
             raise ValueError("the dev split is empty: selection needs n_dev >= 1")
-        targets = list(dev[0].targets) if hasattr(dev[0], "targets") else ["binary"]
-        target = a.target or ("binary" if "binary" in targets else targets[0])
+        target = a.target or default_target(dev)
         dev_rows = dm.split_record()["rows"]["dev"]
         hp, folder, sweeps = module.hparams, self.seed_dir(seed), {}
-        dev_hash = json_sha256([[ex.prompt, list(ex.choices), sorted(ex.targets.items())] for ex in dev])
+        dev_hash = dev_fingerprint(dev)
+        continuation = dev_kind(dev) == "continuation"
+        judge_key = None
+        if continuation:  # the judge folder's files and the generation length change every dev score
+            spec = module.judge_spec
+            files = sorted(f for f in Path(spec.path).rglob("*") if f.is_file())
+            judge_key = {"judge": files_sha256(files, [str(f.relative_to(spec.path)) for f in files]),
+                         "label": spec.labels[spec.target], "n_tokens": hp.max_new_tokens}  # fmt: skip
+        base = None  # the base model's dev scores, computed once for every method of this split seed
         for method in a.methods:
             deltas = deltas_path(self.out / f"{method}.safetensors")
             key = json_sha256({"deltas": files_sha256([deltas]), "dev_rows": dev_rows, "dev": dev_hash,
                                "groups": a.groups, "alphas": a.alphas, "ks": a.ks, "target": target,
                                "aggregate": hp.aggregate, "mode": hp.mode, "unit_norm": hp.unit_norm,
-                               "normalize": hp.normalize})  # fmt: skip
+                               "normalize": hp.normalize,
+                               **({"judging": judge_key} if continuation else {})})  # fmt: skip
             path = folder / f"sweep_{method}.json"
             done = _read(path)
             if done and done.get("key") == key:
@@ -301,8 +337,11 @@ class Driver:
                 continue
             t0 = time.time()
             model, tok = self.model(module)
+            judging = self.judging(module) if continuation else None
+            if base is None:
+                base = base_dev_scores(model, tok, dev, target, hp.score_batch_size, judging)
             rows = sweep(model, tok, deltas, method, dev, a.groups, a.alphas, a.ks, target, hp.aggregate, hp.mode,
-                         hp.unit_norm, hp.normalize, hp.score_batch_size)  # fmt: skip
+                         hp.unit_norm, hp.normalize, hp.score_batch_size, judging, base)  # fmt: skip
             self._timed("sweep", t0)
             atomic_write_json(path, {"key": key, "split_seed": seed, "rows": rows})
             print(f"[{method}] split {seed}: dev sweep {time.time() - t0:.0f} s ({len(rows) - 1} settings)")
@@ -319,6 +358,7 @@ class Driver:
                 if r is None
                 else f"layers {r['layers']} α {r['alpha']:g} k {r['k']}, dev "
                 f"{target} {r['value']:.3f}, dev KL {r['kl'] if r.get('kl') is None else round(r['kl'], 4)}"
+                + ("" if r.get("continuation_ppl") is None else f", dev continuation ppl {r['continuation_ppl']:.2f}")
             )
             print(f"split {seed}, budget {c['budget']:g}, {c['method']}: {what}")
         return selection
@@ -364,7 +404,9 @@ class Driver:
         from steering.tasks.references import reference_metrics
 
         test = dm.splits["test"]
-        refs = {kind: {**reference_metrics(test, kind), "n": len(test)} for kind in REFERENCES}
+        refs = {}  # score-free references score multiple-choice answers: none for continuation tasks
+        if dev_kind(test) == "mc":
+            refs = {kind: {**reference_metrics(test, kind), "n": len(test)} for kind in REFERENCES}
         atomic_write_json(folder / "references.json", refs)
         return records, settings[0][0]
 
@@ -423,9 +465,10 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
     else:
         how = "the config's own dev / test split" if seeds[0].seed is None else f"split seed {seeds[0].seed}"
     head = [*header, f"Test questions: {how}. Differences: method − reference over the same questions, "
-            f"{a.confidence:.0%} paired bootstrap interval ({a.resamples} resamples); right / wrong metrics (MC1) add "
-            "the exact McNemar p; verdict 'no difference' when the interval covers 0. Settings chosen on dev only "
-            f"(best dev {target} within the budget; ties: lower dev KL, then smaller α)."]  # fmt: skip
+            f"{a.confidence:.0%} paired bootstrap interval ({a.resamples} resamples); 0 / 1 outcomes (MC1, binary, "
+            "positive_rate) add the exact McNemar p; verdict 'no difference' when the interval covers 0. "
+            f"Settings chosen on dev only (best dev {target} within the budget; ties: lower dev KL, then smaller "
+            "α)."]  # fmt: skip
     targets = seeds[0].targets()
     md = results_markdown(rows, refs, targets, target, label, head, a.confidence)
     atomic_write_text(out / "results.md", md)

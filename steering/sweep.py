@@ -5,9 +5,14 @@ Design decisions:
   group, α or k needs no new attribution: each (k, group) builds a vector from the saved deltas, each α only
   re-scores the dev set under ``steer``. α = 0 (the base model) is scored once.
 - k is swept only for the methods that have one (GrAInS, random-k); CAA / PCA deltas do not depend on it.
-- Selection maximises the dev value of one target (default ``binary``, scored on each example's two binary choices
-  only: the cheapest signal on the same scale as the test metric); ties go to the smaller |α|, then the earlier
-  group. The test split is never touched here.
+- Selection maximises the dev value of one target (default ``binary`` for MC tasks, scored on each example's two
+  binary choices only: the cheapest signal on the same scale as the test metric; ``p_positive`` for
+  sentiment); ties go to the smaller |α|, then the earlier group. The test split is never touched here.
+- What a setting's dev value is depends on the task kind, and only ``steering.dev_scoring`` knows it: multiple
+  choice (mean target metric over the restricted choices) or continuations (sentiment: greedy continuations of the
+  dev prompts judged by a classifier, value ``p_positive`` or ``positive_rate``, plus the fluency
+  ``continuation_ppl`` under the base model in every row). The base row can be passed in (``base``), so the
+  expensive base continuations are generated once per dev split, not once per method.
 - Every steered row also records ``kl``: KL(base ‖ steered) of the next-token distribution on the dev prompts (text
   tasks; one extra prompt-only forward per setting), so a side-effect budget (``select_best(max_kl=...)``) can keep
   the selection from trading fluency for the target: on SmolLM2 the task metric alone keeps rising with α.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +32,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from steering.dev_scoring import ContinuationJudging, dev_kind, dev_scores, prepare_dev
 from steering.fitting import vector_from_deltas
 from steering.hooks import Normalize, steer
 from steering.methods import get_method
-from steering.tasks.metrics import choice_metrics
-from steering.tasks.scoring import score_examples
 from steering.tasks.side_effects import prompt_side_effects
-from steering.tasks.types import MCExample
+from steering.tasks.types import ContinuationExample, MCExample
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
 
 
 def dev_metric(model, tokenizer, examples: Sequence[MCExample], target: str, batch_size: int = 16) -> float:
-    """Mean of ``target`` over ``examples`` (already restricted or not) under whatever hooks are active."""
-    scores = score_examples(model, tokenizer, examples, batch_size)
-    return sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)
+    """Mean of ``target`` over MC ``examples`` (already restricted or not) under whatever hooks are active."""
+    return dev_scores(model, tokenizer, examples, target, batch_size)["value"]
 
 
 def group_vector(
@@ -67,7 +71,7 @@ def sweep(
     tokenizer,
     deltas_file: str | Path,
     method: str,
-    examples: Sequence[MCExample],
+    examples: Sequence[MCExample | ContinuationExample],
     layer_groups: Sequence[Sequence[int]],
     alphas: Sequence[float],
     ks: Sequence[int] | None = None,
@@ -77,34 +81,51 @@ def sweep(
     unit_norm: bool = True,
     normalize: Normalize = "per_token",
     batch_size: int = 16,
+    judging: ContinuationJudging | None = None,
+    base: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows ``{method, k, layers, alpha, target, value}`` over the grid (plus the α = 0 base row)."""
-    if not examples:
-        raise ValueError("the dev split is empty; a sweep needs n_dev >= 1")
+    """Rows ``{method, k, layers, alpha, target, value, kl}`` over the grid (plus the α = 0 base row); for
+    continuation tasks (``judging`` required) each row also has ``p_positive``, ``positive_rate``,
+    ``continuation_nll``, ``continuation_ppl``, ``continuation_tokens``. ``base``: the base model's
+    ``base_dev_scores`` on the same examples and target, reused instead of scoring the base model again."""
     if not layer_groups or not alphas:
         raise ValueError(f"layer_groups {layer_groups} and alphas {alphas} must be non-empty")
-    dev = [ex.restricted(target) for ex in examples]
+    dev = prepare_dev(examples, target)  # refuses an empty or unsupported split, or an unknown target, by name
+    if dev_kind(dev) == "continuation" and judging is None:
+        raise ValueError("continuation examples (task 'sentiment') need judging= (a judge classifier) to be swept")
     _, deltas, _ = load_deltas(deltas_file)
     uses_k = get_method(method).uses_k
     ks = list(ks) if ks and uses_k else sorted(deltas)[: None if uses_k else 1]
-    base = dev_metric(model, tokenizer, dev, target, batch_size)
-    rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, "value": base}]
+    if base is None:
+        base = base_dev_scores(model, tokenizer, examples, target, batch_size, judging)
+    rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, **base}]
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
     bar = tqdm(total=len(ks) * len(layer_groups) * len(alphas), desc=f"sweep {method} on dev ({len(dev)})", leave=False)
     for k in ks:
         for group in layer_groups:
             vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
             for alpha in alphas:
-                with steer(model, vec, alpha, normalize=normalize):
-                    value = dev_metric(model, tokenizer, dev, target, batch_size)
+                scores = dev_scores(model, tokenizer, dev, target, batch_size,
+                                    partial(steer, model, vec, alpha, normalize=normalize), judging)  # fmt: skip
                 kl = None
                 if text_only:
                     kl = prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0]
                 rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha), "target": target,
-                             "value": value, "kl": None if kl is None else float(kl.mean())})  # fmt: skip
+                             "value": scores.pop("value"), "kl": None if kl is None else float(kl.mean()),
+                             **scores})  # fmt: skip
                 bar.update()
     bar.close()
     return rows
+
+
+@torch.no_grad()
+def base_dev_scores(
+    model: nn.Module, tokenizer, examples: Sequence[MCExample | ContinuationExample], target: str,
+    batch_size: int = 16, judging: ContinuationJudging | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """The base model's dev scores (``value`` and, for continuations, the judge metrics and fluency): the α = 0 row
+    of every method's sweep on these examples, computed once."""
+    return dev_scores(model, tokenizer, prepare_dev(examples, target), target, batch_size, None, judging)
 
 
 def select_best(rows: Sequence[dict[str, Any]], max_kl: float | None = None) -> dict[str, Any]:

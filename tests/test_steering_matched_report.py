@@ -83,3 +83,63 @@ def test_a_record_tested_on_other_questions_than_the_base_is_refused():
             rec["splits"] = {"rows": {"test": list(range(1, 21))}}
     with pytest.raises(ValueError, match="was tested on other questions than the base model"):
         result_rows([seed], [0.1], ["grains", "caa"], resamples=10)
+
+
+def _continuation_seed(seed: int, test_rows: list[int]) -> SeedResults:
+    """A sentiment split seed: graded p_positive, 0 / 1 positive_rate, fluency per prompt, no references."""
+    from steering.budget import select_at_budgets
+
+    rng = random.Random(seed)
+
+    def row(method, alpha, kl, value, ppl):
+        return {**_sweep_row(method, alpha, kl, value), "target": "p_positive", "continuation_ppl": ppl}
+
+    base_row = {"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": "p_positive", "value": 0.4,
+                "kl": None, "continuation_ppl": 20.0}  # fmt: skip
+    sweeps = {"grains": [base_row, row("grains", 4.0, 0.03, 0.6, 25.0)],
+              "caa": [base_row, row("caa", 4.0, 0.04, 0.55, 30.0)]}  # fmt: skip
+    selection = {"split_seed": seed, "budgets": [0.05], "target": "p_positive",
+                 "choices": select_at_budgets(sweeps, [0.05]), "sweeps": sweeps}  # fmt: skip
+    settings = chosen_settings(selection, USES_K)
+
+    def record(cond):
+        n = len(test_rows)
+        per = {
+            f"{cond}/p_positive": [rng.random() for _ in range(n)],
+            f"{cond}/positive_rate": [float(rng.random() < 0.5) for _ in range(n)],
+            f"{cond}/continuation_nll": [rng.uniform(2, 4) for _ in range(n)],
+            f"{cond}/continuation_tokens": [float(rng.randint(1, 20)) for _ in range(n)],
+            f"{cond}/nll": [3.0] * n,
+        }
+        if cond == "steered":
+            per["steered/kl"] = [rng.random() / 10 for _ in range(n)]
+        return {"per_example": {k: {"index": list(range(n)), "value": v} for k, v in per.items()},
+                "splits": {"rows": {"test": test_rows}}, "vector_path": f"{cond}.safetensors"}  # fmt: skip
+
+    tests = {key: record("steered") for key, _, _ in settings}
+    tests[settings[0][0]]["per_example"].update(record("base")["per_example"])
+    return SeedResults(selection, tests, settings[0][0], {}, USES_K)
+
+
+def test_continuation_rows_carry_fluency_and_test_the_judge_metrics_only():
+    import math
+
+    seeds = [_continuation_seed(0, list(range(0, 15))), _continuation_seed(1, list(range(15, 40)))]
+    assert seeds[0].targets() == ["p_positive", "positive_rate"]  # fluency is not a task metric
+    rows = result_rows(seeds, [0.05], ["grains", "caa"], resamples=200)
+    pooled = {r["method"]: r for r in rows if r["split_seed"] == "pooled"}
+    for method, r in pooled.items():
+        cond = "base" if method == "base" else "steered"
+        nll = [v for s in seeds for v in (s.base if method == "base" else s.record(0.05, method))["per_example"][
+            f"{cond}/continuation_nll"]["value"]]  # fmt: skip
+        assert r["cont_ppl"] == pytest.approx(math.exp(sum(nll) / len(nll)))  # exp of the mean NLL over prompts
+        assert 1 <= r["cont_tokens"] <= 20 and "continuation_nll" not in r
+    assert pooled["base"]["dev_cont_ppl"] == 20.0 and pooled["grains"]["dev_cont_ppl"] == 25.0
+    g = pooled["grains"]
+    assert g["d_p_positive_base_p_mcnemar"] is None and g["d_positive_rate_base_p_mcnemar"] is not None
+    assert g["d_positive_rate_caa_verdict"] is not None and "d_mc1_base" not in g
+    md = results_markdown(rows, [], seeds[0].targets(), "p_positive", "pooled")
+    assert "Score-free references (constant scorer, longest answer): skipped" in md
+    assert "test cont. ppl" in md and "positive_rate − CAA" in md and "mc1" not in md
+    header = results_csv(rows, seeds[0].targets()).splitlines()[0].split(",")
+    assert {"dev_cont_ppl", "cont_ppl", "cont_tokens", "d_positive_rate_caa_p_mcnemar"} <= set(header)
