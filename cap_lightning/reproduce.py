@@ -49,6 +49,7 @@ from cap_lightning.reproduce_plan import (
     check_methods,
     reference_of,
     run_phase,
+    tuned_methods,
 )
 from lmcore.io import atomic_write_json, atomic_write_text
 from lmcore.progress import Eta, duration
@@ -451,10 +452,10 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
             slots[_slot(run)] = len(costs)
             costs.append(steps if run.method == "baseline" else steps * factor)
             kinds.append("baseline" if run.method == "baseline" else "aligned")
-        n_prior = sum(m in PRIOR_METHODS for m in args.methods)
-        print(f"[{plan.dataset}] plan: {len(plan.selection)} selection runs (tuning seed {args.tune_seed}, {n_prior} "
-              f"prior methods × {len(args.lambdas)} λ) + {len(planned) - len(plan.selection)} reported runs, {steps} "
-              "steps each", flush=True)  # fmt: skip
+        tuned = tuned_methods(args.methods, args.control_of)
+        print(f"[{plan.dataset}] plan: {len(plan.selection)} selection runs (tuning seed {args.tune_seed}: "
+              f"{', '.join(tuned)} × {len(args.lambdas)} λ) + {len(planned) - len(plan.selection)} reported runs, "
+              f"{steps} steps each", flush=True)  # fmt: skip
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     # wall seconds per unit (a run's seconds over the workers sharing the machine), measured per kind: the timed
     # CE / aligned ratio is only a first guess (a loaded machine skews it)
