@@ -69,8 +69,9 @@ def _notes(records: list[dict]) -> list[str]:
     return out
 
 
-def dataset_table(records: list[dict], selection: dict[str, Any]) -> list[str]:
-    """Markdown lines for one dataset: λ selection, the results table with paired differences, notes."""
+def dataset_table(records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean") -> list[str]:
+    """Markdown lines for one dataset: λ selection, the results table with paired differences, notes. The
+    difference to the shuffled control is shown for ``control_of`` only: the control shuffles that prior, at its λ."""
     by_method: dict[str, list[dict]] = {}
     for r in records:
         by_method.setdefault(r["method"], []).append(r)
@@ -99,7 +100,7 @@ def dataset_table(records: list[dict], selection: dict[str, Any]) -> list[str]:
         group = sorted(group, key=lambda r: r["seed"])
         lam = "–" if method == "baseline" else f"{group[0]['prior_weight']:g}"
         vs_base = "–" if method == "baseline" else paired(group, base)
-        vs_shuffled = "–" if method in ("baseline", "shuffled") or not shuffled else paired(group, shuffled)
+        vs_shuffled = paired(group, shuffled) if method == control_of and shuffled else "–"
         cells = [mean_std([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
         prior_s = [r["prior"]["seconds"] for r in group if "seconds" in r.get("prior", {})]
         costs = [mean_std(prior_s, 1.0), mean_std([r["fit_seconds"] for r in group], 1.0)]
@@ -174,7 +175,7 @@ def write_results(
     for selection in selections:
         rows = [r for r in records if r["dataset"] == selection["dataset"]]
         if rows:
-            lines += dataset_table(rows, selection)
+            lines += dataset_table(rows, selection, settings.get("control_of", "hybrid_mean"))
     text = "\n".join(lines).strip() + "\n"
     atomic_write_text(out / "results.md", text)
     rows = csv_rows(records)

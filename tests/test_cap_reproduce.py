@@ -13,7 +13,7 @@ from cap_lightning.reproduce_plan import (
     reference_of,
     selection_runs,
 )
-from cap_lightning.reproduce_report import paired, plot, write_results
+from cap_lightning.reproduce_report import dataset_table, paired, plot, write_results
 from lmcore.cli import run_cli
 
 
@@ -150,6 +150,11 @@ def test_results_files(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "**70.00**" in text and "| 60.00 |" in text  # the chosen λ is marked, the other is not
     assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
+    cap_row = next(line for line in text.splitlines() if line.startswith("| cap |") and "1,2,3" in line)
+    assert cap_row.split(" | ")[5] == "–"  # the shuffled control shuffles the Hybrid's prior: no CAP − shuffled cell
+    hybrid = [dict(r, method="hybrid_mean") for r in records if r["method"] == "cap"]
+    (row,) = [line for line in dataset_table([*records, *hybrid], selection) if line.startswith("| hybrid_mean |")]
+    assert row.split(" | ")[5] == paired(hybrid, [r for r in records if r["method"] == "shuffled"])
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
     plot(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
