@@ -52,9 +52,9 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from cap_lightning.attribution import ForwardFn, classifier_forward
-from cap_lightning.ranks import average_ranks
 from cap_lightning.tokens import content_mask, word_sums
 from lmcore.choices import check_choice
+from lmcore.ranks import average_ranks
 
 Level = Literal["word", "subword"]  # the unit the rationale is ranked and removed by
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
+from lmcore.ranks import average_ranks as lmcore_ranks
+
 
 def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
     """|A ∩ B| / |A ∪ B| of two index sets; 1.0 when both are empty."""
@@ -32,15 +34,9 @@ def pairwise_jaccard(sets: Mapping[int, Iterable[int]]) -> dict[str, float]:
 
 
 def average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks 1 … n of ``x`` (n,), ties sharing their mean rank (float64)."""
+    """Ranks 1 … n of ``x`` (n,), ties sharing their mean rank (float64): ``lmcore.ranks`` over every entry."""
     x = x.double().reshape(-1)
-    order = torch.argsort(x, stable=True)
-    ranks = torch.empty_like(x)
-    ranks[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
-    values, inverse = torch.unique(x, return_inverse=True)
-    sums = torch.zeros(len(values), dtype=torch.float64).index_add(0, inverse, ranks)
-    counts = torch.zeros(len(values), dtype=torch.float64).index_add(0, inverse, torch.ones_like(ranks))
-    return (sums / counts)[inverse]
+    return lmcore_ranks(x, torch.ones_like(x, dtype=torch.bool))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -6,7 +6,7 @@ import torch
 
 from cap_lightning.agreement import AgreementMetrics, prior_agreement
 from cap_lightning.faithfulness import spearman_rows, topk_iou
-from cap_lightning.ranks import average_ranks
+from lmcore.ranks import average_ranks
 
 # row 0 words: "ab" (tokens 1, 2), "c" (3), "d" (4), "e" (5); row 1: "f", "g"; row 2: only special tokens
 WORD_INDEX = torch.tensor([[-1, 0, 0, 1, 2, 3, -1], [-1, 0, 1, -1, -1, -1, -1], [-1, -1, -1, -1, -1, -1, -1]])

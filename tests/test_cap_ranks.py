@@ -3,7 +3,7 @@ import torch
 from scipy.stats import rankdata
 
 from cap_lightning.priors.hybrid import fuse_padded
-from cap_lightning.ranks import average_ranks, scaled_ranks
+from lmcore.ranks import average_ranks, scaled_ranks
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

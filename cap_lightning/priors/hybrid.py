@@ -28,8 +28,8 @@ from torch import Tensor
 
 from cap_lightning.priors.base import AttributionPrior
 from cap_lightning.priors.store import ExampleStore, Record, example_key, lookup_or_compute, store_namespace
-from cap_lightning.ranks import scaled_ranks
 from lmcore.choices import check_choice
+from lmcore.ranks import scaled_ranks
 
 Aggregation = Literal["mean", "max", "weighted", "rank_mean"]
 Norm = Literal["max", "sum", "zscore_relu"]

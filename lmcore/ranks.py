@@ -1,5 +1,5 @@
 """Average ranks within each row over a mask: the one rank transform of the rank-mean hybrid prior and of the
-Spearman agreement metric (docs/cap.md §3.4, §7).
+Spearman agreement metrics of both packages (docs/cap.md §3.4, §7; steering.attribution_agreement).
 
 Design decisions:
 - Ties get the mean of the ranks they span; only masked entries are ranked and counted (padding never shifts a
