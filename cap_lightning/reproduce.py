@@ -124,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/reproduce_cap")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless a key is configured)")
+    p.add_argument("--report-only", action="store_true", help="write results.* from the runs finished so far (any "
+                   "commit; the header says how many of the planned runs they are) and train nothing")  # fmt: skip
     args = p.parse_args(argv)
     if args.split == "few_shot" and args.shots < 1:
         p.error(f"--shots must be >= 1, got {args.shots}")
@@ -494,14 +496,49 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
         init = (threads, os.getpid())
         with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
             schedule(plans, lambda run: pool.submit(run_one, run, args, commit), args.workers, on_done)
-    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen} for p in plans]
+    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen, "baseline_val": p.baseline_val}
+                  for p in plans]  # fmt: skip
     return records, selections
+
+
+def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], int, int]:
+    """The records of the runs finished so far, released in plan order as ``run_grid`` would (so a λ counts as
+    chosen only once its whole selection grid is on disk): ``(reported records, λ selections, finished, planned)``.
+    Reads records of any commit (the report lists them) and trains nothing."""
+    plans = [DatasetPlan(d, args.methods, args.lambdas, args.tune_seed, args.seeds, args.few_seeds, args.control_of)
+             for d in args.datasets]  # fmt: skip
+    records: list[dict[str, Any]] = []
+    finished, planned = 0, sum(len(p.planned()) for p in plans)
+    for plan in plans:
+        released = plan.released()
+        while released:
+            for run in released:
+                path = Path(args.out) / run.folder / "metrics.json"
+                record = json.loads(path.read_text()) if path.is_file() else None
+                if record is None or record.get("prior_weight") != run.prior_weight:  # missing, or another λ's
+                    continue
+                plan.finish(run, record.get("val_acc"))
+                finished += 1
+                if run.stage == "final":
+                    records.append(record)
+            released = plan.released()
+    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen, "baseline_val": p.baseline_val}
+                  for p in plans]  # fmt: skip
+    return records, selections, finished, planned
 
 
 def main(argv: list[str] | None = None) -> None:
     from cap_lightning.reproduce_report import write_results
 
     args = parse_args(argv)
+    if args.report_only:
+        records, selections, finished, planned = collect_finished(args)
+        commits = ", ".join(sorted({str(r.get("commit")) for r in records})) or "none"
+        wall = sum(r["fit_seconds"] for r in records)
+        progress = f"PARTIAL: {finished} of {planned} planned runs finished"
+        write_results(Path(args.out), records, selections, vars(args), commits, wall, progress=progress)
+        print(f"{progress}; wrote results.md, results.csv, results.png to {args.out}")
+        return
     commit = code_commit()
     start = time.perf_counter()
     print(f"reproduce-cap at commit {commit}: {' '.join(sys.argv[1:] if argv is None else argv)}", flush=True)

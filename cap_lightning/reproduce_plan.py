@@ -179,6 +179,7 @@ class DatasetPlan:
         self.baselines = [Run(dataset, "baseline", s, 0.0, "final") for s in seeds]
         self.scores: dict[str, dict[float, float]] = {}
         self.chosen: dict[str, float] | None = None
+        self.baseline_val: float | None = None  # the tuning seed's CE-only validation accuracy (λ = 0)
         self.finals: list[Run] = []
         self._handed: set[Run] = set()
         self._finished: set[Run] = set()
@@ -197,6 +198,8 @@ class DatasetPlan:
         if run not in self._handed:
             raise ValueError(f"{run} was not handed out by this plan")
         self._finished.add(run)
+        if run.stage == "select" and run.method == "baseline":
+            self.baseline_val = val_acc
         if run.stage == "select" and run.method != "baseline":
             if val_acc is None:
                 raise ValueError(f"selection run {run} has no validation accuracy to choose λ from")

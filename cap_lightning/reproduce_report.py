@@ -3,11 +3,19 @@
 Design decisions:
 - Per dataset, one table: mean ± std over the reported seeds, and the **paired** difference of accuracy to the
   CE-only baseline and to the shuffled-prior control (same seeds, same splits; 95 % paired-t interval,
-  ``lmcore.statistics``), read as ``no difference`` when the interval contains 0.
-- Beside it the λ selection (validation accuracy of the tuning seed per λ, the chosen one marked) and the notes a
-  reader needs to weigh the priors: teacher accuracy, share of all-zero priors, surrogate R², the budget.
-- Robustness columns come from the attacks run directly against the first reported seed's models (one seed: no
-  interval).
+  ``lmcore.statistics``), read as ``no difference`` when the interval contains 0 (fewer than 2 paired seeds: the
+  one difference, no interval).
+- **Multiple comparisons**: the differences of one table (every prior vs the baseline, and the shuffled prior's
+  source vs the shuffled control) are one family; each cell carries its Holm-adjusted paired-t p-value, so a reader
+  sees which differences survive the number of comparisons. The verdict reads the unadjusted 95 % interval.
+- Beside it the λ selection (validation accuracy of the tuning seed per λ, the chosen one marked, the tuning seed's
+  CE-only baseline as the λ = 0 row) and the notes a reader needs to weigh the priors: teacher accuracy, share of
+  all-zero priors, surrogate R², the budget.
+- **Robustness**: one table per attack (run directly against each attacked seed's model): clean accuracy, accuracy
+  under attack with its paired difference to the baseline and (for the shuffled prior's source) to the shuffled
+  control, attack success rate; one Holm family per attack.
+- **Verdict**: one sentence per dataset on the question the grid is for: does the shuffled prior's source (the CAP
+  Hybrid) beat the baseline and the shuffled control beyond the interval, at accuracy and under each attack.
 - Every figure is in % (× 100) except seconds.
 """
 
@@ -19,10 +27,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from cap_lightning.report import mean_std, paired_difference
+from cap_lightning.report import mean_std
 from lmcore.io import atomic_write, atomic_write_text
 from lmcore.progress import duration
-from lmcore.statistics import paired_t_interval
+from lmcore.statistics import PairedInterval, holm, paired_t_interval, paired_t_p_value, verdict
 
 COLUMNS = (
     ("test/acc", "Acc"),
@@ -35,18 +43,49 @@ NOTE_KEYS = (("teacher_acc", "teacher accuracy (gold ranked first)"), ("r2_mean"
              ("zero_prior_share", "share of all-zero priors"))  # fmt: skip
 
 
-def paired(records: list[dict], reference: list[dict], metric: str = "test/acc") -> str:
-    """``Δ [low, high] verdict`` (× 100) of ``metric`` over the seeds both ran, paired-t 95 %."""
+def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tuple[list[float], list[float]]:
+    """``metric`` × 100 of both groups over the seeds both ran, in seed order."""
     mine = {r["seed"]: r["metrics"][metric] for r in records if metric in r["metrics"]}
     theirs = {r["seed"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
-    return paired_difference(mine, theirs, show_n=False)
+    seeds = sorted(mine.keys() & theirs.keys())
+    return [100 * mine[s] for s in seeds], [100 * theirs[s] for s in seeds]
 
 
-def _adv_columns(records: list[dict]) -> list[tuple[str, str]]:
-    keys = sorted({k for r in records for k in r["metrics"] if k.startswith("adv/") and not k.endswith("seconds")})
-    keys = [k for k in keys if not k.endswith("clean_acc")]
-    names = {"attacked_acc": "acc under attack", "attack_success_rate": "ASR ↓"}
-    return [(k, f"{k.split('/')[1]} {names.get(k.rsplit('/', 1)[1], k)}") for k in keys]
+class Comparisons:
+    """The paired comparisons of one table, read as a family: each cell is ``Δ [95 % CI] verdict`` with its
+    Holm-adjusted paired-t p-value over every comparison of the family that has ≥ 2 seeds (``lmcore.statistics``)."""
+
+    def __init__(self) -> None:
+        self._pairs: dict[tuple, tuple[list[float], list[float]]] = {}
+
+    def add(self, key: tuple, records: list[dict], reference: list[dict], metric: str) -> None:
+        self._pairs[key] = _seed_pairs(records, reference, metric)
+
+    def _adjusted(self) -> dict[tuple, float]:
+        tested = [k for k, (a, _) in self._pairs.items() if len(a) >= 2]
+        raw = [paired_t_p_value(*self._pairs[k]) for k in tested]
+        return dict(zip(tested, holm(raw)))
+
+    def interval(self, key: tuple) -> PairedInterval | None:
+        a, b = self._pairs.get(key, ([], []))
+        return paired_t_interval(a, b) if len(a) >= 2 else None
+
+    def cells(self) -> dict[tuple, str]:
+        adjusted, out = self._adjusted(), {}
+        for key, (a, b) in self._pairs.items():
+            if not a:
+                out[key] = "–"
+            elif len(a) == 1:
+                out[key] = f"{a[0] - b[0]:+.2f} (n=1)"
+            else:
+                ci = paired_t_interval(a, b)
+                out[key] = (f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)}, "
+                            f"p_Holm {adjusted[key]:.2g}")  # fmt: skip
+        return out
+
+
+def _attacks(records: list[dict]) -> list[str]:
+    return sorted({k.split("/")[1] for r in records for k in r["metrics"] if k.startswith("adv/")})
 
 
 def _heldout_columns(records: list[dict]) -> list[tuple[str, str]]:
@@ -69,44 +108,111 @@ def _notes(records: list[dict]) -> list[str]:
     return out
 
 
-def dataset_table(records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean") -> list[str]:
-    """Markdown lines for one dataset: λ selection, the results table with paired differences, notes. The
-    difference to the shuffled control is shown for ``control_of`` only: the control shuffles that prior, at its λ."""
+def _by_method(records: list[dict]) -> dict[str, list[dict]]:
     by_method: dict[str, list[dict]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: r["seed"]):
         by_method.setdefault(r["method"], []).append(r)
+    return by_method
+
+
+def _compare(by_method: dict[str, list[dict]], metric: str, control_of: str) -> Comparisons:
+    """Every prior vs the baseline and ``control_of`` vs the shuffled control, on ``metric``: one family."""
+    family = Comparisons()
     base, shuffled = by_method.get("baseline", []), by_method.get("shuffled", [])
-    lines = [f"\n**{records[0]['dataset']}**\n"]
-    scores, chosen = selection["scores"], selection["chosen"]
-    if scores:
-        lambdas = sorted({lam for s in scores.values() for lam in s})
-        head = "| Prior | " + " | ".join(f"λ={lam:g}" for lam in lambdas) + " |"
-        lines += [
-            "λ selection (validation accuracy, tuning seed; **chosen**):",
-            "",
-            head,
-            "|---|" + "---|" * len(lambdas),
-        ]
-        for method, s in scores.items():
-            cells = [f"{100 * s[lam]:.2f}" if lam in s else "–" for lam in lambdas]
-            cells = [f"**{c}**" if lam == chosen[method] else c for c, lam in zip(cells, lambdas)]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines.append("")
-    columns = [*COLUMNS, *_heldout_columns(records), *_adv_columns(records)]
+    for method, group in by_method.items():
+        if method != "baseline":
+            family.add((method, "baseline"), group, base, metric)
+        if method == control_of and shuffled:
+            family.add((method, "shuffled"), group, shuffled, metric)
+    return family
+
+
+def selection_table(selection: dict[str, Any]) -> list[str]:
+    """The λ grid: validation accuracy of the tuning seed per prior and λ (chosen in bold), the CE-only baseline of
+    the same seed beside it (the accuracy the regulariser has to keep)."""
+    scores, chosen = selection["scores"], selection["chosen"] or {}
+    if not scores:
+        return []
+    lambdas = sorted({lam for s in scores.values() for lam in s})
+    head = "| Prior | " + " | ".join(f"λ={lam:g}" for lam in lambdas) + " |"
+    lines = ["λ selection (validation accuracy, tuning seed; **chosen**):", "", head, "|---|" + "---|" * len(lambdas)]
+    if selection.get("baseline_val") is not None:
+        base = f"{100 * selection['baseline_val']:.2f}"
+        lines.append("| baseline (λ=0) | " + " | ".join([base] * len(lambdas)) + " |")
+    for method, s in scores.items():
+        cells = [f"{100 * s[lam]:.2f}" if lam in s else "–" for lam in lambdas]
+        cells = [f"**{c}**" if lam == chosen.get(method) else c for c, lam in zip(cells, lambdas)]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def robustness_table(by_method: dict[str, list[dict]], control_of: str = "hybrid_mean") -> list[str]:
+    """Per attack: clean and attacked accuracy, the paired difference of accuracy under attack to the baseline (and,
+    for ``control_of``, to the shuffled control) over the attacked seeds, attack success rate. One Holm family per
+    attack."""
+    records = [r for group in by_method.values() for r in group]
+    lines: list[str] = []
+    for attack in _attacks(records):
+        key = f"adv/{attack}/attacked_acc"
+        family = _compare(by_method, key, control_of)
+        cells = family.cells()
+        lines += ["", f"Under attack: **{attack}** (accuracy on the attacked test utterances, paired over seeds):", "",
+                  "| Method | Seeds | Clean acc | Acc under attack | Δ vs baseline [95 % CI] | Δ vs shuffled [95 % CI] "
+                  "| ASR ↓ |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for method, group in by_method.items():
+            attacked = [r for r in group if key in r["metrics"]]
+            if not attacked:
+                continue
+            seeds = ",".join(str(r["seed"]) for r in attacked)
+            clean, under, asr = (mean_std([r["metrics"][f"adv/{attack}/{m}"] for r in attacked
+                                           if f"adv/{attack}/{m}" in r["metrics"]])
+                                 for m in ("clean_acc", "attacked_acc", "attack_success_rate"))  # fmt: skip
+            lines.append(f"| {method} | {seeds} | {clean} | {under} | {cells.get((method, 'baseline'), '–')} | "
+                         f"{cells.get((method, 'shuffled'), '–')} | {asr} |")  # fmt: skip
+    return lines
+
+
+def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mean") -> str:
+    """One sentence: does ``control_of`` beat the baseline and the shuffled control, at accuracy and under each
+    attack, beyond the 95 % interval (Holm-adjusted p beside)?"""
+    if control_of not in by_method:
+        return f"Verdict: {control_of} has no reported run yet."
+    records = [r for group in by_method.values() for r in group]
+    parts = []
+    for label, metric in [("test accuracy", "test/acc"),
+                          *((f"accuracy under {a}", f"adv/{a}/attacked_acc") for a in _attacks(records))]:  # fmt: skip
+        family = _compare(by_method, metric, control_of)
+        said = []
+        for ref in ("baseline", "shuffled"):
+            ci = family.interval((control_of, ref))
+            shown = f"{verdict(ci)} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])" if ci else "not measured"
+            said.append(f"vs {ref}: {shown}")
+        parts.append(f"{label} {', '.join(said)}")
+    return f"**Verdict ({control_of}, 95 % paired-t)**: " + "; ".join(parts) + "."
+
+
+def dataset_table(records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean") -> list[str]:
+    """Markdown lines for one dataset: λ selection, the results table with paired differences (one Holm family: every
+    prior vs the baseline and ``control_of`` vs the shuffled control, the prior that control shuffles, at its λ),
+    the robustness tables, the verdict, notes."""
+    by_method = _by_method(records)
+    lines = [f"\n**{records[0]['dataset']}**\n", *selection_table(selection)]
+    cells = _compare(by_method, "test/acc", control_of).cells()
+    columns = [*COLUMNS, *_heldout_columns(records)]
     header = ["Method", "λ", "Seeds", "Acc", "Δ Acc vs baseline [95 % CI]", "Δ Acc vs shuffled [95 % CI]",
               *(name for _, name in columns[1:]), "Prior s", "Fit s"]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, group in by_method.items():
-        group = sorted(group, key=lambda r: r["seed"])
         lam = "–" if method == "baseline" else f"{group[0]['prior_weight']:g}"
-        vs_base = "–" if method == "baseline" else paired(group, base)
-        vs_shuffled = paired(group, shuffled) if method == control_of and shuffled else "–"
-        cells = [mean_std([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
+        vs_base, vs_shuffled = cells.get((method, "baseline"), "–"), cells.get((method, "shuffled"), "–")
+        values = [mean_std([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
         prior_s = [r["prior"]["seconds"] for r in group if "seconds" in r.get("prior", {})]
         costs = [mean_std(prior_s, 1.0), mean_std([r["fit_seconds"] for r in group], 1.0)]
         seeds = ",".join(str(r["seed"]) for r in group)
-        lines.append(f"| {method} | {lam} | {seeds} | {cells[0]} | {vs_base} | {vs_shuffled} | "
-                     + " | ".join(cells[1:] + costs) + " |")  # fmt: skip
+        lines.append(f"| {method} | {lam} | {seeds} | {values[0]} | {vs_base} | {vs_shuffled} | "
+                     + " | ".join(values[1:] + costs) + " |")  # fmt: skip
+    lines += robustness_table(by_method, control_of)
+    lines += ["", verdict_line(by_method, control_of)]
     notes = _notes(records)
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
@@ -147,10 +253,12 @@ def plot(records: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def header(settings: dict[str, Any], commit: str, wall: float) -> str:
+def header(settings: dict[str, Any], commit: str, wall: float, progress: str | None = None) -> str:
     s = settings
     split = s["split"] + (f" k={s['shots']}" if s["split"] == "few_shot" else "")
-    return (
+    time_said = f"training time of these runs {duration(wall)}" if progress else f"wall time {duration(wall)}"
+    partial = f"**{progress}** (a grid stopped early has the central comparison first).\n\n" if progress else ""
+    return partial + (
         f"Student {s['student']}, teacher {s['teacher']}, {split}. **Budget (every run)**: {s['epochs']} epochs, batch "
         f"{s['batch_size']}, lr {s['lr']} (linear warm-up/decay), max {s['max_length']} tokens, best validation "
         f"checkpoint (checked every {s['val_every']} epochs). Alignment: {s['prior_loss']} on self-attribution "
@@ -162,16 +270,23 @@ def header(settings: dict[str, Any], commit: str, wall: float) -> str:
         f"{s['ig_prior_steps']} steps, LIME "
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "
         f"{s['teacher_dtype']}). Attacks: {s['attack_recipes'] or 'none'} on {s['attack_examples']} seeded test "
-        f"utterances against the models of seeds {s['attack_seeds']}. Commit {commit}; wall time {duration(wall)}. "
+        f"utterances against the models of seeds {s['attack_seeds']}. Commit {commit}; {time_said}. "
         "All figures in % except seconds.\n"
     )
 
 
 def write_results(
-    out: Path, records: list[dict], selections: list[dict], settings: dict[str, Any], commit: str, wall: float
+    out: Path,
+    records: list[dict],
+    selections: list[dict],
+    settings: dict[str, Any],
+    commit: str,
+    wall: float,
+    progress: str | None = None,
 ) -> None:
-    """``results.md`` (header, per-dataset tables), ``results.csv`` (one row per run), ``results.png``."""
-    lines = [header(settings, commit, wall)]
+    """``results.md`` (header, per-dataset tables), ``results.csv`` (one row per run), ``results.png``; ``progress``
+    marks a partial report."""
+    lines = [header(settings, commit, wall, progress)]
     for selection in selections:
         rows = [r for r in records if r["dataset"] == selection["dataset"]]
         if rows:

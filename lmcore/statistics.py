@@ -14,6 +14,9 @@ Design decisions:
 - McNemar (exact): over the discordant pairs only (``a`` right and ``b`` wrong: n₁₀; the reverse: n₀₁), two-sided
   binomial test of n₁₀ ~ Bin(n₁₀ + n₀₁, ½): ``p = min(1, 2 · P(X ≤ min(n₁₀, n₀₁)))``; p = 1 without discordant pairs.
 - ``verdict`` says ``no difference`` whenever the interval contains 0 (an interval, not a p-value threshold).
+- Several comparisons read together (every prior against the baseline, on one dataset) are a family: ``holm``
+  adjusts their p-values (Holm–Bonferroni step-down, family-wise error ≤ α with no assumption on their dependence),
+  so a reader can tell which differences survive the number of comparisons made.
 """
 
 from __future__ import annotations
@@ -163,6 +166,40 @@ def paired_bootstrap_interval(
     low = means[max(0, math.floor(alpha * resamples))]
     high = means[min(resamples - 1, math.ceil((1.0 - alpha) * resamples) - 1)]
     return PairedInterval(statistics.fmean(d), low, high, n, confidence, "paired bootstrap")
+
+
+def paired_t_p_value(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t test of mean(``a − b``) = 0 (n − 1 degrees of freedom; needs n ≥ 2).
+
+    Identical differences give p = 1 when they are all 0 and p = 0 otherwise (zero variance, nonzero mean).
+    """
+    d = paired_differences(a, b)
+    if len(d) < 2:
+        raise ValueError(f"a paired t test needs at least 2 pairs, got {len(d)}")
+    mean, sd = statistics.fmean(d), statistics.stdev(d)
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    t = mean / (sd / math.sqrt(len(d)))
+    return min(1.0, 2.0 * t_cdf(-abs(t), len(d) - 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given: the i-th smallest p times (m − i), made monotone.
+
+    Raises:
+        ValueError: a p-value outside [0, 1] (or NaN).
+    """
+    ps = [float(p) for p in p_values]
+    bad = [p for p in ps if not 0.0 <= p <= 1.0]
+    if bad:
+        raise ValueError(f"p-values must be in [0, 1], got {bad}")
+    m = len(ps)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=ps.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 # ------------------------------------------------------------------------------------------- McNemar

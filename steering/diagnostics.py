@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
+from steering.methods import get_method
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
 
 
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     pos, neg = deltas[k]
     pos, neg = pos.flatten(0, 1), None if neg is None else neg.flatten(0, 1)  # (N·R, L, d)
     aggregate, mode = meta.get("aggregate", "pca"), meta.get("mode", "both")
+    if meta.get("method"):  # the file records the caller's settings; a method may force its own (CAA: mean, pos)
+        aggregate, mode = get_method(meta["method"]).settings(aggregate, mode)
     if neg is None:
         mode = "pos"
     reference = SteeringVector.load(args.against) if args.against else None

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from cap_lightning.reproduce import main, parse_args, run_config
+from cap_lightning.reproduce import collect_finished, main, parse_args, run_config
 from cap_lightning.reproduce_plan import (
     METHODS,
     Run,
@@ -13,8 +13,9 @@ from cap_lightning.reproduce_plan import (
     reference_of,
     selection_runs,
 )
-from cap_lightning.reproduce_report import dataset_table, paired, plot, write_results
+from cap_lightning.reproduce_report import Comparisons, dataset_table, plot, verdict_line, write_results
 from lmcore.cli import run_cli
+from lmcore.statistics import holm, paired_t_p_value
 
 
 # ------------------------------------------------------------------------------------------------- the plan
@@ -129,32 +130,74 @@ def _records(methods=(("baseline", 0.60), ("cap", 0.62), ("shuffled", 0.62))):
     return out
 
 
+def _cell(records, reference, metric="test/acc"):
+    family = Comparisons()
+    family.add(("a", "b"), records, reference, metric)
+    return family.cells()[("a", "b")]
+
+
 def test_paired_difference_has_an_interval_and_says_no_difference_when_it_contains_zero():
     records = _records()
     cap = [r for r in records if r["method"] == "cap"]
     base = [r for r in records if r["method"] == "baseline"]
     shuffled = [r for r in records if r["method"] == "shuffled"]
-    assert paired(cap, base).startswith("+2.20 [") and paired(cap, base).endswith("higher")
-    assert paired(shuffled, base) == "+2.00 [+2.00, +2.00] higher"
-    assert paired(cap, shuffled) == "+0.20 [-0.05, +0.45] no difference"  # 3 seeds: t(2) is wide
+    assert _cell(cap, base).startswith("+2.20 [") and "higher, p_Holm" in _cell(cap, base)
+    assert _cell(shuffled, base) == "+2.00 [+2.00, +2.00] higher, p_Holm 0"
+    assert _cell(cap, shuffled).startswith("+0.20 [-0.05, +0.45] no difference")  # 3 seeds: t(2) is wide
     noisy = [dict(r, metrics={"test/acc": 0.6 + (0.02 if r["seed"] == 1 else -0.01)}) for r in base]
-    assert paired(noisy, base).endswith("no difference")
-    assert paired(cap[:1], base) == "+2.10 (n=1)"
+    assert "no difference" in _cell(noisy, base)
+    assert _cell(cap[:1], base) == "+2.10 (n=1)" and _cell([], base) == "–"
+
+
+def test_a_tables_comparisons_are_one_holm_family():
+    records = _records((("baseline", 0.60), ("cap", 0.62), ("shuffled", 0.62), ("hybrid_mean", 0.605)))
+    groups = {m: [r for r in records if r["method"] == m] for m in ("baseline", "cap", "shuffled", "hybrid_mean")}
+    family = Comparisons()
+    pairs = [("cap", "baseline"), ("shuffled", "baseline"), ("hybrid_mean", "baseline"), ("hybrid_mean", "shuffled")]
+    for a, b in pairs:
+        family.add((a, b), groups[a], groups[b], "test/acc")
+    raw = [paired_t_p_value([100 * r["metrics"]["test/acc"] for r in groups[a]],
+                            [100 * r["metrics"]["test/acc"] for r in groups[b]]) for a, b in pairs]  # fmt: skip
+    cells = family.cells()
+    for (a, b), q in zip(pairs, holm(raw)):
+        assert cells[(a, b)].endswith(f"p_Holm {q:.2g}")
+    lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
+    (row,) = [line for line in lines if line.startswith("| hybrid_mean |")]
+    assert row.split(" | ")[4] == cells[("hybrid_mean", "baseline")]
+    assert row.split(" | ")[5] == cells[("hybrid_mean", "shuffled")]
+
+
+def test_robustness_is_paired_over_the_attacked_seeds_and_the_verdict_reads_the_intervals():
+    records = _records((("baseline", 0.60), ("shuffled", 0.60), ("hybrid_mean", 0.65)))
+    for r in records:  # the Hybrid is more robust by 10 points on every seed; the shuffled control by 0
+        under = 0.2 + (0.1 if r["method"] == "hybrid_mean" else 0.0) + 0.01 * r["seed"]
+        r["metrics"].update({"adv/pwws/clean_acc": 0.8, "adv/pwws/attacked_acc": under,
+                             "adv/pwws/attack_success_rate": 1 - under / 0.8})  # fmt: skip
+    lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
+    text = "\n".join(lines)
+    assert "Under attack: **pwws**" in text
+    (row,) = [line for line in lines if line.startswith("| hybrid_mean | 1,2,3 | 80.00")]
+    assert row.split(" | ")[4].startswith("+10.00 [+10.00, +10.00] higher")
+    assert row.split(" | ")[5].startswith("+10.00 [+10.00, +10.00] higher")
+    verdict = verdict_line({m: [r for r in records if r["method"] == m] for m in ("baseline", "shuffled",
+                                                                                  "hybrid_mean")})  # fmt: skip
+    assert "accuracy under pwws vs baseline: higher (+10.00" in verdict
+    assert "test accuracy vs baseline: higher (+5.00" in verdict
+    assert verdict_line({"baseline": records[:3]}).endswith("no reported run yet.")
 
 
 def test_results_files(tmp_path):
     records = _records()
-    selection = {"dataset": "hwu64", "scores": {"cap": {0.1: 0.7, 1.0: 0.6}}, "chosen": {"cap": 0.1}}
+    selection = {"dataset": "hwu64", "scores": {"cap": {0.1: 0.7, 1.0: 0.6}}, "chosen": {"cap": 0.1},
+                 "baseline_val": 0.65}  # fmt: skip
     settings = vars(parse_args([]))
     write_results(tmp_path, records, [selection], settings, "abc123", 12.0)
     text = (tmp_path / "results.md").read_text()
     assert "**70.00**" in text and "| 60.00 |" in text  # the chosen λ is marked, the other is not
+    assert "| baseline (λ=0) | 65.00 | 65.00 |" in text
     assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
     cap_row = next(line for line in text.splitlines() if line.startswith("| cap |") and "1,2,3" in line)
     assert cap_row.split(" | ")[5] == "–"  # the shuffled control shuffles the Hybrid's prior: no CAP − shuffled cell
-    hybrid = [dict(r, method="hybrid_mean") for r in records if r["method"] == "cap"]
-    (row,) = [line for line in dataset_table([*records, *hybrid], selection) if line.startswith("| hybrid_mean |")]
-    assert row.split(" | ")[5] == paired(hybrid, [r for r in records if r["method"] == "shuffled"])
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
     plot(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
@@ -191,3 +234,41 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     monkeypatch.setattr("cap_lightning.reproduce.code_commit", lambda: "other")
     with pytest.raises(SystemExit, match="made by code at commit"):
         main(argv)
+
+
+def test_report_only_collects_the_finished_runs_in_plan_order_and_trains_nothing(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--datasets", "hwu64", "--methods", "baseline", "cap", "--seeds", "1", "2", "--lambdas", "0.1", "1",
+            "--out", str(out)]  # fmt: skip
+    args = parse_args(argv)
+
+    def write(run, val_acc=None, acc=None):
+        folder = out / run.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        metrics = {} if acc is None else {"test/acc": acc}
+        record = {"dataset": run.dataset, "method": run.method, "seed": run.seed, "stage": run.stage,
+                  "prior_weight": run.prior_weight, "val_acc": val_acc, "metrics": metrics, "fit_seconds": 10.0,
+                  "commit": "old"}  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(record))
+
+    write(Run("hwu64", "baseline", 0, 0.0, "select"), val_acc=0.80)
+    for seed, acc in ((1, 0.81), (2, 0.83)):
+        write(Run("hwu64", "baseline", seed, 0.0, "final"), acc=acc)
+    write(Run("hwu64", "cap", 0, 0.1, "select"), val_acc=0.82)
+    write(Run("hwu64", "cap", 1, 1.0, "final"), acc=0.5)  # λ not chosen yet: not read; then not the chosen λ
+    records, selections, finished, planned = collect_finished(args)
+    assert [(r["method"], r["seed"]) for r in records] == [("baseline", 1), ("baseline", 2)]
+    assert selections[0]["chosen"] is None and selections[0]["baseline_val"] == 0.80 and finished == 4
+    write(Run("hwu64", "cap", 0, 1.0, "select"), val_acc=0.79)
+    records, selections, finished, planned = collect_finished(args)
+    assert selections[0]["chosen"] == {"cap": 0.1} and finished == 5 and len(records) == 2
+    write(Run("hwu64", "cap", 1, 0.1, "final"), acc=0.84)
+    records, selections, finished, planned = collect_finished(args)
+    assert selections[0]["chosen"] == {"cap": 0.1} and finished == 6 and planned == 7
+    assert [(r["method"], r["seed"], r["metrics"]["test/acc"]) for r in records if r["method"] == "cap"] == [
+        ("cap", 1, 0.84)
+    ]
+    main([*argv, "--report-only"])
+    text = (out / "results.md").read_text()
+    assert "PARTIAL: 6 of 7 planned runs finished" in text and "Commit old" in text
+    assert not (out / "hwu64" / "cap" / "s2").exists()  # nothing was trained

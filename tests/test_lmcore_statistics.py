@@ -7,9 +7,11 @@ import pytest
 
 from lmcore.statistics import (
     PairedInterval,
+    holm,
     mcnemar_exact,
     paired_bootstrap_interval,
     paired_t_interval,
+    paired_t_p_value,
     regularized_beta,
     t_cdf,
     t_quantile,
@@ -121,3 +123,29 @@ def test_verdict_reads_only_the_interval():
     assert verdict(PairedInterval(0.1, -0.01, 0.2, 3, 0.95, "paired t")) == "no difference"
     assert verdict(PairedInterval(0.1, 0.01, 0.2, 3, 0.95, "paired t")) == "higher"
     assert verdict(PairedInterval(-0.1, -0.2, -0.01, 3, 0.95, "paired t")) == "lower"
+
+
+def test_paired_t_p_value_matches_scipy_and_agrees_with_the_interval():
+    stats = pytest.importorskip("scipy.stats")
+    assert paired_t_p_value(A, B) == pytest.approx(float(stats.ttest_rel(A, B).pvalue), rel=1e-9)
+    # the 95 % interval excludes 0 exactly when p < 0.05
+    for shift in (0.0, 0.01, 0.02, 0.03, -0.05):
+        b = [x + shift for x in B]
+        ci = paired_t_interval(A, b)
+        assert (paired_t_p_value(A, b) < 0.05) == (not ci.low <= 0.0 <= ci.high)
+    assert paired_t_p_value(A, A) == 1.0 and paired_t_p_value([1.0, 2.0], [0.0, 1.0]) == 0.0
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        paired_t_p_value([1.0], [0.0])
+
+
+def test_holm_is_the_step_down_bonferroni_and_keeps_the_order():
+    ps = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005×4 = 0.02, 0.01×3 = 0.03, 0.03×2 = 0.06, 0.04×1 = 0.04 → monotone 0.06
+    assert holm(ps) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5]) == [0.5] and holm([]) == []
+    adjusted = holm([random.Random(i).random() for i in range(20)])
+    assert all(0.0 <= q <= 1.0 for q in adjusted)
+    for p_raw, q in zip([random.Random(i).random() for i in range(20)], adjusted):
+        assert q >= p_raw
+    with pytest.raises(ValueError, match=r"\[1.5\]"):
+        holm([0.1, 1.5])

@@ -59,3 +59,18 @@ def test_vector_diagnostics_rows_and_the_command(tmp_path, capsys):
     assert "grains (k=10, pca, both), 40 deltas" in capsys.readouterr().out and (tmp_path / "d.json").is_file()
     with pytest.raises(SystemExit):
         main([str(path), "--k", "3"])
+
+
+def test_the_command_rebuilds_a_vector_the_way_its_method_does(tmp_path, capsys):
+    """A CAA deltas file records the caller's ``aggregate: pca``, but CAA forces the mean: the diagnostics must
+    build CAA's vector (cosine 1 with the CAA vector itself), not a PCA of its deltas."""
+    from steering.fitting import vector_from_deltas
+
+    pos = _deltas(0.5, seed=3)
+    path = save_deltas(tmp_path / "caa.deltas.safetensors", {"index": torch.arange(40), "layers": [5, 7],
+                       "deltas": {0: (pos[:, None], None)}}, {"method": "caa", "aggregate": "pca",
+                       "mode": "both"})  # fmt: skip
+    vector_from_deltas("caa", pos, None, [5, 7], "pca", "both", True, {}).save(tmp_path / "caa.safetensors")
+    out = main([str(path), "--against", str(tmp_path / "caa.safetensors"), "--repeats", "2"])
+    assert [row["cosine_with_reference"] for row in out.values()] == pytest.approx([1.0, 1.0])
+    assert "caa (k=0, mean, pos), 40 deltas" in capsys.readouterr().out
