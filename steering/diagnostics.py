@@ -1,6 +1,7 @@
 """Vector diagnostics: is a steering vector a stable direction, and how does it relate to another (e.g. CAA)?
 
-    python -m steering.diagnostics runs/steer/.../grains.deltas.safetensors [--against caa.safetensors] [--k 10]
+    python -m steering.diagnostics runs/steer/.../grains.deltas.safetensors [--against caa.safetensors] [--k 10] \
+        [--aggregate pca | pca_uncentred | mean] [--mode both | pos]
 
 Design decisions (docs/grains.md §6.6):
 - **Split-half cosine**: the examples are split at random into two halves (seeded, ``repeats`` times); a vector is
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
+from lmcore.choices import check_choice
 from steering.methods import get_method
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
 
@@ -120,17 +122,27 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     p.add_argument("deltas", help="a <vector>.deltas.safetensors file written by SteeringModule")
     p.add_argument("--k", type=int, default=None, help="which k of the file (default: the smallest)")
     p.add_argument("--against", default=None, help="a steering vector (.safetensors) to compare with, e.g. CAA's")
+    p.add_argument(
+        "--aggregate",
+        default=None,
+        help="build the vector with this aggregate instead of the file's "
+        "(pca | pca_uncentred | mean; a method that forces one keeps it)",
+    )
+    p.add_argument("--mode", default=None, help="both | pos instead of the file's (a method that forces one keeps it)")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the diagnostics here")
     args = p.parse_args(argv)
+    for name, value, alias in (("--aggregate", args.aggregate, Aggregate), ("--mode", args.mode, Mode)):
+        if value is not None:
+            check_choice(name, value, alias)
     layers, deltas, meta = load_deltas(args.deltas)
     k = args.k if args.k is not None else min(deltas)
     if k not in deltas:
         p.error(f"--k {k} is not in {args.deltas}: it holds k = {sorted(deltas)}")
     pos, neg = deltas[k]
     pos, neg = pos.flatten(0, 1), None if neg is None else neg.flatten(0, 1)  # (N·R, L, d)
-    aggregate, mode = meta.get("aggregate", "pca"), meta.get("mode", "both")
+    aggregate, mode = args.aggregate or meta.get("aggregate", "pca"), args.mode or meta.get("mode", "both")
     if meta.get("method"):  # the file records the caller's settings; a method may force its own (CAA: mean, pos)
         aggregate, mode = get_method(meta["method"]).settings(aggregate, mode)
     if neg is None:

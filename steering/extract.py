@@ -69,6 +69,9 @@ class GrainsConfig:
         exclude_first: position 0 (the attention sink) is never a candidate.
         exclude_read_position: the token at which δ is read (last of x, or of x ⊕ y±) is never a candidate.
         signed_selection: P only from scores > 0 and Q only from scores < 0 (disjoint; may hold fewer than k).
+        balanced_selection: P and Q hold the same number of text tokens, the smaller of the two picks (the
+            strongest of the larger set are kept): with sign-restricted picks of unequal size, δ⁺ − δ⁻ is dominated
+            by how many tokens each side masked (docs/grains.md §6.11).
         mask: ``baseline`` (zero embedding) | ``pad_id`` | ``unk_id`` | ``mask_id`` | ``mean`` | ``attention``.
         position: ``last_input`` (last token of x) | ``last`` (last token of x ⊕ y±).
         selection: ``attribution`` | ``random`` (seeded random k) | ``all`` (every candidate).
@@ -96,6 +99,7 @@ class GrainsConfig:
     exclude_first: bool = True
     exclude_read_position: bool = True
     signed_selection: bool = True
+    balanced_selection: bool = False
     mask: MaskMethod = "baseline"
     position: Position = "last_input"
     selection: Selection = "attribution"
@@ -205,12 +209,15 @@ def select_positions(
                 if config.signed_selection:
                     cand = cand & ((scores > 0) if sign == "pos" else (scores < 0)).to(cand.device)
                 chosen = top_k_positions(scores, k, sign, cand) if cand.any() else torch.zeros(0, dtype=torch.long)
-            picked.append(chosen)
+            picked.append((modality, chosen))
             if modality == "text":
                 used.append(len(chosen))
-        out.append(torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long))
+        out.append(picked)
     k_used = None if config.selection == "all" else min(used, default=0)
-    return out[0], out[1], k_used
+    if config.balanced_selection and config.selection == "attribution" and k_used is not None:
+        out = [[(m, c[:k_used] if m == "text" else c) for m, c in picked] for picked in out]
+    p, q = (torch.cat([c for _, c in picked]) if picked else torch.zeros(0, dtype=torch.long) for picked in out)
+    return p, q, k_used
 
 
 def effective_top_k(requested: int, used: Sequence[int]) -> dict[str, Any]:

@@ -74,3 +74,15 @@ def test_the_command_rebuilds_a_vector_the_way_its_method_does(tmp_path, capsys)
     out = main([str(path), "--against", str(tmp_path / "caa.safetensors"), "--repeats", "2"])
     assert [row["cosine_with_reference"] for row in out.values()] == pytest.approx([1.0, 1.0])
     assert "caa (k=0, mean, pos), 40 deltas" in capsys.readouterr().out
+
+
+def test_the_command_can_rebuild_with_another_aggregate_and_checks_it(tmp_path, capsys):
+    pos = _deltas(3.0, seed=4)
+    path = save_deltas(tmp_path / "g.deltas.safetensors", {"index": torch.arange(40), "layers": [5, 7],
+                       "deltas": {10: (pos[:, None], None)}}, {"method": "grains", "aggregate": "pca",
+                       "mode": "pos"})  # fmt: skip
+    out = main([str(path), "--aggregate", "mean", "--repeats", "3"])
+    assert out[5]["split_half_cosine"] == pytest.approx(split_half_cosine(pos, None, [5, 7], "mean", "pos", 3)[5])
+    assert "grains (k=10, mean, pos)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--aggregate 'median'"):
+        main([str(path), "--aggregate", "median"])

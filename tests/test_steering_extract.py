@@ -185,3 +185,20 @@ def test_top_k_beyond_the_candidates_is_warned_and_the_effective_k_recorded(mode
         warnings.simplefilter("error")
         small = fit_steering_vector(model, tok, PAIRS, layers=[1], config=quiet)
     assert small.metadata["effective_top_k"] == {"requested": 1, "min": 1, "mean": 1.0, "rows_below": 0}
+
+
+def test_balanced_selection_gives_p_and_q_the_same_size_keeping_the_strongest():
+    from steering.extract import select_positions
+
+    scores = torch.tensor([0.0, 3.0, -1.0, 2.0, 5.0, -4.0, 1.0])
+    text = torch.tensor([False, True, True, True, True, True, True])  # position 0 is never a candidate
+    image = torch.zeros(7, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    cfg = GrainsConfig(top_k=3)
+    p, q, k_used = select_positions(scores, text, image, cfg, g)
+    assert p.tolist() == [4, 1, 3] and q.tolist() == [5, 2] and k_used == 2  # sign-restricted: unequal sizes
+    p, q, k_used = select_positions(scores, text, image, replace(cfg, balanced_selection=True), g)
+    assert p.tolist() == [4, 1] and q.tolist() == [5, 2] and k_used == 2
+    only_positive = torch.tensor([0.0, 3.0, 1.0, 2.0, 5.0, 4.0, 1.0])
+    p, q, k_used = select_positions(only_positive, text, image, replace(cfg, balanced_selection=True), g)
+    assert p.numel() == q.numel() == 0 and k_used == 0  # nothing to contrast: both sides mask nothing
