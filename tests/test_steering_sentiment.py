@@ -99,6 +99,16 @@ def test_rows_bundle_a_held_out_prompt_with_a_disjoint_training_triple(sst2_dir)
     assert [r.prompt for r in other] == [r.prompt for r in rows] and other[0].meta != rows[0].meta
 
 
+def test_prompt_label_keeps_the_openings_of_one_label_only(sst2_dir):
+    every = load_task("sentiment", None, data_dir=str(sst2_dir), **TASK_ARGS)
+    for label in ("negative", "positive"):
+        rows = load_task("sentiment", None, data_dir=str(sst2_dir), prompt_label=label, **TASK_ARGS)
+        assert rows and all(r.meta["label"] == label for r in rows)
+        assert [r.prompt for r in rows] == [r.prompt for r in every if r.meta["label"] == label]
+    with pytest.raises(ValueError, match="prompt_label 'neutral' is not one of"):
+        load_task("sentiment", None, data_dir=str(sst2_dir), prompt_label="neutral", **TASK_ARGS)
+
+
 def test_detokenize_rejoins_sst2_tokens():
     assert detokenize("it 's a charming , often affecting journey . ") == "It's a charming, often affecting journey."
     assert detokenize("does n't work -lrb- at all -rrb- ") == "Doesn't work (at all)"

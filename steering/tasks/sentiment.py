@@ -80,6 +80,7 @@ def load_sentiment(
     max_words: int = 40,
     template: str = TEMPLATE,
     seed: int = 0,
+    prompt_label: str | None = None,
 ) -> list[ContinuationExample]:
     """One ``ContinuationExample`` per held-out SST-2 sentence (``test.tsv`` order) with a training triple.
 
@@ -91,6 +92,9 @@ def load_sentiment(
         min_words, max_words: length range (words) of the training sentences used as y⁺ / y⁻ and x.
         template: prompt with one ``{text}`` field, shared by evaluation and steering prompts.
         seed: draws the training triples.
+        prompt_label: only held-out sentences of this label (``negative`` | ``positive``) open evaluation prompts,
+            e.g. ``negative`` to steer negative reviews toward positive, where the base model leaves headroom (None:
+            every sentence).
 
     Raises:
         ValueError: a bad option, or too few training sentences for the rows; FileNotFoundError: no SST-2 files.
@@ -101,9 +105,11 @@ def load_sentiment(
         raise ValueError(f"need 1 <= min_words ({min_words}) <= max_words ({max_words})")
     if template.count("{text}") != 1:
         raise ValueError(f"template {template!r} must hold exactly one '{{text}}' field")
+    if prompt_label is not None and prompt_label not in SST2_LABELS:
+        raise ValueError(f"prompt_label {prompt_label!r} is not one of {SST2_LABELS} (or None for every sentence)")
     root = _sst2_dir(data_dir)
     held_out = [(i, s, y) for i, (s, y) in enumerate(_read_tsv(root / "test.tsv"))
-                if len(s.split()) >= prompt_words + 2]  # fmt: skip
+                if len(s.split()) >= prompt_words + 2 and prompt_label in (None, y)]  # fmt: skip
     train = [(i, s, y) for i, (s, y) in enumerate(_read_tsv(root / "train.tsv"))
              if min_words <= len(s.split()) <= max_words]  # fmt: skip
     rng = random.Random(seed)
