@@ -47,7 +47,16 @@ def test_vector_diagnostics_rows_and_the_command(tmp_path, capsys):
     ref = SteeringVector({5: torch.randn(64), 7: torch.randn(64)})
     rows = vector_diagnostics(pos, neg, [5, 7], "pca", "both", reference=ref, repeats=4)
     assert set(rows) == {5, 7}
-    assert set(rows[5]) == {"split_half_cosine", "gap_norm", "pc1_share", "common_component", "cosine_with_reference"}
+    assert set(rows[5]) == {
+        "split_half_cosine",
+        "split_half_sd",
+        "gap_norm",
+        "pc1_share",
+        "common_component",
+        "contrast_pc1_share",
+        "contrast_magnitude_corr",
+        "cosine_with_reference",
+    }
     path = save_deltas(tmp_path / "v.deltas.safetensors", {"index": torch.arange(40), "layers": [5, 7],
                        "deltas": {10: (pos[:, None], neg[:, None])}}, {"method": "grains", "aggregate": "pca",
                        "mode": "both"})  # fmt: skip
@@ -86,3 +95,35 @@ def test_the_command_can_rebuild_with_another_aggregate_and_checks_it(tmp_path, 
     assert "grains (k=10, mean, pos)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--aggregate 'median'"):
         main([str(path), "--aggregate", "median"])
+
+
+def test_contrast_stats_see_a_magnitude_only_contrast_and_unit_rows_remove_it():
+    from steering.diagnostics import contrast_stats, unit_rows
+
+    g = torch.Generator().manual_seed(5)
+    c = torch.nn.functional.normalize(torch.randn(32, generator=g), dim=0)
+    size_pos, size_neg = torch.rand(60, generator=g) * 3, torch.rand(60, generator=g) * 3
+    pos = size_pos[:, None] * c + 0.01 * torch.randn(60, 32, generator=g)  # both sides along c, sizes differ
+    neg = size_neg[:, None] * c + 0.01 * torch.randn(60, 32, generator=g)
+    stats = contrast_stats(pos, neg)
+    assert stats["contrast_pc1_share"] > 0.95 and stats["contrast_magnitude_corr"] > 0.99
+    unit = contrast_stats(unit_rows(pos), unit_rows(neg))
+    assert unit["contrast_pc1_share"] < 0.5  # what is left is noise spread over many directions
+    assert torch.allclose(unit_rows(pos).norm(dim=1), torch.ones(60)) and unit_rows(torch.zeros(2, 3)).abs().sum() == 0
+    with pytest.raises(ValueError, match="one shape"):
+        contrast_stats(pos, neg[:10])
+
+
+def test_split_half_sd_and_the_unit_deltas_flag(tmp_path, capsys):
+    pos, neg = _deltas(3.0, seed=6), _deltas(1.0, seed=7)
+    rows = vector_diagnostics(pos, neg, [0, 1], "pca", "both", repeats=5)
+    assert rows[0]["split_half_sd"] >= 0 and {"contrast_pc1_share", "contrast_magnitude_corr"} <= set(rows[0])
+    path = save_deltas(tmp_path / "v.deltas.safetensors", {"index": torch.arange(40), "layers": [0, 1],
+                       "deltas": {10: (pos[:, None], neg[:, None])}}, {"method": "grains", "aggregate": "pca",
+                       "mode": "both"})  # fmt: skip
+    from steering.diagnostics import unit_rows
+
+    out = main([str(path), "--unit-deltas", "--repeats", "5"])
+    expected = vector_diagnostics(unit_rows(pos), unit_rows(neg), [0, 1], "pca", "both", repeats=5)
+    assert out[1]["split_half_cosine"] == pytest.approx(expected[1]["split_half_cosine"])
+    assert "unit deltas" in capsys.readouterr().out
