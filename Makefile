@@ -39,10 +39,11 @@ reproduce-cap: install
 # random-direction controls, each at its dev-best setting within dev KL(base || steered) <= 0.02 / 0.05 / 0.1 nats,
 # tested on 3 cross-fitted split seeds (50 shared steering questions; per seed 100 dev and a disjoint 200-question
 # test fold: 600 test questions pooled), paired differences to the base model and to CAA (docs/grains.md §6.10).
-# Projected ~1.7 h on this 2-core CPU from the per-question cost of the previous 40-min run (~0.2 s per question per
-# condition): 3 x 60 dev settings x 100 questions (~64 min) + 3 x <= 16 test conditions x 200 (~33 min) + extraction
-# and model loads (~6 min). Cut to fit: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the
-# ~256 questions of each test fold. Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one seed.
+# Measured on this 2-core CPU shared with other jobs (commit 295ed8d): 5 extractions ~7 min; per split seed a dev sweep
+# of 5 methods x 12 settings x 100 questions at 40-95 s per setting (~60 min) and a test of <= 16 conditions x 200
+# questions (~21 min): ~3.5 h in all, over the 2 h the issue asks; the next cut would be one layer group or 4 alphas.
+# Cut already: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the ~256 questions of each
+# test fold. Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one seed, reusing every record.
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out runs/steer/smollm2_truthfulqa_matched_kl --methods grains caa pca random_k random_direction \
