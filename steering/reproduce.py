@@ -466,7 +466,8 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
         how = "the config's own dev / test split" if seeds[0].seed is None else f"split seed {seeds[0].seed}"
     head = [*header, f"Test questions: {how}. Differences: method − reference over the same questions, "
             f"{a.confidence:.0%} paired bootstrap interval ({a.resamples} resamples); 0 / 1 outcomes (MC1, binary, "
-            "positive_rate) add the exact McNemar p; verdict 'no difference' when the interval covers 0. "
+            "positive_rate) add the exact McNemar p, which decides their verdict (p < 1 − confidence); other metrics: "
+            "verdict 'no difference' when the interval covers 0. "
             f"Settings chosen on dev only (best dev {target} within the budget; ties: lower dev KL, then smaller "
             "α)."]  # fmt: skip
     targets = seeds[0].targets()

@@ -43,3 +43,17 @@ def test_unpaired_outcomes_are_refused():
         paired_difference("mc2", [0.1, 0.2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="got 0 and 0"):
         paired_difference("mc1", [], [])
+
+
+def test_the_verdict_on_right_wrong_outcomes_is_the_exact_test_not_the_bootstrap():
+    """5 questions right only under the method, none the other way, 91 tied: the percentile bootstrap excludes 0,
+    the exact McNemar p is 2 / 2**5 = 0.0625, so the verdict must be "no difference"; one more discordant question
+    (p = 0.031) makes it "higher"."""
+    base = [0.0] * 5 + [1.0] * 40 + [0.0] * 51
+    method = [1.0] * 5 + [1.0] * 40 + [0.0] * 51
+    d = paired_difference("mc1", method, base)
+    assert d.low > 0 and d.p_mcnemar == pytest.approx(0.0625)
+    assert d.verdict == "no difference"
+    six = paired_difference("mc1", [1.0] + method[1:] + [1.0], [0.0] + base[1:] + [0.0])
+    assert six.p_mcnemar == pytest.approx(2 / 2**6) and six.verdict == "higher"
+    assert paired_difference("mc1", [0.0] + base[1:] + [0.0], [1.0] + method[1:] + [1.0]).verdict == "lower"
