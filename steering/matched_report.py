@@ -15,8 +15,11 @@ Design decisions:
 - A method with no setting within a budget gets a row saying so (and the smallest dev KL it reached), never a
   setting beyond the budget.
 - Paired statistics: ``steering.comparisons.paired_difference`` (bootstrap interval, exact McNemar for 0 / 1
-  outcomes such as MC1 or the sentiment ``positive_rate``, ``no difference`` when the interval covers 0), on MC1 and
-  MC2 where the task has them, else on every task metric (sentiment: ``p_positive`` and ``positive_rate``).
+  outcomes such as MC1 or the sentiment ``positive_rate``, which decides their verdict; otherwise ``no difference``
+  when the interval covers 0), on MC1 and MC2 where the task has them, else on every task metric (sentiment:
+  ``p_positive`` and ``positive_rate``). Three references per method: the base model, CAA, and the method's own
+  no-signal **control** at the same budget (``CONTROL_OF``: GrAInS − random-k, CAA / PCA − random direction), so a
+  gain over the base model is also read against what the same kind of push without the signal gives.
 - Continuation tasks (sentiment) also record per prompt ``continuation_nll`` (under the base model) and
   ``continuation_tokens``: these are fluency, not task metrics, so they get no paired statistics; the report shows
   the continuation perplexity (exp of the mean NLL over prompts) and mean length beside each chosen setting, the
@@ -39,6 +42,10 @@ from steering.comparisons import Difference, paired_difference
 POOLED = "pooled"
 STAT_METRICS = ("mc1", "mc2")  # TruthfulQA; another task's own targets otherwise
 REFERENCE_METHOD = "caa"
+# each method's no-signal control at the same cost: GrAInS masks random tokens instead of attributed ones (random-k);
+# the paired-difference methods get a random unit direction
+CONTROL_OF = {"grains": "random_k", "caa": "random_direction", "pca": "random_direction"}
+REFERENCES = ("base", "caa", "control")  # column suffixes of the paired differences
 SIDE_METRICS = ("kl", "nll")
 FLUENCY_METRICS = ("continuation_nll", "continuation_tokens")  # continuation tasks: reported, not tested
 
@@ -201,8 +208,10 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
         row["dev_cont_ppl"] = None if any(v is None for v in dev) else _mean(dev)
     for metric in stat_metrics(targets):
         mine = _pooled(group, budget, method, metric)
-        for ref, prefix in (("base", f"d_{metric}_base"), (REFERENCE_METHOD, f"d_{metric}_caa")):
-            other = None if ref == method or (ref == REFERENCE_METHOD and ref not in methods) else _pooled(
+        refs = (("base", "base"), (REFERENCE_METHOD, "caa"), (CONTROL_OF.get(method), "control"))
+        for ref, suffix in refs:
+            prefix = f"d_{metric}_{suffix}"
+            other = None if ref is None or ref == method or (ref != "base" and ref not in methods) else _pooled(
                 group, budget, ref, metric)  # fmt: skip
             d = None if mine is None or other is None else paired_difference(metric, mine, other, confidence,
                                                                                resamples)  # fmt: skip
@@ -241,7 +250,7 @@ FLUENCY_COLUMNS = ("dev_cont_ppl", "cont_ppl", "cont_tokens")  # empty for MC ta
 
 
 def csv_columns(targets: Sequence[str]) -> list[str]:
-    diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in ("base", "caa")
+    diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in REFERENCES
              for x in ("", "_low", "_high", "_p_mcnemar", "_verdict")]  # fmt: skip
     return ["budget", "method", "split_seed", "setting", "dev_value", "dev_kl", "n_test", *targets, "kl", "ppl",
             *FLUENCY_COLUMNS, *diffs, "note"]  # fmt: skip
@@ -290,9 +299,11 @@ def results_markdown(
                   "prompts), dev (the chosen setting's sweep row) and test, and mean continuation length in tokens.",
                   ""]  # fmt: skip
         cols += ["dev cont. ppl", "test cont. ppl", "cont. tokens"]
-    for ref in ("base", "CAA"):
+    for ref in ("base", "CAA", "control"):
         for m in stats:
             cols += [f"{m} − {ref} [{confidence:.0%} CI]", "verdict"]
+    lines += ["Control: each method against its no-signal control at the same budget (GrAInS − random-k: the same "
+              "masking of random tokens; CAA / PCA − random direction).", ""]  # fmt: skip
     for budget in dict.fromkeys(r["budget"] for r in rows):
         block = [r for r in rows if r["budget"] == budget and r["split_seed"] == seeds_label]
         lines += [f"### {_budget_title(budget)}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -304,7 +315,7 @@ def results_markdown(
                      _fmt(r.get("kl")), _fmt(r.get("ppl")), *(_fmt(r.get(t)) for t in targets)]  # fmt: skip
             if fluency:
                 cells += [_fmt(r.get(c)) for c in FLUENCY_COLUMNS]
-            for ref in ("base", "caa"):
+            for ref in REFERENCES:
                 for m in stats:
                     cells += [r.get(f"d_{m}_{ref}_cell", ""), r.get(f"d_{m}_{ref}_verdict") or ""]
             lines.append("| " + " | ".join(cells) + " |")

@@ -9,7 +9,7 @@ import pytest
 from steering.comparisons import paired_difference
 from steering.matched_report import SeedResults, chosen_settings, result_rows, results_csv, results_markdown
 
-USES_K = {"grains": True, "caa": False}
+USES_K = {"grains": True, "caa": False, "random_k": True, "random_direction": False}
 
 
 def _sweep_row(method: str, alpha: float, kl: float, value: float) -> dict:
@@ -28,7 +28,7 @@ def _record(rows: list[int], cond: str, rng: random.Random, p_right: float) -> d
             "vector_path": f"{cond}.safetensors"}  # fmt: skip
 
 
-def _seed(seed: int, test_rows: list[int], grains_fits_small_budget: bool) -> SeedResults:
+def _seed(seed: int, test_rows: list[int], grains_fits_small_budget: bool, controls: bool = False) -> SeedResults:
     rng = random.Random(seed)
     base_row = {"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": "mc2", "value": 0.4, "kl": None}
     sweeps = {
@@ -36,6 +36,9 @@ def _seed(seed: int, test_rows: list[int], grains_fits_small_budget: bool) -> Se
                    _sweep_row("grains", 4.0, 0.09, 0.5)],
         "caa": [base_row, _sweep_row("caa", 2.0, 0.02, 0.47), _sweep_row("caa", 8.0, 0.2, 0.6)],
     }  # fmt: skip
+    if controls:
+        sweeps["random_k"] = [base_row, _sweep_row("random_k", 4.0, 0.03, 0.42)]
+        sweeps["random_direction"] = [base_row, _sweep_row("random_direction", 4.0, 0.04, 0.41)]
     from steering.budget import select_at_budgets
 
     selection = {"split_seed": seed, "budgets": [0.05, 0.1], "target": "mc2",
@@ -143,3 +146,25 @@ def test_continuation_rows_carry_fluency_and_test_the_judge_metrics_only():
     assert "test cont. ppl" in md and "positive_rate − CAA" in md and "mc1" not in md
     header = results_csv(rows, seeds[0].targets()).splitlines()[0].split(",")
     assert {"dev_cont_ppl", "cont_ppl", "cont_tokens", "d_positive_rate_caa_p_mcnemar"} <= set(header)
+
+
+def test_each_method_is_compared_with_its_own_no_signal_control():
+    methods = ["grains", "caa", "random_k", "random_direction"]
+    seeds = [_seed(0, list(range(0, 20)), True, controls=True), _seed(1, list(range(20, 45)), True, controls=True)]
+    rows = result_rows(seeds, [0.1], methods, resamples=300)
+    pooled = {r["method"]: r for r in rows if r["split_seed"] == "pooled"}
+
+    def values(method):
+        return seeds[0].values(0.1, method, "mc2") + seeds[1].values(0.1, method, "mc2")
+
+    for method, control in (("grains", "random_k"), ("caa", "random_direction")):
+        d = paired_difference("mc2", values(method), values(control), resamples=300)
+        assert (pooled[method]["d_mc2_control"], pooled[method]["d_mc2_control_low"]) == (d.mean, d.low)
+    for method in ("base", "random_k", "random_direction"):
+        assert pooled[method].get("d_mc2_control") is None
+    md = results_markdown(rows, [], ["mc1", "mc2"], "mc2", "pooled")
+    assert "mc2 − control [95% CI]" in md and "GrAInS − random-k" in md
+    assert "d_mc2_control_low" in results_csv(rows, ["mc1", "mc2"]).splitlines()[0]
+    # without the control among the methods, the column stays empty rather than failing
+    rows = result_rows(seeds, [0.1], ["grains", "caa"], resamples=50)
+    assert all(r.get("d_mc2_control") is None for r in rows)
