@@ -101,7 +101,8 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
             if r["method"] != "base":
                 low, mean, high = (float(r[f"d_{metric}_base{s}"]) for s in ("_low", "", "_high"))
                 assert low <= mean <= high
-                assert (r[f"d_{metric}_base_verdict"] == "no difference") == (low <= 0 <= high)
+                significant = float(r[f"d_{metric}_base_p_mcnemar"]) < 0.05 if metric == "mc1" else not low <= 0 <= high
+                assert (r[f"d_{metric}_base_verdict"] == "no difference") == (not significant)
         caa = next(x for x in pooled if x["method"] == "caa" and x["budget"] == r["budget"])
         assert (r["d_mc1_caa"] == "") == (r["method"] == "caa" or bool(caa["note"]))
     assert all(r["note"] for r in pooled if float(r["budget"]) == 1e-4 and r["method"] != "base")

@@ -29,11 +29,14 @@ import csv
 import random
 import re
 from pathlib import Path
+from typing import Literal, get_args
 
+from lmcore.choices import check_choice
 from steering.tasks.types import ContinuationExample
 
 TEMPLATE = "Movie review: {text}"
-SST2_LABELS = ("negative", "positive")  # GLUE ids 0 / 1
+SentimentLabel = Literal["negative", "positive"]
+SST2_LABELS: tuple[str, ...] = get_args(SentimentLabel)  # GLUE ids 0 / 1
 _CLITIC = re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b")
 _BEFORE = re.compile(r" ([.,!?;:%)])")
 _AFTER = re.compile(r"([($]) ")
@@ -92,7 +95,7 @@ def load_sentiment(
         min_words, max_words: length range (words) of the training sentences used as y⁺ / y⁻ and x.
         template: prompt with one ``{text}`` field, shared by evaluation and steering prompts.
         seed: draws the training triples.
-        prompt_label: only held-out sentences of this label (``negative`` | ``positive``) open evaluation prompts,
+        prompt_label: only held-out sentences of this label (``SentimentLabel``) open evaluation prompts,
             e.g. ``negative`` to steer negative reviews toward positive, where the base model leaves headroom (None:
             every sentence).
 
@@ -105,8 +108,8 @@ def load_sentiment(
         raise ValueError(f"need 1 <= min_words ({min_words}) <= max_words ({max_words})")
     if template.count("{text}") != 1:
         raise ValueError(f"template {template!r} must hold exactly one '{{text}}' field")
-    if prompt_label is not None and prompt_label not in SST2_LABELS:
-        raise ValueError(f"prompt_label {prompt_label!r} is not one of {SST2_LABELS} (or None for every sentence)")
+    if prompt_label is not None:
+        check_choice("prompt_label", prompt_label, SentimentLabel)
     root = _sst2_dir(data_dir)
     held_out = [(i, s, y) for i, (s, y) in enumerate(_read_tsv(root / "test.tsv"))
                 if len(s.split()) >= prompt_words + 2 and prompt_label in (None, y)]  # fmt: skip
