@@ -496,9 +496,13 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
         init = (threads, os.getpid())
         with ProcessPoolExecutor(args.workers, mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
             schedule(plans, lambda run: pool.submit(run_one, run, args, commit), args.workers, on_done)
-    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen, "baseline_val": p.baseline_val}
-                  for p in plans]  # fmt: skip
-    return records, selections
+    return records, selections_of(plans)
+
+
+def selections_of(plans: Sequence[DatasetPlan]) -> list[dict[str, Any]]:
+    """Per dataset, the λ grid's validation scores, the chosen λ and the tuning baseline's validation accuracy."""
+    return [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen, "baseline_val": p.baseline_val}
+            for p in plans]  # fmt: skip
 
 
 def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], int, int]:
@@ -522,9 +526,7 @@ def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], 
                 if run.stage == "final":
                     records.append(record)
             released = plan.released()
-    selections = [{"dataset": p.dataset, "scores": p.scores, "chosen": p.chosen, "baseline_val": p.baseline_val}
-                  for p in plans]  # fmt: skip
-    return records, selections, finished, planned
+    return records, selections_of(plans), finished, planned
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,8 +70,8 @@ class GrainsConfig:
         exclude_read_position: the token at which δ is read (last of x, or of x ⊕ y±) is never a candidate.
         signed_selection: P only from scores > 0 and Q only from scores < 0 (disjoint; may hold fewer than k).
         balanced_selection: P and Q hold the same number of text tokens, the smaller of the two picks (the
-            strongest of the larger set are kept): with sign-restricted picks of unequal size, δ⁺ − δ⁻ is dominated
-            by how many tokens each side masked (docs/grains.md §6.11).
+            strongest of the larger set are kept), so δ⁺ and δ⁻ mask equally many tokens, as top-k / bottom-k do
+            without the sign restriction (measured on SmolLM2: not a stable direction either, docs/grains.md §6.11).
         mask: ``baseline`` (zero embedding) | ``pad_id`` | ``unk_id`` | ``mask_id`` | ``mean`` | ``attention``.
         position: ``last_input`` (last token of x) | ``last`` (last token of x ⊕ y±).
         selection: ``attribution`` | ``random`` (seeded random k) | ``all`` (every candidate).
