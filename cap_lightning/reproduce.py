@@ -303,6 +303,12 @@ def run_one(run: Run, args: argparse.Namespace, commit: str) -> tuple[dict[str, 
     folder = Path(args.out) / run.folder
     done = folder / "metrics.json"
     record = _finished(done, commit, args)
+    if record is not None and record.get("prior_weight") != run.prior_weight:
+        raise SystemExit(
+            f"{done} was trained at λ={record.get('prior_weight'):g} but the plan now runs it at "
+            f"λ={run.prior_weight:g} (other --lambdas or other validation scores): move that folder away or use "
+            "another --out"
+        )
     if record is not None:
         return record, False
     config = atomic_write_text(folder / "run.yaml", yaml.safe_dump(run_config(run, args)))

@@ -272,3 +272,20 @@ def test_report_only_collects_the_finished_runs_in_plan_order_and_trains_nothing
     text = (out / "results.md").read_text()
     assert "PARTIAL: 6 of 7 planned runs finished" in text and "Commit old" in text
     assert not (out / "hwu64" / "cap" / "s2").exists()  # nothing was trained
+
+
+def test_a_finished_run_at_another_lambda_is_refused_not_reused(tmp_path):
+    """A reported run's folder has no λ in its name: if the grid's λ changed (other --lambdas, other scores), the
+    record on disk was trained at another λ and must not stand in for this run."""
+    from cap_lightning.reproduce import run_one
+
+    args = parse_args(["--datasets", "hwu64", "--methods", "baseline", "cap", "--out", str(tmp_path)])
+    run = Run("hwu64", "cap", 1, 0.1, "final")
+    folder = tmp_path / run.folder
+    folder.mkdir(parents=True)
+    record = {"dataset": "hwu64", "method": "cap", "seed": 1, "stage": "final", "prior_weight": 1.0, "commit": "c",
+              "metrics": {}, "fit_seconds": 1.0}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"λ=1 .* λ=0.1"):
+        run_one(run, args, "c")
+    assert run_one(Run("hwu64", "cap", 1, 1.0, "final"), args, "c") == (record, False)
