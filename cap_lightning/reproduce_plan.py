@@ -96,6 +96,17 @@ def borrows_lambda(method: str, methods: Sequence[str], control_of: str) -> bool
     return method in CONTROLS or (method in UNTUNED and control_of in methods)
 
 
+def method_lambdas(methods: Sequence[str], chosen: Mapping[str, float], control_of: str) -> dict[str, float]:
+    """λ of each reported prior method or control whose λ source is in ``chosen``: its own, or ``control_of``'s for
+    the controls and the untuned (``borrows_lambda``)."""
+    out = {}
+    for m in methods:
+        source = control_of if borrows_lambda(m, methods, control_of) else m
+        if m != "baseline" and source in chosen:
+            out[m] = chosen[source]
+    return out
+
+
 def selection_runs(
     dataset: str, methods: Sequence[str], lambdas: Sequence[float], seed: int, control_of: str = "hybrid_mean"
 ) -> list[Run]:
@@ -145,8 +156,7 @@ def final_runs(
     """The reported runs: baselines first, then the methods in ``final_order`` at their λ (``chosen``; the controls
     and ``UNTUNED`` at ``control_of``'s when it runs). ``few_seeds``: how many of ``seeds`` the single-source IG /
     LIME priors run (the CAP ones and the controls run all of them)."""
-    lam = {m: chosen[control_of] if borrows_lambda(m, methods, control_of) else chosen[m]
-           for m in methods if m != "baseline"}  # fmt: skip
+    lam = method_lambdas(methods, chosen, control_of)
     return [Run(dataset, "baseline", s, 0.0, "final") for s in seeds] + reported_runs(
         dataset, lam, seeds, few_seeds, control_of
     )
@@ -211,12 +221,7 @@ class DatasetPlan:
     def _finals_known(self) -> list[Run]:
         """The reported prior runs whose λ is known: a tuned method's own once its grid finished, ``control_of``'s
         for the controls and the untuned."""
-        chosen = self.chosen or {}
-        lam = {}
-        for m in self.methods:
-            source = self.control_of if borrows_lambda(m, self.methods, self.control_of) else m
-            if m != "baseline" and source in chosen:
-                lam[m] = chosen[source]
+        lam = method_lambdas(self.methods, self.chosen or {}, self.control_of)
         return reported_runs(self.dataset, lam, self.seeds, self.few_seeds, self.control_of)
 
     def released(self) -> list[Run]:

@@ -90,24 +90,6 @@ def split_half_cosines(
     return out
 
 
-def split_half_cosine(
-    deltas_pos: torch.Tensor,
-    deltas_neg: torch.Tensor | None,
-    layers: Sequence[int],
-    aggregate: Aggregate = "pca",
-    mode: Mode = "both",
-    repeats: int = 20,
-    seed: int = 0,
-) -> dict[int, float]:
-    """Mean per-layer cosine between vectors built from two random halves of the examples (deltas (N, L, d)).
-
-    Raises:
-        ValueError: fewer than 2 examples, or ``repeats`` < 1.
-    """
-    values = split_half_cosines(deltas_pos, deltas_neg, layers, aggregate, mode, repeats, seed)
-    return {layer: sum(v) / len(v) for layer, v in values.items()}
-
-
 def contrast_stats(deltas_pos: torch.Tensor, deltas_neg: torch.Tensor) -> dict[str, float]:
     """How much of the contrast d = δ⁺ − δ⁻ (N, d) is one direction, and whether that direction is a magnitude one:
     ``contrast_pc1_share`` (uncentred: the share of Σ‖d‖² along d's first right singular vector) and

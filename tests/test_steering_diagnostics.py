@@ -1,12 +1,19 @@
 """Vector diagnostics: split-half cosine separates a stable direction from noise; PC1 share and common component;
 cosine with a reference; the command over a saved deltas file."""
 
+import statistics
+
 import pytest
 import torch
 
-from steering.diagnostics import delta_stats, layer_cosines, main, split_half_cosine, vector_diagnostics
+from steering.diagnostics import delta_stats, layer_cosines, main, split_half_cosines, vector_diagnostics
 from steering.vectors import SteeringVector
 from steering.writer import save_deltas
+
+
+def split_half_cosine(*args, **kwargs) -> dict[int, float]:
+    """Mean split-half cosine per layer (what ``vector_diagnostics`` reports)."""
+    return {layer: statistics.fmean(v) for layer, v in split_half_cosines(*args, **kwargs).items()}
 
 
 def _deltas(signal: float, n: int = 40, layers: int = 2, d: int = 64, seed: int = 0) -> torch.Tensor:
