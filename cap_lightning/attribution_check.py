@@ -7,7 +7,10 @@ Training aligns a differentiable self-attribution that must be cheap (it is reco
 at every step), while evaluation scores the model's IG with many steps. If the cheap one ranks words differently
 from the IG, the alignment moves something the evaluation does not see. This command measures, on a trained
 classifier, the word-level Spearman ρ of each candidate (``method:steps``, e.g. ``grad_x_input:1``, ``ig:1``,
-``ig:4``) with the reference IG of the gold label, and the paired difference of each candidate to the first one.
+``ig:4``, or ``ig:steps:quadrature``, e.g. ``ig:4:gausslegendre``) with the reference IG of the gold label, the
+paired difference of each candidate to the first one, and each path attribution's completeness error
+|Σ a − (F(x) − F(r))| / |F(x) − F(r)|: the measure of "fewer IG steps at equal accuracy" (a quadrature rule that
+reaches 8 midpoint steps' error with fewer points would make the aligned IG step cheaper).
 
 Design decisions:
 - The reference is ``CapModule.attribute(..., method="ig", steps=--reference-steps)``: the model's own IG with its
@@ -29,7 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import NamedTuple, get_args
 
 from torch import Tensor
 
@@ -37,22 +40,45 @@ from cap_lightning.attribution import Method
 from cap_lightning.faithfulness import spearman_rows
 from cap_lightning.tokens import word_sums
 from lmcore.io import atomic_write_json, atomic_write_text
+from lmcore.quadrature import QUADRATURES
 from lmcore.statistics import paired_bootstrap_interval, verdict
 
 DEFAULT_CANDIDATES = ("grad_x_input:1", "ig:1", "ig:2", "ig:4", "expected_gradients:1")
 
 
-def parse_candidate(spec: str) -> tuple[str, int]:
-    """``method:steps`` → (method, steps).
+class Candidate(NamedTuple):
+    """One cheap self-attribution: ``method``, ``steps`` and, for IG, a quadrature (None: the model's)."""
+
+    method: str
+    steps: int
+    quadrature: str | None = None
+
+    @property
+    def name(self) -> str:
+        return ":".join([self.method, str(self.steps), *([self.quadrature] if self.quadrature else [])])
+
+
+def parse_candidate(spec: str) -> Candidate:
+    """``method:steps`` or, for IG, ``ig:steps:quadrature`` → a ``Candidate``.
 
     Raises:
         ValueError: naming the bad spec and what is allowed.
     """
-    method, sep, steps = spec.partition(":")
+    parts = spec.split(":")
+    method, steps = (parts + [""])[:2]
+    quadrature = parts[2] if len(parts) == 3 else None
     allowed = list(get_args(Method))
-    if method not in allowed or not sep or not steps.isdigit() or int(steps) < 1:
-        raise ValueError(f"candidate {spec!r}: expected method:steps with method in {allowed} and steps >= 1")
-    return method, int(steps)
+    if len(parts) not in (2, 3) or method not in allowed or not steps.isdigit() or int(steps) < 1:
+        raise ValueError(f"candidate {spec!r}: expected method:steps (or ig:steps:quadrature) with method in "
+                         f"{allowed} and steps >= 1")  # fmt: skip
+    if quadrature is not None and (method != "ig" or quadrature not in QUADRATURES):
+        raise ValueError(f"candidate {spec!r}: a quadrature is for ig only, one of {list(QUADRATURES)}")
+    return Candidate(method, int(steps), quadrature)
+
+
+def completeness_errors(scores: Tensor, gap: Tensor) -> Tensor:
+    """|Σ_t a_t − (F(x) − F(r))| / |F(x) − F(r)| per row (B,): 0 for a complete path attribution."""
+    return (scores.sum(-1) - gap).abs() / gap.abs().clamp_min(1e-12)
 
 
 def word_rank_agreement(candidate: Tensor, reference: Tensor, word_index: Tensor, content: Tensor) -> Tensor:
@@ -63,31 +89,41 @@ def word_rank_agreement(candidate: Tensor, reference: Tensor, word_index: Tensor
 
 
 def agreement_with_reference(
-    module, batches, candidates: Sequence[tuple[str, int]], reference_steps: int, progress=None
-) -> dict[str, list[float]]:
-    """ρ per text of each candidate with the module's IG of ``reference_steps`` steps, keyed ``method:steps``."""
+    module, batches, candidates: Sequence[Candidate], reference_steps: int, progress=None
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per text, ρ of each candidate with the module's IG of ``reference_steps`` steps and each candidate's relative
+    completeness error (``completeness_errors``; Expected Gradients, whose reference is another text, has none):
+    ``(ρ, errors)`` keyed by ``Candidate.name``, the reference's errors under ``"reference"``."""
     from cap_lightning.faithfulness import rationale_scores
     from cap_lightning.tokens import content_mask
 
-    out: dict[str, list[float]] = {f"{m}:{s}": [] for m, s in candidates}
+    rho: dict[str, list[float]] = {c.name: [] for c in candidates}
+    errors: dict[str, list[float]] = {"reference": []}
+    errors |= {c.name: [] for c in candidates if c.method != "expected_gradients"}
 
-    def attribution(batch: dict[str, Tensor], method: str, steps: int) -> Tensor:
-        run = lambda x: module.attribute(x, create_graph=False, steps=steps, method=method)  # noqa: E731
+    def attribution(batch: dict[str, Tensor], method: str, steps: int, quadrature: str | None = None) -> Tensor:
+        run = lambda x: module.attribute(x, False, steps, method, quadrature)  # noqa: E731
         return rationale_scores(run, batch, batch["labels"])
 
     for batch in batches:
         reference = attribution(batch, "ig", reference_steps)
         content = content_mask(batch)
-        for method, steps in candidates:
-            rho = word_rank_agreement(attribution(batch, method, steps), reference, batch["word_index"], content)
-            out[f"{method}:{steps}"].extend(rho.tolist())
+        rows = content.any(-1)
+        gap = module.endpoint_gap(batch)[rows]
+        errors["reference"].extend(completeness_errors(reference[rows], gap).tolist())
+        for c in candidates:
+            scores = attribution(batch, c.method, c.steps, c.quadrature)
+            rho[c.name].extend(word_rank_agreement(scores, reference, batch["word_index"], content).tolist())
+            if c.name in errors:
+                errors[c.name].extend(completeness_errors(scores[rows], gap).tolist())
         if progress is not None:
             progress.update(len(batch["labels"]))
-    return out
+    return rho, errors
 
 
-def summarise(rho: dict[str, list[float]]) -> list[dict[str, object]]:
-    """Per candidate: mean and std of ρ, and the paired difference to the first candidate (95 % bootstrap)."""
+def summarise(rho: dict[str, list[float]], errors: dict[str, list[float]] | None = None) -> list[dict[str, object]]:
+    """Per candidate: mean and std of ρ, the paired difference to the first candidate (95 % bootstrap) and, where
+    ``errors`` has the candidate, the median and mean relative completeness error."""
     names = list(rho)
     rows = []
     for name in names:
@@ -98,16 +134,23 @@ def summarise(rho: dict[str, list[float]]) -> list[dict[str, object]]:
             interval = paired_bootstrap_interval(values, rho[names[0]])
             row |= {"vs": names[0], "diff": interval.mean, "low": interval.low, "high": interval.high,
                     "verdict": verdict(interval)}  # fmt: skip
+        if errors and errors.get(name):
+            row |= {"completeness_median": statistics.median(errors[name]),
+                    "completeness_mean": statistics.fmean(errors[name])}  # fmt: skip
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict[str, object]], header: str) -> str:
-    columns = "| candidate | texts | mean ρ with reference IG | std | difference to first (95 % bootstrap) |"
-    lines = [header, "", columns, "|---|---|---|---|---|"]
+    columns = ("| candidate | texts | mean ρ with reference IG | std | difference to first (95 % bootstrap) | "
+               "completeness error, median (mean) |")  # fmt: skip
+    lines = [header, "", columns, "|---|---|---|---|---|---|"]
     for r in rows:
         diff = f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}" if "diff" in r else "–"
-        lines.append(f"| {r['candidate']} | {r['texts']} | {r['mean_rho']:.3f} | {r['std_rho']:.3f} | {diff} |")
+        complete = (f"{r['completeness_median']:.3f} ({r['completeness_mean']:.3f})"
+                    if "completeness_median" in r else "–")  # fmt: skip
+        lines.append(f"| {r['candidate']} | {r['texts']} | {r['mean_rho']:.3f} | {r['std_rho']:.3f} | {diff} | "
+                     f"{complete} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -121,7 +164,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=32)
     p.add_argument("--rows", type=int, default=64, help="seeded stratified test texts")
     p.add_argument("--rows-seed", type=int, default=0)
-    p.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES), help="method:steps")
+    p.add_argument(
+        "--candidates",
+        nargs="+",
+        default=list(DEFAULT_CANDIDATES),
+        help=f"method:steps, or ig:steps:quadrature ({', '.join(QUADRATURES)}; default: the model's)",
+    )
     p.add_argument("--reference-steps", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", default="runs/attribution_check")
@@ -154,16 +202,19 @@ def check(module, datamodule, args: argparse.Namespace, argv: Sequence[str]) -> 
     batches = [loader.collate_fn(items[s : s + args.batch_size]) for s in range(0, len(items), args.batch_size)]
     module.eval()
     with tqdm(total=len(items), desc="attribution check", unit="text") as bar:
-        rho = agreement_with_reference(module, batches, args.parsed, args.reference_steps, bar)
-    rows = summarise(rho)
+        rho, errors = agreement_with_reference(module, batches, args.parsed, args.reference_steps, bar)
+    rows = summarise(rho, errors)
+    reference_error = statistics.median(errors["reference"]) if errors["reference"] else float("nan")
     out = Path(args.out)
     record = {"command": " ".join(["python -m cap_lightning.attribution_check", *argv]), "ckpt": args.ckpt,
               "dataset": args.dataset, "rows": len(items), "rows_seed": args.rows_seed,
-              "reference": f"ig:{args.reference_steps}", "summary": rows, "rho": rho,
+              "reference": f"ig:{args.reference_steps}", "reference_completeness_median": reference_error,
+              "summary": rows, "rho": rho, "completeness_errors": errors,
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     atomic_write_json(out / "attribution_check.json", record, indent=1)
     header = (f"Word-level ρ with the model's IG ({args.reference_steps} steps) of the gold label, {len(items)} "
-              f"stratified {args.dataset} test texts, {args.ckpt}")  # fmt: skip
+              f"stratified {args.dataset} test texts, {args.ckpt}. Completeness error: |Σ a − (F(x) − F(r))| / "
+              f"|F(x) − F(r)| per text (the reference's median: {reference_error:.2g}).")  # fmt: skip
     text = markdown(rows, header)
     atomic_write_text(out / "attribution_check.md", text)
     print(text + f"\nwrote {out}/attribution_check.{{json,md}} in {record['seconds']} s")

@@ -21,6 +21,9 @@ Design decisions:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -29,7 +32,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cap_lightning.agreement import AgreementMetrics, prior_agreement
-from cap_lightning.attribution import Baseline, Gradient, Method, self_attribution
+from cap_lightning.attribution import Baseline, Gradient, Method, endpoint_gap, self_attribution
 from cap_lightning.faithfulness import (
     FaithfulnessMetrics,
     Level,
@@ -253,23 +256,47 @@ class CapModule(L.LightningModule):
         return self.hparams.prior_weight * scale
 
     def attribute(
-        self, batch: dict[str, Tensor], create_graph: bool = True, steps: int | None = None, method: str | None = None
+        self,
+        batch: dict[str, Tensor],
+        create_graph: bool = True,
+        steps: int | None = None,
+        method: str | None = None,
+        quadrature: Quadrature | None = None,
     ) -> Tensor:
         """The model's own attribution of the gold logit per token (B, T), zero off content tokens: with the
-        training ``attribution`` and ``ig_steps`` unless ``method`` / ``steps`` say otherwise.
+        training ``attribution``, ``ig_steps`` and ``quadrature`` unless ``method`` / ``steps`` / ``quadrature`` say
+        otherwise.
 
         Computed with dropout off (eval mode; gradients still flow to the weights): every interpolation step must
         see the same function, or completeness fails and the aligned attribution is noise. Train mode is restored.
         """
         h = self.hparams
+        with self._eval_mode():
+            return self._attribute(
+                batch, create_graph, steps or h.ig_steps, method or h.attribution, quadrature or h.quadrature
+            )
+
+    def endpoint_gap(self, batch: dict[str, Tensor]) -> Tensor:
+        """F(x) − F(baseline) of the gold logit per row (B,), in eval mode: what a path attribution from the
+        configured ``ig_baseline`` sums to when it is complete (``attribution.endpoint_gap``)."""
+        content, baseline = batch["word_index"] >= 0, self.hparams.ig_baseline
+        with self._eval_mode():
+            return endpoint_gap(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"], content,
+                                baseline, self._baseline_token_id)  # fmt: skip
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Dropout off inside, the model's train / eval mode restored after."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._attribute(batch, create_graph, steps or h.ig_steps, method or h.attribution)
+            yield
         finally:
             self.model.train(was_training)
 
-    def _attribute(self, batch: dict[str, Tensor], create_graph: bool, steps: int, method: str) -> Tensor:
+    def _attribute(
+        self, batch: dict[str, Tensor], create_graph: bool, steps: int, method: str, quadrature: Quadrature
+    ) -> Tensor:
         h = self.hparams
         return self_attribution(
             self.model,
@@ -281,7 +308,7 @@ class CapModule(L.LightningModule):
             steps=steps,
             baseline=h.ig_baseline,
             baseline_token_id=self._baseline_token_id,
-            quadrature=h.quadrature,
+            quadrature=quadrature,
             create_graph=create_graph,
             chunk_size=h.ig_chunk_size,
             gradient=h.attribution_grad,

@@ -3,8 +3,16 @@
 import json
 
 import pytest
+import torch
 
-from cap_lightning.attribution_check import check, parse_args, parse_candidate, summarise
+from cap_lightning.attribution_check import (
+    Candidate,
+    check,
+    completeness_errors,
+    parse_args,
+    parse_candidate,
+    summarise,
+)
 from cap_lightning.module import CapModule
 from tests.helpers import tiny_datamodule
 
@@ -46,7 +54,50 @@ def test_summary_difference_to_the_first_candidate():
     assert rows[2]["diff"] == pytest.approx(0.5) and rows[2]["low"] > 0
 
 
-@pytest.mark.parametrize("spec", ["ig", "ig:0", "occlusion:2", "ig:x", "grad_x_input:"])
+def test_candidates_with_a_quadrature():
+    assert parse_candidate("ig:4") == Candidate("ig", 4, None)
+    assert parse_candidate("ig:4:gausslegendre") == Candidate("ig", 4, "gausslegendre")
+    assert parse_candidate("ig:4:gausslegendre").name == "ig:4:gausslegendre" and Candidate("ig", 4).name == "ig:4"
+
+
+def test_completeness_errors_are_relative_to_the_endpoint_gap():
+    scores = torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.0, 0.0]])
+    gap = torch.tensor([2.0, -1.0])
+    assert completeness_errors(scores, gap).tolist() == pytest.approx([0.0, 1.5])
+
+
+def test_completeness_falls_with_steps_and_the_quadrature_is_the_one_asked(tmp_path, tiny_model_dir, module):
+    args = _args(tmp_path, tiny_model_dir, "--candidates", "ig:1", "ig:64", "ig:2:gausslegendre", "ig:2:middle",
+                 "expected_gradients:1", "--reference-steps", "64")  # fmt: skip
+    record = check(module, tiny_datamodule(tiny_model_dir), args, [])
+    errors = record["completeness_errors"]
+    median = {r["candidate"]: r.get("completeness_median") for r in record["summary"]}
+    assert "expected_gradients:1" not in errors and median["expected_gradients:1"] is None  # no path from r
+    assert median["ig:64"] < 1e-2 and median["ig:64"] < median["ig:1"]
+    assert errors["ig:64"] == pytest.approx(errors["reference"], abs=1e-6)  # the reference is ig:64, midpoint
+    assert errors["ig:2:gausslegendre"] != pytest.approx(errors["ig:2:middle"], abs=1e-6)
+    assert "completeness error" in (tmp_path / "out" / "attribution_check.md").read_text()
+
+
+def test_endpoint_gap_is_what_a_converged_ig_sums_to(tiny_model_dir, module):
+    dm = tiny_datamodule(tiny_model_dir)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    torch.manual_seed(0)
+    with torch.no_grad():  # the tiny model's init (std 0.02) is close to constant: make F vary along the path
+        for p in module.model.parameters():
+            p.normal_(0.0, 0.3) if p.dim() > 1 else None
+    module.model.train()
+    gap = module.endpoint_gap(batch)
+    assert module.model.training  # the mode is restored
+    total = module.attribute(batch, create_graph=False, steps=256, method="ig", quadrature="gausslegendre").sum(-1)
+    assert gap.shape == (4,) and gap.abs().min() > 1e-2
+    assert total.detach() == pytest.approx(gap, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "spec", ["ig", "ig:0", "occlusion:2", "ig:x", "grad_x_input:", "ig:2:simpson", "grad_x_input:1:middle", "ig:2:"]
+)
 def test_bad_candidates_name_the_spec(spec):
     with pytest.raises(ValueError, match=f"candidate '{spec}'"):
         parse_candidate(spec)
