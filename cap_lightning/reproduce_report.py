@@ -16,7 +16,8 @@ Design decisions:
   control, attack success rate; one Holm family per attack.
 - **Verdict**: one sentence per dataset on the question the grid is for: does the shuffled prior's source (the CAP
   Hybrid) beat the baseline and the shuffled control beyond the interval, at accuracy and under each attack.
-- Every figure is in % (× 100) except seconds.
+- Every figure is in % (× 100) except seconds and λ·align (λ × the last epoch's mean alignment loss, × 1000: the
+  regulariser's pull, which tells whether a control is as strong as the prior it stands in for).
 """
 
 from __future__ import annotations
@@ -191,6 +192,13 @@ def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mea
     return f"**Verdict ({control_of}, 95 % paired-t)**: " + "; ".join(parts) + "."
 
 
+def regulariser_strength(group: list[dict]) -> str:
+    """λ × the last epoch's mean alignment loss, mean ± std over the group's runs (× 1000; "–" for the baseline):
+    how hard each prior pulled, so a control that pulls less than the prior it stands in for is seen as such."""
+    values = [r["prior_weight"] * r["train"]["train/align"] for r in group if "train/align" in r.get("train", {})]
+    return mean_std(values, 1000.0)
+
+
 def dataset_table(records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean") -> list[str]:
     """Markdown lines for one dataset: λ selection, the results table with paired differences (one Holm family: every
     prior vs the baseline and ``control_of`` vs the shuffled control, the prior that control shuffles, at its λ),
@@ -200,14 +208,14 @@ def dataset_table(records: list[dict], selection: dict[str, Any], control_of: st
     cells = _compare(by_method, "test/acc", control_of).cells()
     columns = [*COLUMNS, *_heldout_columns(records)]
     header = ["Method", "λ", "Seeds", "Acc", "Δ Acc vs baseline [95 % CI]", "Δ Acc vs shuffled [95 % CI]",
-              *(name for _, name in columns[1:]), "Prior s", "Fit s"]  # fmt: skip
+              *(name for _, name in columns[1:]), "λ·align", "Prior s", "Fit s"]  # fmt: skip
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, group in by_method.items():
         lam = "–" if method == "baseline" else f"{group[0]['prior_weight']:g}"
         vs_base, vs_shuffled = cells.get((method, "baseline"), "–"), cells.get((method, "shuffled"), "–")
         values = [mean_std([r["metrics"][k] for r in group if k in r["metrics"]]) for k, _ in columns]
         prior_s = [r["prior"]["seconds"] for r in group if "seconds" in r.get("prior", {})]
-        costs = [mean_std(prior_s, 1.0), mean_std([r["fit_seconds"] for r in group], 1.0)]
+        costs = [regulariser_strength(group), mean_std(prior_s, 1.0), mean_std([r["fit_seconds"] for r in group], 1.0)]
         seeds = ",".join(str(r["seed"]) for r in group)
         lines.append(f"| {method} | {lam} | {seeds} | {values[0]} | {vs_base} | {vs_shuffled} | "
                      + " | ".join(values[1:] + costs) + " |")  # fmt: skip
@@ -271,7 +279,7 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "
         f"{s['teacher_dtype']}). Attacks: {s['attack_recipes'] or 'none'} on {s['attack_examples']} seeded test "
         f"utterances against the models of seeds {s['attack_seeds']}. Commit {commit}; {time_said}. "
-        "All figures in % except seconds.\n"
+        "All figures in % except seconds and λ·align (λ × last-epoch alignment loss, × 1000).\n"
     )
 
 

@@ -125,8 +125,9 @@ def _records(methods=(("baseline", 0.60), ("cap", 0.62), ("shuffled", 0.62))):
         for seed, jitter in ((1, 0.01), (2, -0.01), (3, 0.0)):
             metrics = {"test/acc": acc + jitter + (0.001 * seed if method == "cap" else 0), "test/macro_f1": acc}
             lam = 0.0 if method == "baseline" else 0.1
+            train = {"train/ce": 0.5} | ({} if method == "baseline" else {"train/align": 0.02 * seed})
             out.append({"dataset": "hwu64", "method": method, "seed": seed, "prior_weight": lam, "metrics": metrics,
-                        "prior": {"seconds": 3.0}, "fit_seconds": 5.0})  # fmt: skip
+                        "prior": {"seconds": 3.0}, "fit_seconds": 5.0, "train": train})  # fmt: skip
     return out
 
 
@@ -198,6 +199,10 @@ def test_results_files(tmp_path):
     assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
     cap_row = next(line for line in text.splitlines() if line.startswith("| cap |") and "1,2,3" in line)
     assert cap_row.split(" | ")[5] == "–"  # the shuffled control shuffles the Hybrid's prior: no CAP − shuffled cell
+    head = next(line for line in text.splitlines() if line.startswith("| Method |")).split(" | ")
+    base_row = next(line for line in text.splitlines() if line.startswith("| baseline |") and "1,2,3" in line)
+    at = head.index("λ·align")
+    assert cap_row.split(" | ")[at] == "4.00 ± 2.00" and base_row.split(" | ")[at] == "–"  # 0.1 × 0.02·seed × 1000
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
     plot(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
