@@ -41,7 +41,7 @@ reproduce-cap: install
 # test fold: 600 test questions pooled), paired differences to the base model and to CAA (docs/grains.md §6.10).
 # Measured on this 2-core CPU shared with other jobs (commit 295ed8d): 5 extractions ~7 min; per split seed a dev sweep
 # of 5 methods x 12 settings x 100 questions at 40-95 s per setting (~60 min) and a test of <= 16 conditions x 200
-# questions (~21 min): ~3.5 h in all, over the 2 h the issue asks; the next cut would be one layer group or 4 alphas.
+# questions (~20 min): ~3.5-4 h in all, over the 2 h the issue asks; not cut further (README: what each cut would cost).
 # Cut already: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the ~256 questions of each
 # test fold. Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one seed, reusing every record.
 steer-smollm: install
