@@ -17,9 +17,10 @@ Design decisions:
 - Paired statistics: ``steering.comparisons.paired_difference`` (bootstrap interval, exact McNemar for 0 / 1
   outcomes such as MC1 or the sentiment ``positive_rate``, which decides their verdict; otherwise ``no difference``
   when the interval covers 0), on MC1 and MC2 where the task has them, else on every task metric (sentiment:
-  ``p_positive`` and ``positive_rate``). Three references per method: the base model, CAA, and the method's own
+  ``p_positive`` and ``positive_rate``). Four references per method: the base model, CAA, the method's own
   no-signal **control** at the same budget (``CONTROL_OF``: GrAInS − random-k, CAA / PCA − random direction), so a
-  gain over the base model is also read against what the same kind of push without the signal gives.
+  gain over the base model is also read against what the same kind of push without the signal gives; and every
+  method against the random direction (the one control common to all, so GrAInS is read against it too).
 - Continuation tasks (sentiment) also record per prompt ``continuation_nll`` (under the base model) and
   ``continuation_tokens``: these are fluency, not task metrics, so they get no paired statistics; the report shows
   the continuation perplexity (exp of the mean NLL over prompts) and mean length beside each chosen setting, the
@@ -45,7 +46,9 @@ REFERENCE_METHOD = "caa"
 # each method's no-signal control at the same cost: GrAInS masks random tokens instead of attributed ones (random-k);
 # the paired-difference methods get a random unit direction
 CONTROL_OF = {"grains": "random_k", "caa": "random_direction", "pca": "random_direction"}
-REFERENCES = ("base", "caa", "control")  # column suffixes of the paired differences
+RANDOM_DIRECTION = "random_direction"  # every method is also read against it (for CAA / PCA it is the control)
+REFERENCES = ("base", "caa", "control", "random")  # column suffixes of the paired differences
+REFERENCE_TITLES = {"base": "base", "caa": "CAA", "control": "control", "random": "random direction"}
 SIDE_METRICS = ("kl", "nll")
 FLUENCY_METRICS = ("continuation_nll", "continuation_tokens")  # continuation tasks: reported, not tested
 
@@ -208,7 +211,8 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
         row["dev_cont_ppl"] = None if any(v is None for v in dev) else _mean(dev)
     for metric in stat_metrics(targets):
         mine = _pooled(group, budget, method, metric)
-        refs = (("base", "base"), (REFERENCE_METHOD, "caa"), (CONTROL_OF.get(method), "control"))
+        refs = (("base", "base"), (REFERENCE_METHOD, "caa"), (CONTROL_OF.get(method), "control"),
+                (RANDOM_DIRECTION, "random"))  # fmt: skip
         for ref, suffix in refs:
             prefix = f"d_{metric}_{suffix}"
             other = None if ref is None or ref == method or (ref != "base" and ref not in methods) else _pooled(
@@ -299,11 +303,12 @@ def results_markdown(
                   "prompts), dev (the chosen setting's sweep row) and test, and mean continuation length in tokens.",
                   ""]  # fmt: skip
         cols += ["dev cont. ppl", "test cont. ppl", "cont. tokens"]
-    for ref in ("base", "CAA", "control"):
+    for ref in REFERENCES:
         for m in stats:
-            cols += [f"{m} − {ref} [{confidence:.0%} CI]", "verdict"]
+            cols += [f"{m} − {REFERENCE_TITLES[ref]} [{confidence:.0%} CI]", "verdict"]
     lines += ["Control: each method against its no-signal control at the same budget (GrAInS − random-k: the same "
-              "masking of random tokens; CAA / PCA − random direction).", ""]  # fmt: skip
+              "masking of random tokens; CAA / PCA − random direction), and every method against the random "
+              "direction.", ""]  # fmt: skip
     for budget in dict.fromkeys(r["budget"] for r in rows):
         block = [r for r in rows if r["budget"] == budget and r["split_seed"] == seeds_label]
         lines += [f"### {_budget_title(budget)}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -162,8 +162,13 @@ def test_each_method_is_compared_with_its_own_no_signal_control():
         assert (pooled[method]["d_mc2_control"], pooled[method]["d_mc2_control_low"]) == (d.mean, d.low)
     for method in ("base", "random_k", "random_direction"):
         assert pooled[method].get("d_mc2_control") is None
+    for method in ("grains", "caa", "random_k"):  # every method is also read against the random direction
+        d = paired_difference("mc2", values(method), values("random_direction"), resamples=300)
+        assert (pooled[method]["d_mc2_random"], pooled[method]["d_mc2_random_high"]) == (d.mean, d.high)
+    assert pooled["caa"]["d_mc2_random"] == pooled["caa"]["d_mc2_control"]
+    assert pooled["random_direction"].get("d_mc2_random") is None
     md = results_markdown(rows, [], ["mc1", "mc2"], "mc2", "pooled")
-    assert "mc2 − control [95% CI]" in md and "GrAInS − random-k" in md
+    assert "mc2 − control [95% CI]" in md and "GrAInS − random-k" in md and "mc2 − random direction [95% CI]" in md
     assert "d_mc2_control_low" in results_csv(rows, ["mc1", "mc2"]).splitlines()[0]
     # without the control among the methods, the column stays empty rather than failing
     rows = result_rows(seeds, [0.1], ["grains", "caa"], resamples=50)
