@@ -23,7 +23,8 @@ Design decisions:
   still has runs. Two runs needing the same prior cache entry at once (rare: only when one dataset has nothing
   else ready) wait on its file lock; the second reads what the first wrote.
 - The projected time is printed at start (training only, from a short timing of CE and aligned steps), and a
-  progress line with the ETA after every run.
+  progress line with the ETA after every run; a resumed grid's ETA takes its rate from the recorded wall time of
+  the runs already on disk (the start-up timing is a few steps under whatever else runs then).
 """
 
 from __future__ import annotations
@@ -477,7 +478,8 @@ def run_grid(args: argparse.Namespace, commit: str, rates: tuple[float, float] |
     def on_done(run: Run, record: dict[str, Any], computed: bool) -> None:
         if run.stage == "final":  # the selection runs enter the results through their plan's scores
             records.append(record)
-        eta.finish(slots[_slot(run)], record["fit_seconds"] / args.workers if computed else None)
+        seconds = record["fit_seconds"] / args.workers  # wall seconds of the run over the workers sharing the machine
+        eta.finish(slots[_slot(run)], seconds if computed else None, recorded=None if computed else seconds)
         shown = (f"val acc {100 * record['val_acc']:.2f}" if run.stage == "select" else
                  f"test acc {100 * record['metrics'].get('test/acc', float('nan')):.2f}")  # fmt: skip
         lam = f" λ={run.prior_weight:g}" if run.method != "baseline" else ""

@@ -50,7 +50,9 @@ class Eta:
         self.guess = seconds_per_unit
         self.done: set[int] = set()
         self.measured_units = 0.0
-        self.measured_seconds = 0.0
+        self.measured_seconds = 0.0  # this invocation's timed jobs (the "elapsed" of ``line``)
+        self._rate_units = 0.0  # timed and recorded jobs together (the rate)
+        self._rate_seconds = 0.0
         self._by_kind: dict[str, list[float]] = {}  # kind -> [units, seconds]
 
     def rate(self, kind: str | None = None) -> float | None:
@@ -59,8 +61,8 @@ class Eta:
         units, seconds = self._by_kind.get(kind, (0.0, 0.0)) if kind is not None else (0.0, 0.0)
         if units > 0:
             return seconds / units
-        if self.measured_units > 0:
-            return self.measured_seconds / self.measured_units
+        if self._rate_units > 0:
+            return self._rate_seconds / self._rate_units
         return self.guess
 
     def projected_seconds(self) -> float | None:
@@ -69,17 +71,24 @@ class Eta:
             return None
         return sum(c * self.rate(k) for i, (c, k) in enumerate(zip(self.costs, self.kinds)) if i not in self.done)
 
-    def finish(self, index: int, seconds: float | None) -> None:
-        """Job ``index`` is done; ``seconds`` is its wall time, None when it was skipped (already on disk)."""
+    def finish(self, index: int, seconds: float | None, recorded: float | None = None) -> None:
+        """Job ``index`` is done; ``seconds`` is its wall time, None when it was skipped (already on disk).
+        ``recorded``: the wall time a skipped job took when it ran earlier; it informs the rate (so a resumed grid's
+        ETA rests on its own finished runs, not only on a short timing taken under whatever load there was at
+        start) but not this invocation's elapsed time."""
         if not 0 <= index < len(self.costs):
             raise IndexError(f"job {index} is not in 0..{len(self.costs) - 1}")
         self.done.add(index)
-        if seconds is not None and self.costs[index] > 0:
-            self.measured_units += self.costs[index]
-            self.measured_seconds += seconds
+        timed = seconds if seconds is not None else recorded
+        if timed is not None and self.costs[index] > 0:
+            if seconds is not None:
+                self.measured_units += self.costs[index]
+                self.measured_seconds += seconds
+            self._rate_units += self.costs[index]
+            self._rate_seconds += timed
             kind = self._by_kind.setdefault(self.kinds[index], [0.0, 0.0])
             kind[0] += self.costs[index]
-            kind[1] += seconds
+            kind[1] += timed
 
     def line(self, now: datetime | None = None) -> str:
         """``k/n done, <elapsed> elapsed, ETA <remaining> (~HH:MM)``."""

@@ -43,6 +43,15 @@ def test_each_kind_uses_its_own_measured_rate():
         Eta([1.0], kinds=["a", "b"])
 
 
+def test_a_resumed_jobs_recorded_time_sets_the_rate_but_not_the_elapsed_time():
+    eta = Eta([1.0, 1.0, 1.0], seconds_per_unit=10.0)  # a short timing under load at start guessed 10 s
+    eta.finish(0, seconds=None, recorded=40.0)  # it really took 40 s when it ran before
+    assert eta.rate() == pytest.approx(40.0) and eta.projected_seconds() == pytest.approx(80.0)
+    assert eta.line(datetime(2026, 1, 1, 12, 0)).startswith("1/3 done, 0s elapsed")
+    eta.finish(1, seconds=20.0, recorded=99.0)  # timed now: the timing wins over any record
+    assert eta.rate() == pytest.approx(30.0) and eta.measured_seconds == pytest.approx(20.0)
+
+
 @pytest.mark.parametrize("seconds,text", [(12.4, "12s"), (185, "3m05s"), (3720, "1h02m")])
 def test_duration(seconds, text):
     assert duration(seconds) == text
