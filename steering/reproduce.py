@@ -51,6 +51,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-groups", nargs="+", default=["-1"], help="e.g. 8-11 16-19 (inclusive ranges)")
     p.add_argument("--alphas", nargs="+", type=float, default=[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0],
                    help="the α grid, the same for every method and layer group")  # fmt: skip
+    p.add_argument("--extra-alphas", nargs="+", default=[], metavar="METHOD=A,B",
+                   help="extend one method's α grid, e.g. random_direction=16,24 (a random direction needs a larger "
+                        "α for the same KL); the other methods' sweeps, and their records, are unchanged")  # fmt: skip
     p.add_argument("--ks", nargs="+", type=int, default=None,
                    help="k values to sweep (top_k or extra_top_k, extracted by predict); default all")  # fmt: skip
     p.add_argument("--target", default=None,
@@ -176,6 +180,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def method_alphas(alphas: Sequence[float], extras: Sequence[str], methods: Sequence[str]) -> dict[str, list[float]]:
+    """Each method's α grid: ``alphas``, extended for a method by ``METHOD=A,B`` items of ``extras`` (sorted, no
+    repeats); a method without extras keeps exactly ``alphas`` (so its sweep key, and its records, are unchanged).
+
+    Raises:
+        ValueError: a malformed item, a method not in ``methods``, a non-finite or zero α; each named.
+    """
+    grids = {m: list(alphas) for m in methods}
+    for item in extras:
+        method, sep, values = item.partition("=")
+        if not sep or method not in grids:
+            raise ValueError(
+                f"--extra-alphas {item!r}: expected METHOD=A,B with METHOD one of --methods {list(methods)}"
+            )
+        try:
+            more = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"--extra-alphas {item!r}: the α values must be numbers, e.g. {method}=16,24") from None
+        bad = [x for x in more if not math.isfinite(x) or x == 0]
+        if bad:
+            raise ValueError(f"--extra-alphas {item!r}: α must be finite and non-zero, got {bad}")
+        grids[method] = sorted(set(grids[method]) | set(more))
+    return grids
+
+
 def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Every option checked before anything expensive runs; errors name the bad value."""
     try:
@@ -190,6 +219,10 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     bad = [x for x in a.alphas if not math.isfinite(x) or x == 0]
     if bad:
         p.error(f"--alphas must be finite and non-zero (α = 0 is the base model, scored anyway), got {bad}")
+    try:
+        a.method_alphas = method_alphas(a.alphas, a.extra_alphas, a.methods)
+    except ValueError as err:
+        p.error(str(err))
     if a.ks is not None and any(k < 1 for k in a.ks):
         p.error(f"--ks must be >= 1, got {a.ks}")
     if not 0 < a.confidence < 1 or a.resamples < 1:
@@ -325,7 +358,7 @@ class Driver:
         for method in a.methods:
             deltas = deltas_path(self.out / f"{method}.safetensors")
             key = json_sha256({"deltas": files_sha256([deltas]), "dev_rows": dev_rows, "dev": dev_hash,
-                               "groups": a.groups, "alphas": a.alphas, "ks": a.ks, "target": target,
+                               "groups": a.groups, "alphas": a.method_alphas[method], "ks": a.ks, "target": target,
                                "aggregate": hp.aggregate, "mode": hp.mode, "unit_norm": hp.unit_norm,
                                "normalize": hp.normalize,
                                **({"judging": judge_key} if continuation else {})})  # fmt: skip
@@ -340,7 +373,8 @@ class Driver:
             judging = self.judging(module) if continuation else None
             if base is None:
                 base = base_dev_scores(model, tok, dev, target, hp.score_batch_size, judging)
-            rows = sweep(model, tok, deltas, method, dev, a.groups, a.alphas, a.ks, target, hp.aggregate, hp.mode,
+            alphas = a.method_alphas[method]
+            rows = sweep(model, tok, deltas, method, dev, a.groups, alphas, a.ks, target, hp.aggregate, hp.mode,
                          hp.unit_norm, hp.normalize, hp.score_batch_size, judging, base)  # fmt: skip
             self._timed("sweep", t0)
             atomic_write_json(path, {"key": key, "split_seed": seed, "rows": rows})
@@ -539,7 +573,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for seed in a.seeds:
         d.select(seed)
     run = {"command": d.command, **_commit(), "config": a.config, "methods": a.methods, "layer_groups": a.layer_groups,
-           "alphas": a.alphas, "ks": a.ks, "kl_budgets": a.budgets, "split_seeds": a.split_seeds, "folds": a.folds,
+           "alphas": a.alphas, "extra_alphas": a.extra_alphas, "ks": a.ks, "kl_budgets": a.budgets,
+           "split_seeds": a.split_seeds, "folds": a.folds,
            "tiny_llava": bool(a.tiny_llava)}  # fmt: skip
     if a.select_only:
         summary = _summary(out, run, d, start, select_only=True)

@@ -123,6 +123,14 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
     assert _rows(out / "results.csv") == rows
     assert len(json.loads((out / "summary.json").read_text())["invocations"]) == 2
 
+    # one method's α grid extended: only its sweeps are recomputed, with the extra α; the others are reused
+    third = main([*argv, "--extra-alphas", "random_direction=8"])
+    resumed = third["summary"]["resumed"]
+    assert all(f"sweep {m} split {s}" in resumed for m in ("grains", "caa") for s in range(FOLDS))
+    assert not any(r.startswith("sweep random_direction") for r in resumed)
+    rows_rd = json.loads((out / "seed0" / "sweep_random_direction.json").read_text())["rows"]
+    assert sorted({r["alpha"] for r in rows_rd if r["method"] != "base"}) == [1.0, 4.0, 8.0]
+
     # the same report rebuilt from the records alone, by the module's command line in a fresh process
     done = subprocess.run([sys.executable, "-m", "steering.reproduce", "--out", str(root / "collected"), "--collect",
                            str(out), "--resamples", "200"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
@@ -172,6 +180,12 @@ def test_the_selection_never_sees_the_test_labels(tiny, monkeypatch):
         (["--alphas", "0", "2"], "--alphas must be finite and non-zero"),
         (["--methods", "grains", "steer_harder"], "method 'steer_harder'"),
         (["--folds", "3"], "--folds needs --split-seeds"),
+        (
+            ["--extra-alphas", "nosuch=16"],
+            "--extra-alphas 'nosuch=16': expected METHOD=A,B with METHOD one of --methods",
+        ),
+        (["--extra-alphas", "random_direction=big"], "the α values must be numbers, e.g. random_direction=16,24"),
+        (["--extra-alphas", "random_direction=0,24"], "α must be finite and non-zero, got \\[0.0\\]"),
         (["--target", "mc3"], "--target 'mc3' is not a target of the dev examples \\['binary', 'mc1', 'mc2'\\]"),
         (["--ks", "7"], "--ks \\[7\\] are not extracted: the config extracts k \\[2, 1\\]"),
         (["--layer-groups", "2-4"], "layers \\[3, 4\\] are not extracted"),
