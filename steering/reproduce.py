@@ -180,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def bad_alphas(alphas: Sequence[float]) -> list[float]:
+    """The α values a grid cannot hold: non-finite, or 0 (the base model, scored anyway)."""
+    return [x for x in alphas if not math.isfinite(x) or x == 0]
+
+
 def method_alphas(alphas: Sequence[float], extras: Sequence[str], methods: Sequence[str]) -> dict[str, list[float]]:
     """Each method's α grid: ``alphas``, extended for a method by ``METHOD=A,B`` items of ``extras`` (sorted, no
     repeats); a method without extras keeps exactly ``alphas`` (so its sweep key, and its records, are unchanged).
@@ -198,9 +203,8 @@ def method_alphas(alphas: Sequence[float], extras: Sequence[str], methods: Seque
             more = [float(v) for v in values.split(",")]
         except ValueError:
             raise ValueError(f"--extra-alphas {item!r}: the α values must be numbers, e.g. {method}=16,24") from None
-        bad = [x for x in more if not math.isfinite(x) or x == 0]
-        if bad:
-            raise ValueError(f"--extra-alphas {item!r}: α must be finite and non-zero, got {bad}")
+        if bad_alphas(more):
+            raise ValueError(f"--extra-alphas {item!r}: α must be finite and non-zero, got {bad_alphas(more)}")
         grids[method] = sorted(set(grids[method]) | set(more))
     return grids
 
@@ -216,9 +220,9 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(str(err))
     if len(set(a.methods)) != len(a.methods):
         p.error(f"--methods {a.methods} repeats a method")
-    bad = [x for x in a.alphas if not math.isfinite(x) or x == 0]
-    if bad:
-        p.error(f"--alphas must be finite and non-zero (α = 0 is the base model, scored anyway), got {bad}")
+    if bad_alphas(a.alphas):
+        p.error(f"--alphas must be finite and non-zero (α = 0 is the base model, scored anyway), got "
+                f"{bad_alphas(a.alphas)}")  # fmt: skip
     try:
         a.method_alphas = method_alphas(a.alphas, a.extra_alphas, a.methods)
     except ValueError as err:
