@@ -48,7 +48,7 @@ steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out runs/steer/smollm2_truthfulqa_matched_kl --methods grains caa pca random_k random_direction \
 		--layer-groups 8-11 16-19 --alphas 2 3 4 6 8 12 --ks 10 --target mc2 --kl-budgets 0.02 0.05 0.1 \
-		--split-seeds 0 1 2 --data.init_args.n_test=200 $(ARGS)
+		--split-seeds 0 1 2 --data.init_args.n_test=200 --extra-alphas random_direction=16,24 $(ARGS)
 
 # Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py) at matched side effect,
 # like steer-smollm (docs/grains.md §3.1, §6.10): GrAInS, CAA and the random-direction and random-k controls, each on

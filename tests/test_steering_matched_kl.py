@@ -209,11 +209,12 @@ def test_make_steer_smollm_options_parse_and_fit_truthfulqa(shared_data):
 
     text = (REPO / "Makefile").read_text().replace("\\\n", " ")
     line = next(x for x in text.splitlines() if "steering.reproduce" in x and "steer_smollm2_truthfulqa" in x)
-    argv = shlex.split(line.split("-m steering.reproduce", 1)[1])
+    argv = shlex.split(line.split("-m steering.reproduce", 1)[1].replace("$(ARGS)", ""))  # make's ARGS: empty
     p = _parser()
     a, overrides = p.parse_known_args(argv)
     _check(p, a)
     assert len(a.seeds) >= 3 and a.budgets == sorted(a.budgets) and "random_direction" in a.methods
+    assert max(a.method_alphas["random_direction"]) > max(a.alphas)  # a random direction needs a larger α
     config = yaml.safe_load((REPO / a.config).read_text())["data"]["init_args"]
     n_test = int(next(o.split("=")[1] for o in overrides if o.startswith("--data.init_args.n_test=")))
     questions = json.loads((shared_data / "truthfulqa" / "TruthfulQA" / "data" / "mc_task.json").read_text())
