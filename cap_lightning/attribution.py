@@ -215,6 +215,18 @@ def classifier_forward(model, input_ids: Tensor, attention_mask: Tensor) -> Forw
     return forward
 
 
+def _path_inputs(
+    model, input_ids: Tensor, attention_mask: Tensor, content_mask: Tensor, baseline: Baseline, token_id: int | None
+) -> tuple[Tensor, Tensor, ForwardFn]:
+    """The word embeddings x (B, T, d, float32, differentiable in the table), the baseline r and the forward on
+    swapped-in embeddings, in the model's current train / eval mode: what every path attribution here starts from.
+    Call it with autocast off."""
+    embedding = model.get_input_embeddings()
+    embeds = embedding(input_ids).float()
+    base = embedding_baseline(embeds, content_mask, baseline, embedding, token_id)
+    return embeds, base, _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
+
+
 @torch.no_grad()
 def endpoint_gap(
     model,
@@ -228,12 +240,12 @@ def endpoint_gap(
     """F(x) − F(r) of the gold logit per row (B,), r the ``baseline`` of ``self_attribution``: what its IG (and
     gradient×input) would sum to if complete. ``|scores.sum(-1) − gap| / |gap|`` is the relative completeness error
     that measures the quadrature (fewer steps at equal accuracy)."""
-    embedding = model.get_input_embeddings()
     with torch.autocast(device_type=input_ids.device.type, enabled=False):
-        embeds = embedding(input_ids).float()
-        base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-        forward = classifier_forward(model, input_ids, attention_mask)
-        return _gold(forward(torch.cat([embeds, base])), labels.repeat(2)).view(2, -1).diff(dim=0).neg().squeeze(0)
+        embeds, base, forward = _path_inputs(
+            model, input_ids, attention_mask, content_mask, baseline, baseline_token_id
+        )
+        at_x, at_base = _gold(forward(torch.cat([embeds, base])), labels.repeat(2)).view(2, -1)
+    return at_x - at_base
 
 
 def self_attribution(
@@ -260,12 +272,10 @@ def self_attribution(
     """
     check_choice("attribution method", method, Method)
     check_choice("attribution gradient", gradient, Gradient)
-    embedding = model.get_input_embeddings()
+    path = (model, input_ids, attention_mask, content_mask, baseline, baseline_token_id)
     if create_graph and gradient == "finite_difference":
         with torch.autocast(device_type=input_ids.device.type, enabled=False):
-            embeds = embedding(input_ids).float()
-            base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-            forward = _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
+            embeds, base, forward = _path_inputs(*path)
             reference, alphas, weights = path_points(method, embeds, base, content_mask, steps, quadrature)
             params = [p for p in model.parameters() if p.requires_grad]
             scores = finite_difference_path_attribution(
@@ -273,9 +283,7 @@ def self_attribution(
             )
         return scores * content_mask
     with torch.autocast(device_type=input_ids.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
-        embeds = embedding(input_ids).float()  # (B, T, d), differentiable in the embedding table
-        base = embedding_baseline(embeds, content_mask, baseline, embedding, baseline_token_id)
-        forward = _in_mode(model, model.training, classifier_forward(model, input_ids, attention_mask))
+        embeds, base, forward = _path_inputs(*path)
         if method == "ig":
             scores = integrated_gradients(forward, embeds, base, labels, steps, quadrature, create_graph, chunk_size)
         elif method == "grad_x_input":
