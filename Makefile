@@ -53,17 +53,14 @@ steer-smollm: install
 # Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py) at matched side effect,
 # like steer-smollm (docs/grains.md §3.1, §6.10): GrAInS, CAA and the random-direction and random-k controls, each on
 # layers 8-11 x alpha 2 / 4 / 8 / 12 / 16 (k = 10), the dev-best p_positive (judge's mean p(positive)) within each dev
-# KL(base || steered) budget frozen before the test split is read, then tested on 2 cross-fitted split seeds (50
-# shared steering triples; per seed 24 dev and 48 test prompts: 96 test prompts pooled), paired differences of
-# p_positive and positive_rate (McNemar) to the base model and to CAA, continuation perplexity beside each setting.
-# Budgets 0.2 and 0.5 and alphas 2 and 12 were added after a first run (budgets <= 0.1, alphas 4 / 8 / 16) whose dev
-# sweep showed CAA's dose response only above KL 0.1 (README).
+# KL(base || steered) budget frozen before the test split is read, then tested on 2 cross-fitted split seeds: openings
+# of negative SST-2 reviews (413), 100 shared minimal-pair steering triples, per seed 100 dev prompts and the whole
+# other fold as test (313 test prompts pooled); paired differences of p_positive and positive_rate (McNemar) to the
+# base model and to CAA, continuation perplexity beside each setting.
 # Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences, 1 epoch) and exported as an HF
 # folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy: runs/sst2_judge/test_metrics.json).
-# Measured on this 2-core CPU, one thread, other jobs sharing the cores: judge 10m18s; the comparison 24m12s
-# (extraction 5.6 min, dev sweep 8.5 min, test 9.9 min). Cut to fit: 20 tokens per continuation (config: 40), 24 dev /
-# 48 test prompts per seed (config: 100 / 200), 2 split seeds, one layer group. Resumable (rerun the same command);
-# ARGS adds lightning overrides (--key=value).
+# Cut to fit the CPU: 20 tokens per continuation (config: 40), 2 split seeds, one layer group. Resumable (rerun the
+# same command); ARGS adds lightning overrides (--key=value). Wall time: README.
 SENTIMENT_JUDGE ?= runs/sst2_judge/model
 SENTIMENT_OUT ?= runs/steer/smollm2_sentiment_matched_kl
 steer-sentiment: install
@@ -79,7 +76,7 @@ steer-sentiment: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
 		--out $(SENTIMENT_OUT) --methods grains caa random_direction random_k \
 		--layer-groups 8-11 --alphas 2 4 8 12 16 --target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --split-seeds 0 1 \
-		--data.init_args.n_dev=24 --data.init_args.n_test=48 --model.init_args.max_new_tokens=20 \
+		--data.init_args.n_dev=100 --data.init_args.n_test=null --model.init_args.max_new_tokens=20 \
 		--model.init_args.judge_model=$(SENTIMENT_JUDGE) $(ARGS)
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).

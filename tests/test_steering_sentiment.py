@@ -25,7 +25,7 @@ from steering.module import SteeringModule
 from steering.tasks import ContinuationExample, load_task
 from steering.tasks.classifier_judge import ClassifierJudge, check_classifier_judge, label_scores
 from steering.tasks.continuations import continuation_nll, generate_continuations, judged_continuations
-from steering.tasks.sentiment import detokenize
+from steering.tasks.sentiment import ANTONYMS, FRAMES, detokenize
 from tests.tiny_lm import LM_WORDS
 
 PROMPTS = ["q what is", "the sky is blue and", "cats", "is water wet or dry what do people say"]
@@ -80,7 +80,7 @@ def _vector(model, layers=(1, 2), seed=0) -> SteeringVector:
 
 # ---- the task ------------------------------------------------------------------------------------------------
 def test_rows_bundle_a_held_out_prompt_with_a_disjoint_training_triple(sst2_dir):
-    rows = load_task("sentiment", None, data_dir=str(sst2_dir), **TASK_ARGS)
+    rows = load_task("sentiment", None, data_dir=str(sst2_dir), pairs="sentences", **TASK_ARGS)
     assert len(rows) == 10 and all(isinstance(r, ContinuationExample) for r in rows)  # "too short" dropped
     train = (sst2_dir / "SST-2" / "train.tsv").read_text().splitlines()[1:]
     used = [i for r in rows for i in r.meta["pair_rows"]]
@@ -94,9 +94,27 @@ def test_rows_bundle_a_held_out_prompt_with_a_disjoint_training_triple(sst2_dir)
         pair = r.to_pair()
         assert (pair.prompt, pair.preferred, pair.dispreferred) == (r.pair_prompt, r.preferred, r.dispreferred)
     assert [r.meta["pair_rows"] for r in rows] == [r.meta["pair_rows"] for r in load_task(
-        "sentiment", None, data_dir=str(sst2_dir), **TASK_ARGS)]  # fmt: skip
-    other = load_task("sentiment", None, data_dir=str(sst2_dir), seed=1, **TASK_ARGS)
+        "sentiment", None, data_dir=str(sst2_dir), pairs="sentences", **TASK_ARGS)]  # fmt: skip
+    other = load_task("sentiment", None, data_dir=str(sst2_dir), seed=1, pairs="sentences", **TASK_ARGS)
     assert [r.prompt for r in other] == [r.prompt for r in rows] and other[0].meta != rows[0].meta
+
+
+def test_minimal_pairs_differ_in_one_antonym_only(sst2_dir):
+    rows = load_task("sentiment", None, data_dir=str(sst2_dir), **TASK_ARGS)  # the default: minimal
+    sentences = load_task("sentiment", None, data_dir=str(sst2_dir), pairs="sentences", **TASK_ARGS)
+    assert [(r.prompt, r.pair_prompt) for r in rows] == [(r.prompt, r.pair_prompt) for r in sentences]
+    for r in rows:
+        good, bad = r.preferred.split(), r.dispreferred.split()
+        diff = [(a, b) for a, b in zip(good, bad, strict=True) if a != b]
+        assert len(diff) == 1 and r.preferred.startswith(" ")
+        word_pos, word_neg = (w.strip(".,") for w in diff[0])
+        assert (word_pos, word_neg) in ANTONYMS
+        assert any(r.preferred == " " + f.format(word_pos) for f in FRAMES)
+    assert len({(r.preferred, r.dispreferred) for r in rows}) > 1  # drawn per row, not one pair for all
+    again = load_task("sentiment", None, data_dir=str(sst2_dir), **TASK_ARGS)
+    assert [(r.preferred, r.dispreferred) for r in again] == [(r.preferred, r.dispreferred) for r in rows]
+    with pytest.raises(ValueError, match="pairs 'words' is not one of"):
+        load_task("sentiment", None, data_dir=str(sst2_dir), pairs="words", **TASK_ARGS)
 
 
 def test_prompt_label_keeps_the_openings_of_one_label_only(sst2_dir):

@@ -15,6 +15,12 @@ Design decisions:
   (its deltas come from masking prompt tokens; an instruction-only prompt would give every pair the same masked
   tokens), while y⁺ and y⁻ differ only in sentiment, which is what CAA's paired difference reads. The three sentences
   of a row are distinct; rows use disjoint training sentences.
+- ``pairs="minimal"`` (the default, a measured choice: docs/grains.md §3.1) makes y⁺ and y⁻ one sentence with one
+  evaluative word swapped for its antonym ("Overall, it was wonderful." / "... terrible."), a frame and an antonym
+  pair drawn per row from ``FRAMES`` × ``ANTONYMS``: the contrast of activation addition ("Love" − "Hate") and CAA's
+  paired completions, so a paired difference carries sentiment and nothing else. ``pairs="sentences"`` keeps a
+  whole positive / negative training sentence each (unrelated content, length and topic), the first design: its
+  CAA vector was not a direction at 50 triples (split-half cosine −0.00).
 - Each row bundles one evaluation prompt with one training triple (``ContinuationExample``); the data module's seeded
   split decides which half a row serves (triple in the steering split, prompt in dev / test), so no evaluation
   prompt ever enters the steering set. Rows are in ``test.tsv`` order; the triples are drawn with ``seed``.
@@ -36,6 +42,34 @@ from steering.tasks.types import ContinuationExample
 
 TEMPLATE = "Movie review: {text}"
 SentimentLabel = Literal["negative", "positive"]
+PairStyle = Literal["minimal", "sentences"]
+# (positive, negative) evaluative words of movie reviews, each usable after "is" / "was" / "felt".
+ANTONYMS: tuple[tuple[str, str], ...] = (
+    ("wonderful", "terrible"),
+    ("great", "awful"),
+    ("brilliant", "dreadful"),
+    ("delightful", "tedious"),
+    ("excellent", "poor"),
+    ("beautiful", "ugly"),
+    ("fascinating", "boring"),
+    ("funny", "dull"),
+    ("moving", "lifeless"),
+    ("superb", "horrible"),
+    ("charming", "annoying"),
+    ("clever", "stupid"),
+    ("enjoyable", "unbearable"),
+    ("memorable", "forgettable"),
+    ("fresh", "stale"),
+    ("gripping", "tiresome"),
+)
+FRAMES: tuple[str, ...] = (
+    "Overall, it was {}.",
+    "I thought the film was {}.",
+    "The acting is {}.",
+    "The story is {}.",
+    "Honestly, it felt {}.",
+    "The whole movie is {}.",
+)
 SST2_LABELS: tuple[str, ...] = get_args(SentimentLabel)  # GLUE ids 0 / 1
 _CLITIC = re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b")
 _BEFORE = re.compile(r" ([.,!?;:%)])")
@@ -84,6 +118,7 @@ def load_sentiment(
     template: str = TEMPLATE,
     seed: int = 0,
     prompt_label: str | None = None,
+    pairs: str = "minimal",
 ) -> list[ContinuationExample]:
     """One ``ContinuationExample`` per held-out SST-2 sentence (``test.tsv`` order) with a training triple.
 
@@ -98,6 +133,8 @@ def load_sentiment(
         prompt_label: only held-out sentences of this label (``SentimentLabel``) open evaluation prompts,
             e.g. ``negative`` to steer negative reviews toward positive, where the base model leaves headroom (None:
             every sentence).
+        pairs: ``minimal`` (y⁺ / y⁻ = one frame with an antonym pair, x still a training review's opening) or
+            ``sentences`` (y⁺ / y⁻ = whole positive / negative training sentences); ``PairStyle``.
 
     Raises:
         ValueError: a bad option, or too few training sentences for the rows; FileNotFoundError: no SST-2 files.
@@ -110,6 +147,7 @@ def load_sentiment(
         raise ValueError(f"template {template!r} must hold exactly one '{{text}}' field")
     if prompt_label is not None:
         check_choice("prompt_label", prompt_label, SentimentLabel)
+    check_choice("pairs", pairs, PairStyle)
     root = _sst2_dir(data_dir)
     held_out = [(i, s, y) for i, (s, y) in enumerate(_read_tsv(root / "test.tsv"))
                 if len(s.split()) >= prompt_words + 2 and prompt_label in (None, y)]  # fmt: skip
@@ -130,8 +168,13 @@ def load_sentiment(
         opening = detokenize(" ".join(sentence.split()[:prompt_words]))
         pair_prompt = template.format(text=detokenize(" ".join(context[1].split()[:pair_words])))
         meta = {"row": row, "label": label, "opening": opening, "pair_rows": [context[0], good[0], bad[0]]}
-        out.append(ContinuationExample(template.format(text=opening), pair_prompt, " " + detokenize(good[1]),
-                                       " " + detokenize(bad[1]), meta))  # fmt: skip
+        if pairs == "minimal":
+            frame, (up, down) = rng.choice(FRAMES), rng.choice(ANTONYMS)
+            preferred, dispreferred = " " + frame.format(up), " " + frame.format(down)
+            meta["pair_rows"] = [context[0]]
+        else:
+            preferred, dispreferred = " " + detokenize(good[1]), " " + detokenize(bad[1])
+        out.append(ContinuationExample(template.format(text=opening), pair_prompt, preferred, dispreferred, meta))
     if not out:
         raise ValueError(f"{root}/test.tsv has no sentence of at least {prompt_words + 2} words")
     return out
