@@ -90,11 +90,13 @@ class SeedResults:
     """The records of one split seed: selection, test records by setting key, base record, references."""
 
     def __init__(self, selection: Mapping[str, Any], tests: Mapping[str, Mapping[str, Any]], base_key: str,
-                 references: Mapping[str, Mapping[str, float]], uses_k: Mapping[str, bool]) -> None:  # fmt: skip
+                 references: Mapping[str, Mapping[str, float]], uses_k: Mapping[str, bool],
+                 nulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:  # fmt: skip
         self.seed = selection["split_seed"]
         self.label = "split" if self.seed is None else str(self.seed)  # the config's own split without split seeds
         self.selection, self.tests, self.references, self.uses_k = selection, tests, references, uses_k
         self.base = tests[base_key]
+        self.nulls = dict(nulls or {})  # random-direction setting key → test records of its null draws 1 … N
 
     def choice(self, budget: float, method: str) -> Mapping[str, Any]:
         return next(c for c in self.selection["choices"] if c["budget"] == budget and c["method"] == method)
@@ -118,10 +120,13 @@ class SeedResults:
         if method == "base":
             return outcomes(self.base, "base", metric)[1]
         rec = self.record(budget, method)
-        if rec is None:
-            return None
+        return None if rec is None else self.steered(rec, metric)
+
+    def steered(self, rec: Mapping[str, Any], metric: str) -> list[float]:
+        """Per-question steered values of a test record, aligned with the base record's questions (``kl``, which
+        the base model has not, is aligned with its first task metric)."""
         index, values = outcomes(rec, "steered", metric)
-        base_index, _ = outcomes(self.base, "base", metric)
+        base_index, _ = outcomes(self.base, "base", self.targets()[0] if metric == "kl" else metric)
         if index != base_index or test_rows(rec) != test_rows(self.base):
             raise ValueError(f"split seed {self.seed}: {rec.get('vector_path')} was tested on other questions than "
                              "the base model; rerun its test stage")  # fmt: skip
@@ -210,12 +215,12 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
             dev = [s.selection["sweeps"][methods[0]][0].get("continuation_ppl") for s in group] if methods else [None]
         row["dev_cont_ppl"] = None if any(v is None for v in dev) else _mean(dev)
     for metric in stat_metrics(targets):
-        mine = _pooled(group, budget, method, metric)
+        mine = pooled_values(group, budget, method, metric)
         refs = (("base", "base"), (REFERENCE_METHOD, "caa"), (CONTROL_OF.get(method), "control"),
                 (RANDOM_DIRECTION, "random"))  # fmt: skip
         for ref, suffix in refs:
             prefix = f"d_{metric}_{suffix}"
-            other = None if ref is None or ref == method or (ref != "base" and ref not in methods) else _pooled(
+            other = None if ref is None or ref == method or (ref != "base" and ref not in methods) else pooled_values(
                 group, budget, ref, metric)  # fmt: skip
             d = None if mine is None or other is None else paired_difference(metric, mine, other, confidence,
                                                                                resamples)  # fmt: skip
@@ -223,7 +228,8 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
     return row
 
 
-def _pooled(group: Sequence[SeedResults], budget: float, method: str, metric: str) -> list[float] | None:
+def pooled_values(group: Sequence[SeedResults], budget: float, method: str, metric: str) -> list[float] | None:
+    """``method``'s per-question values at ``budget`` over the split seeds of ``group`` (None: no setting)."""
     out: list[float] = []
     for s in group:
         values = s.values(budget, method, metric)

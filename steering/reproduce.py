@@ -17,6 +17,9 @@ and overrides, the deltas file, the dev rows and their content, the grid, the ch
 3. **test**, per split seed: reads the frozen ``selection.json`` and runs ``lightning test`` once per distinct
    chosen setting (the first also scores the base model), writing ``seed<s>/<setting>.test.json`` with per-question
    outcomes. The only stage that reads the test split.
+3b. **null** (``--null-draws N``), per split seed: N further random directions at the random-direction control's
+   chosen setting of each ``--null-budgets`` budget (``steering.null_directions``), tested like the control on the
+   same test prompts, ``seed<s>/null/<setting>_draw<j>.test.json``.
 4. **report**: ``results.md`` (pooled over split seeds, or the one seed), ``results_per_seed.md``, ``results.csv``,
    ``pareto_seed<s>.png``, ``summary.json`` (command, commit, wall time per stage), from the records only.
 
@@ -62,15 +65,19 @@ from steering.budget import check_budgets, select_at_budgets
 from steering.dev_scoring import ContinuationJudging, default_target, dev_fingerprint, dev_kind, dev_targets
 from steering.matched_report import (
     POOLED,
+    RANDOM_DIRECTION,
     SeedResults,
     chosen_settings,
     reference_rows,
     result_rows,
     results_csv,
     results_markdown,
+    stat_metrics,
 )
 from steering.methods import get_method
+from steering.null_directions import null_markdown, null_path, null_records, null_rows, null_settings, null_vector
 from steering.sweep import base_dev_scores, group_vector, plot_sweep, sweep
+from steering.vectors import SteeringVector
 from steering.writer import atomic_write, deltas_path, results_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,6 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=None, help="number of test folds (default: the number of split seeds)")
     p.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples per interval")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals")
+    p.add_argument("--null-draws", type=int, default=0,
+                   help="further random directions tested at the random-direction control's chosen setting, for a "
+                        "null distribution of the gain over the base model (steering.null_directions)")  # fmt: skip
+    p.add_argument(
+        "--null-budgets",
+        nargs="+",
+        type=float,
+        default=None,
+        help="the budgets whose control setting gets the null draws (default: every --kl-budgets)",
+    )
     p.add_argument("--select-only", action="store_true", help="stop after the frozen dev selection (no test split)")
     p.add_argument("--tiny-llava", default=None, help="build the tiny random LLaVA in this folder first")
     return p
@@ -227,6 +244,13 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         a.method_alphas = method_alphas(a.alphas, a.extra_alphas, a.methods)
     except ValueError as err:
         p.error(str(err))
+    if a.null_draws < 0:
+        p.error(f"--null-draws {a.null_draws} must be >= 0")
+    if a.null_draws and RANDOM_DIRECTION not in a.methods:
+        p.error(f"--null-draws needs the {RANDOM_DIRECTION} control in --methods (its chosen setting is the null's)")
+    a.null_budgets = a.budgets if a.null_budgets is None or not a.null_draws else a.null_budgets
+    if any(b not in a.budgets for b in a.null_budgets):
+        p.error(f"--null-budgets {a.null_budgets} must be among --kl-budgets {a.budgets}")
     if a.ks is not None and any(k < 1 for k in a.ks):
         p.error(f"--ks must be >= 1, got {a.ks}")
     if not 0 < a.confidence < 1 or a.resamples < 1:
@@ -420,10 +444,8 @@ class Driver:
         for i, (key, method, chosen) in enumerate(settings):
             vec_path = folder / f"{key}.safetensors"
             eval_base = i == 0
-            done = _read(results_path(vec_path))
-            same_split = done is not None and (done.get("splits") or {}).get("rows") == split["rows"]
-            same_run = same_split and (done.get("vector_metadata") or {}).get("run_key") == self.run_key
-            if same_run and done.get("alpha") == chosen["alpha"] and (not eval_base or _scored_base(done)):
+            done = self._reusable(vec_path, split, chosen["alpha"], eval_base)
+            if done is not None:
                 records[key] = done
                 self.resumed.append(f"test {key} split {seed}")
                 continue
@@ -432,13 +454,7 @@ class Driver:
             vector = group_vector(deltas_path(self.out / f"{method}.safetensors"), method, chosen["k"],
                                   chosen["layers"], hp.aggregate, hp.mode, hp.unit_norm, meta)  # fmt: skip
             atomic_write(vec_path, vector.save)
-            t0 = time.time()
-            _cli(["test", *self.base_args, *self.split_args(seed), f"--model.init_args.method={method}",
-                  f"--model.init_args.vector_path={vec_path}", f"--model.init_args.alpha={chosen['alpha']}",
-                  "--model.init_args.steer_layers=null", f"--model.init_args.eval_base={eval_base}"])  # fmt: skip
-            self._timed("test", t0)
-            print(f"[{key}] split {seed}: test {time.time() - t0:.0f} s")
-            records[key] = json.loads(results_path(vec_path).read_text())
+            records[key] = self._run_test(seed, method, vec_path, chosen["alpha"], eval_base, key)
         from steering.tasks.references import reference_metrics
 
         test = dm.splits["test"]
@@ -448,10 +464,49 @@ class Driver:
         atomic_write_json(folder / "references.json", refs)
         return records, settings[0][0]
 
+    def _reusable(self, vec_path: Path, split: dict, alpha: float, eval_base: bool) -> dict | None:
+        """The test record of ``vec_path`` when it is of this run, these split rows and α (and scored the base model
+        when asked), else None."""
+        done = _read(results_path(vec_path))
+        same_split = done is not None and (done.get("splits") or {}).get("rows") == split["rows"]
+        same_run = same_split and (done.get("vector_metadata") or {}).get("run_key") == self.run_key
+        if same_run and done.get("alpha") == alpha and (not eval_base or _scored_base(done)):
+            return done
+        return None
 
-def _seed_results(folder: Path) -> SeedResults:
+    def _run_test(self, seed: int | None, method: str, vec_path: Path, alpha: float, eval_base: bool,
+                  label: str) -> dict:  # fmt: skip
+        t0 = time.time()
+        _cli(["test", *self.base_args, *self.split_args(seed), f"--model.init_args.method={method}",
+              f"--model.init_args.vector_path={vec_path}", f"--model.init_args.alpha={alpha}",
+              "--model.init_args.steer_layers=null", f"--model.init_args.eval_base={eval_base}"])  # fmt: skip
+        self._timed("test", t0)
+        print(f"[{label}] split {seed}: test {time.time() - t0:.0f} s")
+        return json.loads(results_path(vec_path).read_text())
+
+    # ---- 3b. null draws of the random direction ----------------------------------------------------------------
+    def null(self, seed: int | None) -> None:
+        """Test ``--null-draws`` random directions at the control's chosen setting of each null budget."""
+        folder = self.seed_dir(seed)
+        selection = _read(folder / "selection.json")
+        _, dm = self.instantiate(seed)
+        split = dm.split_record()
+        for key, chosen in null_settings(selection, self.a.null_budgets):
+            reference = SteeringVector.load(folder / f"{key}.safetensors")
+            for draw in range(1, self.a.null_draws + 1):
+                vec_path = null_path(folder, key, draw)
+                if self._reusable(vec_path, split, chosen["alpha"], False) is not None:
+                    self.resumed.append(f"null {key} draw {draw} split {seed}")
+                    continue
+                vec_path.parent.mkdir(exist_ok=True)
+                vector = null_vector(reference, draw, 0 if seed is None else seed)
+                atomic_write(vec_path, vector.save)
+                self._run_test(seed, RANDOM_DIRECTION, vec_path, chosen["alpha"], False, f"{key} null {draw}")
+
+
+def _seed_results(folder: Path, null_budgets: Sequence[float] = (), null_draws: int = 0) -> SeedResults:
     """The records of one split seed: its frozen selection, the test record of each chosen setting (the first
-    scored the base model) and the score-free references."""
+    scored the base model), the score-free references and the null draws' test records."""
     selection = json.loads((folder / "selection.json").read_text())
     uses_k = {m: get_method(m).uses_k for m in selection["sweeps"]}
     settings = chosen_settings(selection, uses_k)
@@ -467,7 +522,8 @@ def _seed_results(folder: Path) -> SeedResults:
     if not _scored_base(tests[base_key]):
         raise FileNotFoundError(f"{folder / base_key}.test.json did not score the base model; rerun the test stage")
     refs = json.loads((folder / "references.json").read_text())
-    return SeedResults(selection, tests, base_key, refs, uses_k)
+    nulls = null_records(folder, selection, null_budgets, null_draws) if null_draws else {}
+    return SeedResults(selection, tests, base_key, refs, uses_k, nulls)
 
 
 def _summary(out: Path, run: dict[str, Any], d: Driver, start: float, select_only: bool = False) -> dict[str, Any]:
@@ -487,7 +543,7 @@ def _summary(out: Path, run: dict[str, Any], d: Driver, start: float, select_onl
 
 def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list[str]) -> dict[str, Any]:
     """Tables and Pareto plots from the records in ``seed_dirs`` (no model)."""
-    seeds = [_seed_results(d) for d in seed_dirs]
+    seeds = [_seed_results(d, a.null_budgets, a.null_draws) for d in seed_dirs]
     methods = list(seeds[0].selection["sweeps"])
     budgets = seeds[0].selection["budgets"]
     target = seeds[0].selection["target"]
@@ -510,6 +566,8 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
             "α)."]  # fmt: skip
     targets = seeds[0].targets()
     md = results_markdown(rows, refs, targets, target, label, head, a.confidence)
+    if a.null_draws:
+        md += null_markdown(null_rows(seeds, a.null_budgets, methods, stat_metrics(targets)))
     atomic_write_text(out / "results.md", md)
     per_seed = "\n".join(
         results_markdown(rows, refs, targets, target, s.label, [f"## Split seed {s.label}"], a.confidence)
@@ -578,13 +636,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d.select(seed)
     run = {"command": d.command, **_commit(), "config": a.config, "methods": a.methods, "layer_groups": a.layer_groups,
            "alphas": a.alphas, "extra_alphas": a.extra_alphas, "ks": a.ks, "kl_budgets": a.budgets,
-           "split_seeds": a.split_seeds, "folds": a.folds,
+           "split_seeds": a.split_seeds, "folds": a.folds, "null_draws": a.null_draws,
+           "null_budgets": a.null_budgets,
            "tiny_llava": bool(a.tiny_llava)}  # fmt: skip
     if a.select_only:
         summary = _summary(out, run, d, start, select_only=True)
         return {"summary": summary, "selections": [_read(d.seed_dir(s) / "selection.json") for s in a.seeds]}
     for seed in a.seeds:
         d.test(seed)
+        if a.null_draws:
+            d.null(seed)
     t0 = time.time()
     header = [f"# Matched side effect: {', '.join(a.methods)} on {Path(a.config).stem}", "",
               f"`{d.command}` at commit {run['commit']}{' (work tree modified)' if run['dirty'] else ''}."]  # fmt: skip

@@ -131,6 +131,27 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
     rows_rd = json.loads((out / "seed0" / "sweep_random_direction.json").read_text())["rows"]
     assert sorted({r["alpha"] for r in rows_rd if r["method"] != "base"}) == [1.0, 4.0, 8.0]
 
+    # the random-direction null: 2 further directions at the control's chosen setting of budget 0.1, every seed
+    null_argv = [*argv, "--extra-alphas", "random_direction=8", "--null-draws", "2", "--null-budgets", "0.1"]
+    fourth = main(null_argv)
+    for seed in range(FOLDS):
+        sel = json.loads((out / f"seed{seed}" / "selection.json").read_text())
+        chosen = next(c["chosen"] for c in sel["choices"] if c["method"] == "random_direction" and c["budget"] == 0.1)
+        stem = f"random_direction_L{chosen['layers'][0]}" + (
+            f"-{chosen['layers'][-1]}" if len(chosen["layers"]) > 1 else "") + f"_a{chosen['alpha']:g}"  # fmt: skip
+        control = json.loads((out / f"seed{seed}" / f"{stem}.test.json").read_text())
+        for draw in (1, 2):
+            rec = json.loads((out / f"seed{seed}" / "null" / f"{stem}_draw{draw}.test.json").read_text())
+            assert rec["alpha"] == chosen["alpha"] and rec["vector_layers"] == chosen["layers"]
+            assert rec["vector_metadata"]["null_draw"] == draw
+            assert rec["splits"]["rows"]["test"] == control["splits"]["rows"]["test"]
+            assert rec["per_example"]["steered/mc2"]["value"] != control["per_example"]["steered/mc2"]["value"]
+    md = (out / "results.md").read_text()
+    assert "### Random-direction null" in md and fourth["summary"]["null_draws"] == 2
+    fifth = main(null_argv)  # the draws' records are reused
+    assert sum(r.startswith("null ") for r in fifth["summary"]["resumed"]) == 2 * FOLDS
+    assert (out / "results.md").read_text().split("Wall time")[0] == md.split("Wall time")[0]
+
     # the same report rebuilt from the records alone, by the module's command line in a fresh process
     done = subprocess.run([sys.executable, "-m", "steering.reproduce", "--out", str(root / "collected"), "--collect",
                            str(out), "--resamples", "200"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
@@ -186,6 +207,12 @@ def test_the_selection_never_sees_the_test_labels(tiny, monkeypatch):
         ),
         (["--extra-alphas", "random_direction=big"], "the α values must be numbers, e.g. random_direction=16,24"),
         (["--extra-alphas", "random_direction=0,24"], "α must be finite and non-zero, got \\[0.0\\]"),
+        (["--null-draws", "-1"], "--null-draws -1 must be >= 0"),
+        (["--null-draws", "2", "--methods", "grains", "caa"], "--null-draws needs the random_direction control"),
+        (
+            ["--null-draws", "2", "--kl-budgets", "0.1", "--null-budgets", "0.3"],
+            "--null-budgets \\[0.3\\] must be among --kl-budgets \\[0.1\\]",
+        ),
         (["--target", "mc3"], "--target 'mc3' is not a target of the dev examples \\['binary', 'mc1', 'mc2'\\]"),
         (["--ks", "7"], "--ks \\[7\\] are not extracted: the config extracts k \\[2, 1\\]"),
         (["--layer-groups", "2-4"], "layers \\[3, 4\\] are not extracted"),
