@@ -56,7 +56,8 @@ steer-smollm: install
 # KL(base || steered) budget frozen before the test split is read, then tested on 2 cross-fitted split seeds: openings
 # of negative SST-2 reviews (413), 100 shared minimal-pair steering triples, per seed 100 dev prompts and the whole
 # other fold as test (313 test prompts pooled); paired differences of p_positive and positive_rate (McNemar) to the
-# base model and to CAA, continuation perplexity beside each setting.
+# base model and to CAA, continuation perplexity beside each setting; 10 further random directions at the random-
+# direction control's setting of budgets 0.1 and 0.5 give a null distribution (steering.null_directions).
 # Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences, 1 epoch) and exported as an HF
 # folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy: runs/sst2_judge/test_metrics.json).
 # Cut to fit the CPU: 20 tokens per continuation (config: 40), 2 split seeds, one layer group. Resumable (rerun the
@@ -77,7 +78,7 @@ steer-sentiment: install
 		--out $(SENTIMENT_OUT) --methods grains caa random_direction random_k \
 		--layer-groups 8-11 --alphas 2 4 8 12 16 --target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --split-seeds 0 1 \
 		--data.init_args.n_dev=100 --data.init_args.n_test=null --model.init_args.max_new_tokens=20 \
-		--model.init_args.judge_model=$(SENTIMENT_JUDGE) $(ARGS)
+		--null-draws 10 --null-budgets 0.1 0.5 --model.init_args.judge_model=$(SENTIMENT_JUDGE) $(ARGS)
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install
