@@ -543,6 +543,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.report_only:
         records, selections, finished, planned = collect_finished(args)
+        if not finished:
+            print(f"reproduce: error: --report-only: no finished run under {args.out} (of the {planned} planned by "
+                  "these options); run the grid first, or point --out at its folder", file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
         commits = ", ".join(sorted({str(r.get("commit")) for r in records})) or "none"
         wall = sum(r["fit_seconds"] for r in records)
         progress = f"PARTIAL: {finished} of {planned} planned runs finished"

@@ -279,6 +279,14 @@ def test_report_only_collects_the_finished_runs_in_plan_order_and_trains_nothing
     assert not (out / "hwu64" / "cap" / "s2").exists()  # nothing was trained
 
 
+def test_report_only_without_a_finished_run_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--datasets", "hwu64", "--methods", "baseline", "--out", str(tmp_path / "empty"), "--report-only"])
+    assert exit_.value.code == 2
+    assert f"no finished run under {tmp_path / 'empty'}" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "results.md").exists()
+
+
 def test_a_finished_run_at_another_lambda_is_refused_not_reused(tmp_path):
     """A reported run's folder has no λ in its name: if the grid's λ changed (other --lambdas, other scores), the
     record on disk was trained at another λ and must not stand in for this run."""
