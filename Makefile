@@ -44,7 +44,8 @@ reproduce-cap: install
 # questions (~20 min): ~3.5-4 h in all, over the 2 h the issue asks; not cut further (README: what each cut would cost).
 # Cut already: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the ~256 questions of each
 # test fold. 10 further random directions at the random-direction control's setting of every budget: its null
-# distribution (steering.null_directions). Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one seed, reusing every record.
+# distribution (steering.null_directions). Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one
+# seed, reusing every record.
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out runs/steer/smollm2_truthfulqa_matched_kl --methods grains caa pca random_k random_direction \
