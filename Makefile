@@ -43,14 +43,15 @@ reproduce-cap: install
 # of 5 methods x 12 settings x 100 questions at 40-95 s per setting (~60 min) and a test of <= 16 conditions x 200
 # questions (~20 min): ~3.5-4 h in all, over the 2 h the issue asks; not cut further (README: what each cut would cost).
 # Cut already: 2 layer groups (8-11, 16-19; were 4), k = 10 only (was 10 and 5), 200 of the ~256 questions of each
-# test fold. 10 further random directions at the random-direction control's setting of every budget: its null
-# distribution (steering.null_directions). Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs one
-# seed, reusing every record.
+# test fold. 10 further random directions at the random-direction control's setting of budgets 0.05 and 0.1: its
+# null distribution (steering.null_directions). Resumable (rerun the same command); `--split-seeds 0 --folds 3` runs
+# one seed, reusing every record.
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out runs/steer/smollm2_truthfulqa_matched_kl --methods grains caa pca random_k random_direction \
 		--layer-groups 8-11 16-19 --alphas 2 3 4 6 8 12 --ks 10 --target mc2 --kl-budgets 0.02 0.05 0.1 \
-		--split-seeds 0 1 2 --data.init_args.n_test=200 --extra-alphas random_direction=16,24 --null-draws 10 $(ARGS)
+		--split-seeds 0 1 2 --data.init_args.n_test=200 --extra-alphas random_direction=16,24 --null-draws 10 \
+		--null-budgets 0.05 0.1 $(ARGS)
 
 # Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py) at matched side effect,
 # like steer-smollm (docs/grains.md §3.1, §6.10): GrAInS, CAA and the random-direction and random-k controls, each on
