@@ -37,17 +37,25 @@ from steering.writer import results_path
 NULL_SEED = 7_919  # offsets the draws' generators from every other seeded draw in the project
 
 
-def null_vector(reference: SteeringVector, draw: int, seed: int = 0) -> SteeringVector:
-    """``reference`` with each layer's direction replaced by a seeded Gaussian one of the same norm (draw >= 1)."""
+def null_vector(reference: SteeringVector, draw: int) -> SteeringVector:
+    """``reference`` with each layer's direction replaced by a seeded Gaussian one of the same norm (draw >= 1).
+
+    The generator is seeded by the draw alone, so draw j is one direction on every split seed (pooled over the folds
+    it is one draw, as each method's vector is one vector), whatever the reference's own direction."""
     if draw < 1:
         raise ValueError(f"draw {draw} must be >= 1 (draw 0 is the control itself)")
-    g = torch.Generator().manual_seed(NULL_SEED + 1_000_003 * seed + draw)
+    g = torch.Generator().manual_seed(NULL_SEED + draw)
     vectors = {}
-    for layer in reference.layers:
+    for layer in sorted(reference.layers):
         v = reference.vectors[layer]
         u = torch.randn(v.shape, generator=g, dtype=torch.float64)
         vectors[layer] = (u / u.norm() * v.double().norm()).to(v.dtype)
-    return SteeringVector(vectors, {**reference.metadata, "null_draw": draw, "null_seed": seed})
+    return SteeringVector(vectors, {**reference.metadata, "null_draw": draw})
+
+
+def same_vector(a: SteeringVector, b: SteeringVector) -> bool:
+    """Whether two vectors steer the same layers with equal values (a saved null draw is reused only then)."""
+    return a.layers == b.layers and all(torch.equal(a.vectors[i], b.vectors[i]) for i in a.layers)
 
 
 def rank_p(observed: float, draws: Sequence[float]) -> float:
@@ -116,6 +124,10 @@ def null_rows(
             rows.append({"budget": budget, "note": "the random direction has no setting within this budget"})
             continue
         keys = [chosen_key(RANDOM_DIRECTION, c, uses_k=False) for c in chosen]
+        missing = [s.seed for s, k in zip(seeds, keys) if k not in s.nulls]
+        if missing:
+            raise ValueError(f"budget {budget:g}: split seeds {missing} have no null draws of their control setting; "
+                             "report only the budgets the null stage ran (--null-budgets)")  # fmt: skip
         draws = [s.nulls[k] for s, k in zip(seeds, keys)]
         n = len(draws[0])
         if n == 0 or any(len(d) != n for d in draws):

@@ -75,7 +75,15 @@ from steering.matched_report import (
     stat_metrics,
 )
 from steering.methods import get_method
-from steering.null_directions import null_markdown, null_path, null_records, null_rows, null_settings, null_vector
+from steering.null_directions import (
+    null_markdown,
+    null_path,
+    null_records,
+    null_rows,
+    null_settings,
+    null_vector,
+    same_vector,
+)
 from steering.sweep import base_dev_scores, group_vector, plot_sweep, sweep
 from steering.vectors import SteeringVector
 from steering.writer import atomic_write, deltas_path, results_path
@@ -495,11 +503,13 @@ class Driver:
             reference = SteeringVector.load(folder / f"{key}.safetensors")
             for draw in range(1, self.a.null_draws + 1):
                 vec_path = null_path(folder, key, draw)
-                if self._reusable(vec_path, split, chosen["alpha"], False) is not None:
+                vector = null_vector(reference, draw)
+                saved = SteeringVector.load(vec_path) if vec_path.is_file() else None
+                fresh = saved is not None and same_vector(saved, vector)  # a draw of another generator is redone
+                if fresh and self._reusable(vec_path, split, chosen["alpha"], False) is not None:
                     self.resumed.append(f"null {key} draw {draw} split {seed}")
                     continue
                 vec_path.parent.mkdir(exist_ok=True)
-                vector = null_vector(reference, draw, 0 if seed is None else seed)
                 atomic_write(vec_path, vector.save)
                 self._run_test(seed, RANDOM_DIRECTION, vec_path, chosen["alpha"], False, f"{key} null {draw}")
 

@@ -8,6 +8,7 @@ import csv
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,10 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
     assert "### Random-direction null" in md and fourth["summary"]["null_draws"] == 2
     fifth = main(null_argv)  # the draws' records are reused
     assert sum(r.startswith("null ") for r in fifth["summary"]["resumed"]) == 2 * FOLDS
+    draw1 = next((out / "seed0" / "null").glob("*_draw1.safetensors"))
+    shutil.copy(draw1.with_name(draw1.name.replace("draw1", "draw2")), draw1)  # another generator's vector
+    sixth = main(null_argv)  # that draw (only) is tested again
+    assert sum(r.startswith("null ") for r in sixth["summary"]["resumed"]) == 2 * FOLDS - 1
     assert (out / "results.md").read_text().split("Wall time")[0] == md.split("Wall time")[0]
 
     # the same report rebuilt from the records alone, by the module's command line in a fresh process

@@ -10,7 +10,7 @@ import torch
 
 from steering.budget import select_at_budgets
 from steering.matched_report import SeedResults, chosen_key, chosen_settings
-from steering.null_directions import null_markdown, null_rows, null_settings, null_vector, rank_p
+from steering.null_directions import null_markdown, null_rows, null_settings, null_vector, rank_p, same_vector
 from steering.vectors import SteeringVector
 
 USES_K = {"caa": False, "random_direction": False}
@@ -25,9 +25,13 @@ def test_null_vectors_keep_each_layers_norm_and_are_independent_draws():
             assert float(v.vectors[layer].norm()) == pytest.approx(float(ref.vectors[layer].norm()), rel=1e-5)
             assert abs(float(torch.cosine_similarity(v.vectors[layer], ref.vectors[layer], 0))) < 0.2
         assert abs(float(torch.cosine_similarity(a.vectors[layer], b.vectors[layer], 0))) < 0.2
-    assert a.metadata == {"method": "x", "null_draw": 1, "null_seed": 0}
-    assert torch.equal(null_vector(ref, 1).vectors[3], a.vectors[3])  # seeded by (seed, draw) alone
-    assert not torch.equal(null_vector(ref, 1, seed=1).vectors[3], a.vectors[3])
+    assert a.metadata == {"method": "x", "null_draw": 1}
+    # seeded by the draw alone: the same direction for another reference (another split seed's control, same layers)
+    other = SteeringVector({3: torch.ones(512), 5: torch.ones(512)}, {"method": "y"})
+    for layer in ref.layers:
+        u, w = null_vector(ref, 1).vectors[layer], null_vector(other, 1).vectors[layer]
+        assert float(torch.cosine_similarity(u, w, 0)) == pytest.approx(1.0, abs=1e-6)
+    assert same_vector(null_vector(ref, 1), a) and not same_vector(a, b)
     with pytest.raises(ValueError, match="draw 0 must be >= 1"):
         null_vector(ref, 0)
 
@@ -92,3 +96,7 @@ def test_null_rows_refuse_unequal_draws_and_note_a_budget_without_a_control():
     (row,) = null_rows([far], [0.05], ["caa"], ["p_positive"])
     assert "no setting within this budget" in row["note"] and "no setting" in null_markdown([row])
     assert chosen_key("random_direction", a.choice(0.05, "random_direction")["chosen"], False) in a.nulls
+    no_draws = _seed(0, list(range(5)), [0.1])
+    no_draws.nulls = {}
+    with pytest.raises(ValueError, match=r"split seeds \[0\] have no null draws"):
+        null_rows([no_draws], [0.05], ["caa"], ["p_positive"])
