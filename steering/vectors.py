@@ -81,8 +81,8 @@ def build_steering_vector(
         if mode == "both":
             v = v - aggregate_deltas(deltas_neg[:, i], aggregate)
         vectors[int(layer)] = v
-    meta = {"aggregate": aggregate, "mode": mode, "layers": [int(x) for x in layers], "n_examples": len(deltas_pos)}
-    meta.update(metadata or {})
+    built = {"aggregate": aggregate, "mode": mode, "layers": [int(x) for x in layers], "n_examples": len(deltas_pos)}
+    meta = {**(metadata or {}), **built}  # what this vector was built with wins over carried provenance
     return SteeringVector(vectors, meta)
 
 

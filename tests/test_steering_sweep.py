@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from steering.extract import GrainsConfig
@@ -98,3 +99,12 @@ def test_every_steering_experiment_type_checks(path, subcommand, capsys):
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].startswith("steering.")
+
+
+def test_a_vectors_metadata_names_the_aggregate_and_mode_it_was_built_with():
+    """CAA forces (mean, pos): a caller's (pca, both), e.g. the predict config's carried in the deltas' metadata,
+    must not be what its vector records."""
+    pos = torch.randn(6, 1, 2, 8, generator=torch.Generator().manual_seed(0))
+    carried = {"aggregate": "pca", "mode": "both", "n_examples": 99}
+    vec = vector_from_deltas("caa", pos, None, [5, 7], "pca", "both", True, carried)
+    assert (vec.metadata["aggregate"], vec.metadata["mode"], vec.metadata["n_examples"]) == ("mean", "pos", 6)
