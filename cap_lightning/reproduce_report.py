@@ -233,31 +233,83 @@ def csv_rows(records: list[dict]) -> list[dict[str, Any]]:
              "commit": r.get("commit")} for r in records]  # fmt: skip
 
 
-def plot(records: list[dict], path: Path) -> None:
-    """Per dataset: accuracy difference to the baseline per method, one dot per seed, mean with 95 % CI."""
+def paired_deltas(rows: list[dict], metric: str) -> dict[str, list[float]]:
+    """Per prior method (run order): ``metric`` − the baseline's at the same seed, × 100, over the seeds both ran."""
+    base = {r["seed"]: r["metrics"][metric] for r in rows if r["method"] == "baseline" and metric in r["metrics"]}
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if r["method"] != "baseline" and r["seed"] in base and metric in r["metrics"]:
+            out.setdefault(r["method"], []).append(100 * (r["metrics"][metric] - base[r["seed"]]))
+    return out
+
+
+def _delta_panel(ax, deltas: list[tuple[str, dict[str, list[float]]]], methods: list[str], title: str) -> None:
+    """Dots per seed and mean with its 95 % paired-t interval, per method; one colour per series (metric)."""
+    width = 0.7 / max(len(deltas), 1)
+    for j, (label, series) in enumerate(deltas):
+        x0 = j * width - 0.35 + width / 2
+        for i, method in enumerate(methods):
+            d = series.get(method, [])
+            ax.scatter([i + x0] * len(d), d, s=12, alpha=0.5, color=f"C{j}", label=label if i == 0 else None)
+            if len(d) >= 2:
+                ci = paired_t_interval(d, [0.0] * len(d))
+                ax.errorbar(i + x0, ci.mean, yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], fmt="o", color=f"C{j}",
+                            mec="k", ecolor="k", capsize=3)  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(methods)), methods, rotation=30)
+    ax.set_title(title, fontsize=10)
+    if not methods:
+        ax.text(0.5, 0.5, "no prior-method run yet", ha="center", va="center", transform=ax.transAxes)
+    elif len(deltas) > 1:
+        ax.legend(fontsize=8)
+
+
+def _selection_panel(ax, selection: dict[str, Any] | None, dataset: str) -> None:
+    """Validation accuracy of the tuning seed against λ per tuned prior, the CE-only run's as a dashed line, the
+    chosen λ starred."""
+    scores = (selection or {}).get("scores") or {}
+    chosen = (selection or {}).get("chosen") or {}
+    for j, (method, by_lam) in enumerate(scores.items()):
+        lams = sorted(by_lam)
+        ax.plot(lams, [100 * by_lam[lam] for lam in lams], "o-", color=f"C{j}", label=method)
+        if method in chosen and chosen[method] in by_lam:
+            ax.plot([chosen[method]], [100 * by_lam[chosen[method]]], "*", ms=14, color=f"C{j}", mec="k")
+    if (selection or {}).get("baseline_val") is not None:
+        ax.axhline(100 * selection["baseline_val"], color="grey", ls="--", lw=1, label="CE-only (λ = 0)")
+    if scores:
+        lambdas = sorted({lam for by_lam in scores.values() for lam in by_lam})
+        ax.set_xscale("log")
+        ax.set_xticks(lambdas, [f"{lam:g}" for lam in lambdas])
+        ax.minorticks_off()
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no λ-selection run yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("λ")
+    ax.set_title(f"{dataset}: λ selection, validation accuracy of the tuning seed (%)", fontsize=10)
+
+
+def plot(records: list[dict], path: Path, selections: list[dict] | None = None) -> None:
+    """Per dataset (a row): Δ test accuracy vs the CE-only baseline per method; Δ accuracy under each attack; the λ
+    selection. Differences in points, one dot per seed, mean with 95 % paired-t interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 3.8), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
+    by_dataset = {s["dataset"]: s for s in selections or []}
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(16, 4.2 * len(datasets)), squeeze=False)
+    for row, dataset in zip(axes, datasets):
         rows = [r for r in records if r["dataset"] == dataset]
-        base = {r["seed"]: r["metrics"]["test/acc"] for r in rows if r["method"] == "baseline"}
         methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "baseline"]
-        for i, method in enumerate(methods):
-            d = [100 * (r["metrics"]["test/acc"] - base[r["seed"]]) for r in rows
-                 if r["method"] == method and r["seed"] in base and "test/acc" in r["metrics"]]  # fmt: skip
-            ax.scatter([i] * len(d), d, s=12, alpha=0.6)
-            if len(d) >= 2:
-                ci = paired_t_interval(d, [0.0] * len(d))
-                ax.errorbar(i, ci.mean, yerr=[[ci.mean - ci.low], [ci.high - ci.mean]], fmt="o", color="k", capsize=4)
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xticks(range(len(methods)), methods, rotation=30)
-        ax.set_title(f"{dataset}: Δ test accuracy vs CE-only (points)")
+        _delta_panel(row[0], [("test accuracy", paired_deltas(rows, "test/acc"))], methods,
+                     f"{dataset}: Δ test accuracy vs CE-only (points)")  # fmt: skip
+        attacks = [(a, paired_deltas(rows, f"adv/{a}/attacked_acc")) for a in _attacks(rows)]
+        attacked = [m for m in methods if any(m in series for _, series in attacks)]
+        _delta_panel(row[1], attacks, attacked, f"{dataset}: Δ accuracy under attack vs CE-only (points)")
+        _selection_panel(row[2], by_dataset.get(dataset), dataset)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -308,5 +360,5 @@ def write_results(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    plot(records, out / "results.png")
+    plot(records, out / "results.png", selections)
     print(text)

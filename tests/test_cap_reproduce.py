@@ -13,7 +13,7 @@ from cap_lightning.reproduce_plan import (
     reference_of,
     selection_runs,
 )
-from cap_lightning.reproduce_report import Comparisons, dataset_table, plot, verdict_line, write_results
+from cap_lightning.reproduce_report import Comparisons, dataset_table, paired_deltas, plot, verdict_line, write_results
 from lmcore.cli import run_cli
 from lmcore.statistics import holm, paired_t_p_value
 
@@ -204,8 +204,21 @@ def test_results_files(tmp_path):
     at = head.index("λ·align")
     assert cap_row.split(" | ")[at] == "4.00 ± 2.00" and base_row.split(" | ")[at] == "–"  # 0.1 × 0.02·seed × 1000
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 1 + len(records)
-    plot(records, tmp_path / "p.png")
+    plot(records, tmp_path / "p.png", [selection])
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_plotted_differences_are_paired_by_seed_over_the_seeds_both_ran():
+    records = _records()
+    records = [r for r in records if not (r["method"] == "shuffled" and r["seed"] == 2)]  # a seed the control lacks
+    for r in records:
+        r["metrics"]["adv/pwws/attacked_acc"] = 0.1 * r["seed"] + (0.05 if r["method"] == "cap" else 0.0)
+    acc = {(r["method"], r["seed"]): r["metrics"]["test/acc"] for r in records}
+    deltas = paired_deltas(records, "test/acc")
+    assert list(deltas) == ["cap", "shuffled"] and len(deltas["shuffled"]) == 2
+    assert deltas["cap"] == pytest.approx([100 * (acc["cap", s] - acc["baseline", s]) for s in (1, 2, 3)])
+    assert paired_deltas(records, "adv/pwws/attacked_acc")["cap"] == pytest.approx([5.0, 5.0, 5.0])
+    assert paired_deltas([r for r in records if r["method"] != "baseline"], "test/acc") == {}  # no baseline: nothing
 
 
 # ------------------------------------------------------------------------------------------------ end to end
