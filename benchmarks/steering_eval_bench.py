@@ -16,12 +16,16 @@ Speed-ups are paired per repetition (released / ours). Scores of the padded and 
 one sequence per forward (max |Δ|, tolerance 1e-4). Generation: greedy ``generate`` with the KV cache,
 ``--new-tokens`` tokens, unsteered vs under ``steer`` on 4 layers (unit vectors, α = 4), tokens/s. Uses SmolLM2-135M
 when its weights are available, a tiny random Llama otherwise (the report says which).
-Writes ``<out>/steering_eval_bench.{json,md}``.
+Sweep-shaped workload (``steering.sweep``): per layer group (``--groups``, SmolLM2: 8-11 and 16-19 as in
+``make steer-smollm``) and α (``--alphas``), the packed MC scores and the prompt KL of the same questions, with and
+without re-using the unsteered layers below the group (``steering.prefix_reuse``), interleaved; scores must agree
+within 1e-4. Writes ``<out>/steering_eval_bench.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -29,7 +33,10 @@ import torch
 
 from benchmarks.timing import interleave, ratio, ratio_cell
 from steering import SteeringVector, steer
+from steering.layers import find_decoder_layers
+from steering.prefix_reuse import PrefixStore, reuse_prefix
 from steering.tasks import load_truthfulqa, score_examples
+from steering.tasks.side_effects import prompt_side_effects
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "truthfulqa"
 SPEEDUP_TARGET = 4.0  # packed vs the release, questions/s on this CPU (issue 15)
@@ -84,6 +91,31 @@ def _generation(model, tok, prompt: str, new_tokens: int, repeats: int) -> dict:
             "steered_tokens_per_s": new_tokens / t["steered"]["median"], "overhead": overhead}  # fmt: skip
 
 
+def _groups(spec: list[str], n_layers: int) -> list[list[int]]:
+    """``a-b`` specs inside the model, else (a tiny model) its upper half."""
+    groups = [list(range(int(g.split("-")[0]), int(g.split("-")[1]) + 1)) for g in spec]
+    if all(max(g) < n_layers for g in groups):
+        return groups
+    return [list(range(n_layers // 2, n_layers))]
+
+
+def _sweep(model, tok, examples, groups, alphas, batch_size: int, reuse: bool) -> list[float]:
+    """Every answer's score and every prompt's KL at each (group, α), as ``steering.sweep`` computes them."""
+    store, out = PrefixStore(), []
+    prompts = [e.prompt for e in examples]
+    for group in groups:
+        g = torch.Generator().manual_seed(group[0])
+        vec = SteeringVector({layer: torch.nn.functional.normalize(torch.randn(model.config.hidden_size, generator=g),
+                                                                   dim=0) for layer in group})  # fmt: skip
+        for alpha in alphas:
+            with reuse_prefix(model, store, group[0]) if reuse else contextlib.nullcontext():
+                with steer(model, vec, alpha):
+                    scores = score_examples(model, tok, examples, batch_size=batch_size)
+                kl = prompt_side_effects(model, tok, prompts, vec, alpha, None, "per_token", batch_size)[0]
+            out += [float(x) for s in scores for x in s] + kl.tolist()
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="bench/out")
@@ -92,6 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--groups", nargs="+", default=["8-11", "16-19"], help="layer groups of the sweep workload")
+    p.add_argument("--alphas", nargs="+", type=float, default=[2.0, 4.0, 8.0], help="α of the sweep workload")
+    p.add_argument("--sweep-repeats", type=int, default=3)
     a = p.parse_args(argv)
     torch.manual_seed(0)
     model, tok, name = _load(a.model)
@@ -116,13 +151,22 @@ def main(argv: list[str] | None = None) -> dict:
     diffs = {k: max(float((x - y).abs().max()) for x, y in zip(ref, outputs[k])) for k in ("padded", "packed")}
     speedups = {k: ratio(t, "released", k) for k in cases if k != "released"}
     gen = _generation(model, tok, examples[0].prompt, a.new_tokens, 3)
+    groups = _groups(a.groups, len(find_decoder_layers(model)))
+    sweep_cases = {k: case(k, lambda r=r: _sweep(model, tok, examples, groups, a.alphas, a.batch_size, r))
+                   for k, r in (("sweep_full", False), ("sweep_prefix_reuse", True))}  # fmt: skip
+    ts = interleave(sweep_cases, repeats=a.sweep_repeats)
+    swept = {
+        "groups": groups, "alphas": a.alphas, "seconds": {k: ts[k] for k in sweep_cases}, "load": ts["load"],
+        "speedup": ratio(ts, "sweep_full", "sweep_prefix_reuse"),
+        "max_abs_diff": max(abs(x - y) for x, y in zip(outputs["sweep_full"], outputs["sweep_prefix_reuse"])),
+    }  # fmt: skip
     result = {
         "model": name, "threads": torch.get_num_threads(), "questions": a.n, "sequences": n_seq,
         "batch_size": a.batch_size, "repeats": a.repeats, "seconds": {k: t[k] for k in cases}, "load": t["load"],
         "questions_per_s": {k: a.n / t[k]["median"] for k in cases}, "speedup_vs_release": speedups,
         "speedup_target": SPEEDUP_TARGET, "speedup_met": speedups["packed"]["median"] >= SPEEDUP_TARGET,
         "max_abs_score_diff": diffs, "score_tolerance": SCORE_TOLERANCE,
-        "scores_equal": max(diffs.values()) <= SCORE_TOLERANCE, "generation": gen,
+        "scores_equal": max(diffs.values()) <= SCORE_TOLERANCE, "generation": gen, "sweep": swept,
     }  # fmt: skip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"Greedy generation, {a.new_tokens} tokens, KV cache: {gen['tokens_per_s']:.1f} tokens/s unsteered, "
         f"{gen['steered_tokens_per_s']:.1f} steered on {len(gen['layers'])} layers (time ratio "
         f"{ratio_cell(gen['overhead'])}).",
+        f"Dev-sweep workload (MC scores + prompt KL of these questions at layer groups "
+        f"{', '.join(f'{g[0]}-{g[-1]}' for g in groups)} × α {a.alphas}, {a.sweep_repeats} interleaved repetitions): "
+        f"re-using the unsteered layers below each group is {ratio_cell(swept['speedup'])} faster than running every "
+        f"layer; max |Δ| {swept['max_abs_diff']:.2e} (tolerance {SCORE_TOLERANCE:g}: "
+        f"**{'met' if swept['max_abs_diff'] <= SCORE_TOLERANCE else 'not met'}**).",
     ]
     (out / "steering_eval_bench.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from steering.dev_scoring import ContinuationJudging, dev_kind, dev_scores, prep
 from steering.fitting import vector_from_deltas
 from steering.hooks import Normalize, steer
 from steering.methods import get_method
+from steering.prefix_reuse import PrefixStore, reuse_prefix
 from steering.tasks.side_effects import prompt_side_effects
 from steering.tasks.types import ContinuationExample, MCExample
 from steering.vectors import SteeringVector
@@ -83,11 +85,14 @@ def sweep(
     batch_size: int = 16,
     judging: ContinuationJudging | None = None,
     base: dict[str, float] | None = None,
+    prefix_reuse: bool = True,
 ) -> list[dict[str, Any]]:
     """Rows ``{method, k, layers, alpha, target, value, kl}`` over the grid (plus the α = 0 base row); for
     continuation tasks (``judging`` required) each row also has ``p_positive``, ``positive_rate``,
     ``continuation_nll``, ``continuation_ppl``, ``continuation_tokens``. ``base``: the base model's
-    ``base_dev_scores`` on the same examples and target, reused instead of scoring the base model again."""
+    ``base_dev_scores`` on the same examples and target, reused instead of scoring the base model again.
+    ``prefix_reuse``: on text multiple-choice dev sets, each group's unsteered layers run once per dev input and are
+    re-used at every α (``steering.prefix_reuse``; the same rows, less work)."""
     if not layer_groups or not alphas:
         raise ValueError(f"layer_groups {layer_groups} and alphas {alphas} must be non-empty")
     dev = prepare_dev(examples, target)  # refuses an empty or unsupported split, or an unknown target, by name
@@ -101,15 +106,19 @@ def sweep(
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, **base}]
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
     bar = tqdm(total=len(ks) * len(layer_groups) * len(alphas), desc=f"sweep {method} on dev ({len(dev)})", leave=False)
+    # MC scoring and the KL read the same dev inputs at every α: the unsteered layers below a group are recorded once
+    reuse = prefix_reuse and text_only and dev_kind(dev) == "mc"
+    store = PrefixStore()
     for k in ks:
         for group in layer_groups:
             vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
             for alpha in alphas:
-                scores = dev_scores(model, tokenizer, dev, target, batch_size,
-                                    partial(steer, model, vec, alpha, normalize=normalize), judging)  # fmt: skip
-                kl = None
-                if text_only:
-                    kl = prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0]
+                with reuse_prefix(model, store, min(group)) if reuse else nullcontext():
+                    scores = dev_scores(model, tokenizer, dev, target, batch_size,
+                                        partial(steer, model, vec, alpha, normalize=normalize), judging)  # fmt: skip
+                    kl = None
+                    if text_only:
+                        kl = prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0]
                 rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha), "target": target,
                              "value": scores.pop("value"), "kl": None if kl is None else float(kl.mean()),
                              **scores})  # fmt: skip

@@ -35,3 +35,20 @@ def test_ours_counts_one_packed_row_per_ig_step(model_tok):
     # 20 packed IG rows with a backward, 2 no-grad completeness rows, 3 delta rows (x, x∖P, x∖Q)
     assert (counts["sequence_backwards"], counts["forward_only"]) == (20, 5)
     assert counts["forward_equivalents"] == 65 <= FORWARD_EQUIVALENTS_TARGET
+
+
+def test_eval_benchmark_reports_the_sweep_workload_with_and_without_prefix_reuse(tmp_path, monkeypatch):
+    from benchmarks import steering_eval_bench
+
+    monkeypatch.setattr(steering_eval_bench, "_load", lambda name: (*_tiny(), "tiny-random-llama"))
+    result = steering_eval_bench.main(["--out", str(tmp_path), "--n", "3", "--repeats", "1", "--sweep-repeats", "1",
+                                       "--new-tokens", "2", "--alphas", "2", "8"])  # fmt: skip
+    sweep = result["sweep"]
+    assert sweep["groups"] == [[4, 5, 6, 7]] and sweep["max_abs_diff"] <= steering_eval_bench.SCORE_TOLERANCE
+    assert sweep["speedup"]["median"] > 0 and "Dev-sweep workload" in (tmp_path / "steering_eval_bench.md").read_text()
+
+
+def _tiny():
+    from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+    return tiny_causal_lm("llama", layers=8), tiny_lm_tokenizer()  # generation steers layers [-8:-4]
