@@ -1,0 +1,97 @@
+"""A second, independent judge for a `make steer-sentiment` run: VADER (a sentiment lexicon with rules, no model)
+re-scores every saved test continuation, and the matched-KL report is rebuilt from the re-scored records.
+
+    pip install vaderSentiment
+    python scripts/sentiment_second_judge.py runs/steer/smollm2_sentiment_matched_kl_v3 runs/steer/sentiment_vader
+
+The settings stay those chosen on dev with the run's own judge (the SST-2 MiniLM); only the test continuations are
+re-scored, so a gain that exists only for the judge the selection maximised would vanish here. Scores: p_positive =
+(compound + 1) / 2, positive_rate = compound >= 0.05 (VADER's usual threshold; neutral text is not positive). The
+script first prints VADER's accuracy on SST-2 ``test.tsv`` (the GLUE validation sentences) and its agreement with the
+run's judge on the base model's continuations, so a reader knows what the second judge is worth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+THRESHOLD = 0.05
+METRICS = ("p_positive", "positive_rate")
+
+
+def vader_scores(analyzer: SentimentIntensityAnalyzer, texts: list[str]) -> dict[str, list[float]]:
+    """p_positive and positive_rate of each text under VADER."""
+    compound = [analyzer.polarity_scores(t)["compound"] for t in texts]
+    return {"p_positive": [(c + 1) / 2 for c in compound], "positive_rate": [float(c >= THRESHOLD) for c in compound]}
+
+
+def rejudge(record: dict, analyzer: SentimentIntensityAnalyzer) -> dict:
+    """The test record with every p_positive / positive_rate (per example and mean) from VADER."""
+    out = json.loads(json.dumps(record))
+    conts = record["continuations"]
+    for condition in ("base", "steered"):
+        if f"{condition}/p_positive" not in record["per_example"]:
+            continue
+        per = record["per_example"][f"{condition}/p_positive"]
+        if len(conts) != len(per["value"]):
+            raise ValueError(f"{len(conts)} continuations for {len(per['value'])} scored examples")
+        scores = vader_scores(analyzer, [conts[str(j)][condition] for j in range(len(conts))])
+        for metric in METRICS:
+            out["per_example"][f"{condition}/{metric}"]["value"] = scores[metric]
+            out["metrics"][f"test/{condition}/{metric}"] = statistics.fmean(scores[metric])
+    return out
+
+
+def sst2_accuracy(analyzer: SentimentIntensityAnalyzer, data: Path) -> tuple[float, int]:
+    """VADER's accuracy on SST-2 ``test.tsv`` (the GLUE validation sentences, where the run's judge scored 85.9 %)."""
+    with open(data / "SST-2" / "test.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    said = vader_scores(analyzer, [r["sentence"] for r in rows])["positive_rate"]
+    return statistics.fmean(float(s == float(r["label"])) for s, r in zip(said, rows)), len(rows)
+
+
+def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
+    from steering.reproduce import main as reproduce
+
+    analyzer, src, dst = SentimentIntensityAnalyzer(), Path(run), Path(out)
+    acc, n = sst2_accuracy(analyzer, Path(data))
+    print(f"VADER on SST-2 test.tsv (GLUE validation): accuracy {acc:.3f} (n {n})")
+    agree = []
+    for path in sorted(src.glob("seed*/**/*.json")):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not path.name.endswith(".test.json"):
+            shutil.copyfile(path, target)
+            continue
+        record = json.loads(path.read_text())
+        new = rejudge(record, analyzer)
+        if "base/p_positive" in record["per_example"]:
+            old, vader = record["per_example"]["base/p_positive"]["value"], new["per_example"]["base/p_positive"]
+            agree += [(a > 0.5) == (b > (1 + THRESHOLD) / 2) for a, b in zip(old, vader["value"])]
+        target.write_text(json.dumps(new))
+    print(f"VADER vs the run's judge on the base continuations: same label on {statistics.fmean(agree):.3f} "
+          f"(n {len(agree)})")  # fmt: skip
+    command = json.loads((src / "summary.json").read_text())["command"].split()
+    keep = ("--methods", "--target", "--kl-budgets", "--null-draws", "--null-budgets", "--split-seeds")
+    args, i = [], 0
+    while i < len(command):
+        if command[i] in keep:
+            j = i + 1
+            while j < len(command) and not command[j].startswith("--"):
+                j += 1
+            args += command[i:j]
+            i = j
+        else:
+            i += 1
+    reproduce(["--collect", str(dst), "--out", str(dst / "report"), *args])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
