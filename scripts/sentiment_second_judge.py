@@ -61,6 +61,8 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
     from steering.reproduce import main as reproduce
 
     analyzer, src, dst = SentimentIntensityAnalyzer(), Path(run), Path(out)
+    if dst.exists() and any(dst.iterdir()):
+        raise SystemExit(f"{dst} is not empty: its old records would be collected with the new ones; use a new folder")
     acc, n = sst2_accuracy(analyzer, Path(data))
     print(f"VADER on SST-2 test.tsv (GLUE validation): accuracy {acc:.3f} (n {n})")
     agree = []
@@ -78,7 +80,8 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
         target.write_text(json.dumps(new))
     print(f"VADER vs the run's judge on the base continuations: same label on {statistics.fmean(agree):.3f} "
           f"(n {len(agree)})")  # fmt: skip
-    command = json.loads((src / "summary.json").read_text())["command"].split()
+    summary = json.loads((src / "summary.json").read_text())
+    command = summary["command"].split()
     keep = ("--methods", "--target", "--kl-budgets", "--null-draws", "--null-budgets", "--split-seeds")
     args, i = [], 0
     while i < len(command):
@@ -91,6 +94,14 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
         else:
             i += 1
     reproduce(["--collect", str(dst), "--out", str(dst / "report"), *args])
+    report = dst / "report" / "results.md"
+    note = (f"**Second judge: VADER.** Test `p_positive` / `positive_rate` (and every difference of them) re-scored "
+            f"by VADER from the continuations saved by `{' '.join(command)}` (commit {summary.get('commit')}) in "
+            f"`{src}`; the settings, the dev "
+            "columns (`dev p_positive`, the sweeps, the Pareto plots' dev curves), KL and perplexity are the run's "
+            f"own judge's. VADER: SST-2 test.tsv accuracy {acc:.3f}; same label as the run's judge on "
+            f"{statistics.fmean(agree):.3f} of the base continuations.\n\n")  # fmt: skip
+    report.write_text(note + report.read_text())
 
 
 if __name__ == "__main__":
