@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-sentiment steer-llava test test-slow test-gpu lint bench bench-gpu clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-sentiment steer-sentiment-arms steer-llava test test-slow test-gpu lint bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,6 +67,23 @@ steer-smollm: install
 # same command); ARGS adds lightning overrides (--key=value). Wall time: README.
 SENTIMENT_JUDGE ?= runs/sst2_judge/model
 SENTIMENT_OUT ?= runs/steer/smollm2_sentiment_matched_kl
+
+# The pre-registered GrAInS arms on sentiment (docs/grains.md §3.2): k chosen on dev from {2, 3, 5, 10} (arm K), and
+# answer-aware δ on top (arm A); each arm its own run with all four methods, then the second judge. About 1.5 h per arm.
+SENTIMENT_ARGS = --methods grains caa random_direction random_k --layer-groups 8-11 --alphas 2 4 8 12 16 \
+	--target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --split-seeds 0 1 --data.init_args.n_dev=100 \
+	--data.init_args.n_test=null --model.init_args.max_new_tokens=20 --model.init_args.judge_model=$(SENTIMENT_JUDGE)
+ARM_K = --ks 2 3 5 10 '--model.init_args.extra_top_k=[2,3,5]'
+steer-sentiment-arms: install
+	@test -f $(SENTIMENT_JUDGE)/config.json || { echo "no judge at $(SENTIMENT_JUDGE): run make steer-sentiment first"; exit 2; }
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
+		--out runs/steer/smollm2_sentiment_arm_k $(SENTIMENT_ARGS) $(ARM_K) $(ARGS)
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
+		--out runs/steer/smollm2_sentiment_arm_answer $(SENTIMENT_ARGS) $(ARM_K) \
+		--model.init_args.grains.position=last --model.init_args.grains.include_response=true $(ARGS)
+	for arm in k answer; do rm -rf runs/steer/smollm2_sentiment_arm_$${arm}_vader && \
+		$(PY) scripts/sentiment_second_judge.py runs/steer/smollm2_sentiment_arm_$$arm \
+		runs/steer/smollm2_sentiment_arm_$${arm}_vader || exit 1; done
 steer-sentiment: install
 	@if [ ! -f $(SENTIMENT_JUDGE)/config.json ]; then \
 		rm -rf runs/sst2_judge/checkpoints && \
@@ -78,10 +95,7 @@ steer-sentiment: install
 			|| exit 1; \
 	fi
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
-		--out $(SENTIMENT_OUT) --methods grains caa random_direction random_k \
-		--layer-groups 8-11 --alphas 2 4 8 12 16 --target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --split-seeds 0 1 \
-		--data.init_args.n_dev=100 --data.init_args.n_test=null --model.init_args.max_new_tokens=20 \
-		--null-draws 10 --null-budgets 0.1 0.5 --model.init_args.judge_model=$(SENTIMENT_JUDGE) $(ARGS)
+		--out $(SENTIMENT_OUT) $(SENTIMENT_ARGS) --null-draws 10 --null-budgets 0.1 0.5 $(ARGS)
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install
