@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from steering.data import split_indices
+from tests.makefile import reproduce_commands
 from tests.tiny_lm import save_tiny_lm, write_tiny_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,9 +239,7 @@ def test_make_steer_smollm_options_parse_and_fit_truthfulqa(shared_data):
     from steering.data import split_indices as split
     from steering.reproduce import _check, _parser
 
-    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
-    line = next(x for x in text.splitlines() if "steering.reproduce" in x and "steer_smollm2_truthfulqa" in x)
-    argv = shlex.split(line.split("-m steering.reproduce", 1)[1].replace("$(ARGS)", ""))  # make's ARGS: empty
+    argv = reproduce_commands("steer_smollm2_truthfulqa")[0]
     p = _parser()
     a, overrides = p.parse_known_args(argv)
     _check(p, a)

@@ -30,6 +30,7 @@ from steering.sweep import base_dev_scores, sweep
 from steering.tasks import ContinuationExample
 from steering.tasks.continuations import judged_continuations
 from steering.writer import merge_predictions, save_deltas
+from tests.makefile import MAKEFILE, makefile_variables, reproduce_commands
 from tests.tiny_lm import LM_WORDS, save_tiny_lm, tiny_pairs
 
 PROMPTS = ["q what is", "the sky is blue and", "cats", "is water wet or dry what do people say", "q fire is"]
@@ -253,23 +254,18 @@ def test_a_continuation_task_without_a_judge_is_refused_before_any_work(tiny, tm
 
 def test_make_steer_sentiment_options_parse_and_fit_sst2(shared_data):
     """The Makefile's command passes the option checks, names a judge, and its split sizes fit the SST-2 rows."""
-    import shlex
-
     from steering.reproduce import _check, _parser
     from steering.tasks import load_task
 
     repo = Path(__file__).resolve().parents[1]
-    text = (repo / "Makefile").read_text().replace("\\\n", " ")
-    line = next(x for x in text.splitlines() if "steering.reproduce" in x and "steer_smollm2_sentiment" in x)
-    argv = shlex.split(line.split("-m steering.reproduce", 1)[1].replace("$(SENTIMENT_OUT)", "out").replace(
-        "$(SENTIMENT_JUDGE)", "judge").replace("$(ARGS)", ""))  # fmt: skip
+    argv = reproduce_commands("smollm2_sentiment_matched_kl")[0]
     p = _parser()
     a, overrides = p.parse_known_args(argv)
     _check(p, a)
     assert {"grains", "caa", "random_direction"} <= set(a.methods) and a.target == "p_positive"
     assert a.budgets == sorted(a.budgets) and len(a.seeds) >= 2
     options = dict(o.removeprefix("--").split("=", 1) for o in overrides)
-    assert options["model.init_args.judge_model"] == "judge"
+    assert options["model.init_args.judge_model"] == makefile_variables(MAKEFILE.read_text())["SENTIMENT_JUDGE"]
     config = yaml.safe_load((repo / a.config).read_text())["data"]["init_args"]
     rows = load_task("sentiment", None, data_dir=str(shared_data / "sst2"), **{
         k: v for k, v in config["task_args"].items() if k != "data_dir"})  # fmt: skip
@@ -284,3 +280,28 @@ def test_make_steer_sentiment_options_parse_and_fit_sst2(shared_data):
         assert sizes["test"] == n_test if n_test is not None else fold <= sizes["test"] <= fold + 1
         tested += sizes["test"]
     assert tested >= 300  # the powered design: 300+ distinct test prompts pooled
+
+
+def test_the_pre_registered_arms_parse_and_sweep_only_extracted_k():
+    """``make steer-sentiment-arms`` (docs/grains.md §3.2): two runs, every --ks value extracted, arm A answer-aware,
+    the same options as ``make steer-sentiment`` otherwise."""
+    from steering.reproduce import _check, _parser
+
+    commands = reproduce_commands("steer_smollm2_sentiment")
+    main = next(a for a in commands if "_arm_" not in a[a.index("--out") + 1])
+    arms = [a for a in commands if "_arm_" in a[a.index("--out") + 1]]
+    assert [a[a.index("--out") + 1] for a in arms] == ["runs/steer/smollm2_sentiment_arm_k",
+                                                       "runs/steer/smollm2_sentiment_arm_answer"]  # fmt: skip
+    p = _parser()
+    base, base_over = p.parse_known_args(main)
+    _check(p, base)
+    for argv in arms:
+        a, overrides = p.parse_known_args(argv)
+        _check(p, a)
+        options = dict(o.removeprefix("--").split("=", 1) for o in overrides)
+        extracted = {10, *yaml.safe_load(options["model.init_args.extra_top_k"])}
+        assert sorted(a.ks) == [2, 3, 5, 10] and set(a.ks) <= extracted
+        assert (a.methods, a.alphas, a.budgets, a.seeds) == (base.methods, base.alphas, base.budgets, base.seeds)
+        assert set(base_over) <= set(overrides)
+    answer = dict(o.removeprefix("--").split("=", 1) for o in p.parse_known_args(arms[1])[1])
+    assert answer["model.init_args.grains.position"] == "last" and answer["model.init_args.grains.include_response"]
