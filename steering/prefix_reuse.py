@@ -9,8 +9,8 @@ Design decisions (docs/grains.md §6.12):
   floating-point summation order (exactly equal on CPU in the tests); the work saved is ``first / n_layers`` of the
   decoder stack per repeated forward.
 - **An input** is what the outer model is called with: ``input_ids``, ``attention_mask`` and ``position_ids`` (their
-  shapes, dtypes and values, digested). A call with ``inputs_embeds``, ``pixel_values`` or a KV cache is never
-  recorded or replayed: it runs in full.
+  shapes, dtypes and values, digested). A call with ``inputs_embeds``, ``pixel_values`` or a KV cache, or one that may
+  fill a cache (``use_cache`` not ``False``: generation), is never recorded or replayed: it runs in full.
 - **Safety over speed**: a forward whose skipped layers carry any hook (a steering hook below ``first`` would make
   the recorded prefix a steered one), or whose layers do not return a plain tensor (the layer contract of
   transformers ≥ 5), runs in full and records nothing. The model must not change between the recording and the
@@ -47,8 +47,10 @@ def _digest(value: Any, h) -> None:
 
 def input_key(kwargs: Mapping[str, Any]) -> str | None:
     """Digest of a forward's ``input_ids``, ``attention_mask`` and ``position_ids``; None for a forward that is not
-    re-usable (embeddings, images or a KV cache given, or no ``input_ids``)."""
+    re-usable (embeddings, images or a KV cache given, no ``input_ids``, or ``use_cache`` not ``False``)."""
     if kwargs.get("input_ids") is None or any(kwargs.get(k) is not None for k in _FULL_ONLY):
+        return None
+    if kwargs.get("use_cache") is not False:  # it may fill a KV cache, which skipped layers would leave empty
         return None
     h = hashlib.blake2b(digest_size=20)
     for name in _KEYED:
@@ -110,7 +112,7 @@ def reuse_prefix(model: nn.Module, store: PrefixStore, first: int, path: str | N
         if call["replay"]:
             return (store.states[key], *args[1:]), kwargs
         if isinstance(args[0], torch.Tensor) and key not in store.states:
-            store.states[key] = args[0].detach()
+            store.states[key] = args[0].detach().clone()  # safe from any in-place change by later layers
             store.recorded += 1
         return None
 

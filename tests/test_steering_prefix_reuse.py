@@ -96,8 +96,13 @@ def test_other_inputs_embeddings_and_caches_are_never_replayed(model_tok):
         model(**other)  # same ids, another mask: another input
         embeds = model.get_input_embeddings()(inputs["input_ids"])
         model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], use_cache=False)
-    assert (store.recorded, store.replayed, store.full) == (2, 0, 3)
-    assert input_key({"input_ids": inputs["input_ids"]}) != input_key({"input_ids": inputs["input_ids"] + 1})
+        cached = {k: v for k, v in inputs.items() if k != "use_cache"}
+        model(**cached)  # use_cache left to the config (True): a forward that may fill a KV cache
+        model.generate(**cached, max_new_tokens=2, do_sample=False)
+    assert (store.recorded, store.replayed) == (2, 0) and store.full == 4 + 2
+    ids, off = inputs["input_ids"], {"use_cache": False}
+    assert None is not input_key({"input_ids": ids, **off}) != input_key({"input_ids": ids + 1, **off})
+    assert input_key({"input_ids": ids}) is None  # use_cache left to the config: may fill a KV cache
     assert input_key({"inputs_embeds": embeds}) is None
 
 
