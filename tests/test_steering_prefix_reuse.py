@@ -18,18 +18,29 @@ def _vector(layers: list[int], hidden: int = 16, seed: int = 0) -> SteeringVecto
     return SteeringVector({layer: torch.randn(hidden, generator=g) for layer in layers}, {"method": "test"})
 
 
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """Evaluation, as in a sweep: with gradients on, every forward runs in full."""
+    with torch.no_grad():
+        yield
+
+
 def _padded_inputs(tok):
-    enc = tok(["a b c d e", "b c", "e d c b a a"], return_tensors="pt", padding=True)
+    long = " ".join(["a b c d e"] * 5)  # longer than the tiny Gemma 3's sliding window (16)
+    enc = tok(["a b c d e", "b c", "e d c b a a", long], return_tensors="pt", padding=True)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "use_cache": False}
 
 
 def _computing_layers(model) -> tuple[list[int], list]:
-    """Indices of the layers whose MLP ran, per forward (a hook on the MLP, not on the layer: a hook on a layer
-    below ``first`` would itself force a full forward)."""
+    """Indices of the layers whose MLP ran, per forward: the MLP's ``forward`` attribute is wrapped (a hook on it
+    would itself force a full forward); the second value undoes the wrapping."""
     calls: list[int] = []
-    handles = [layer.mlp.register_forward_pre_hook(lambda m, a, i=i: calls.append(i))
-               for i, layer in enumerate(model.model.layers)]  # fmt: skip
-    return calls, handles
+    undo = []
+    for i, layer in enumerate(model.model.layers):
+        real = layer.mlp.forward
+        layer.mlp.forward = lambda *a, real=real, i=i, **k: calls.append(i) or real(*a, **k)
+        undo.append(lambda mlp=layer.mlp: delattr(mlp, "forward"))
+    return calls, undo
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
@@ -55,8 +66,8 @@ def test_a_replay_runs_only_the_layers_from_first_on(model_tok):
         recorded = list(calls)
         calls.clear()
         model(**inputs)
-    for h in handles:
-        h.remove()
+    for restore in handles:
+        restore()
     n = len(model.model.layers)
     assert recorded == list(range(n)) and calls == list(range(2, n)) and store.replayed == 1
     assert "forward" not in model.model.layers[0].__dict__  # the class's forward is back after the block
@@ -126,8 +137,8 @@ def test_a_sweep_with_prefix_reuse_gives_the_rows_of_one_without(model_tok, tmp_
     computed_reused = len(calls)
     calls.clear()
     full = sweep(*args, ks=None, batch_size=4, prefix_reuse=False)
-    for h in handles:
-        h.remove()
+    for restore in handles:
+        restore()
     assert len(reused) == len(full) == 1 + 2 * 3 * 3
     for a, b in zip(reused, full):
         assert {k: v for k, v in a.items() if k not in ("value", "kl")} == {k: v for k, v in b.items()
@@ -135,3 +146,58 @@ def test_a_sweep_with_prefix_reuse_gives_the_rows_of_one_without(model_tok, tmp_
         assert a["value"] == pytest.approx(b["value"], abs=1e-6)
         assert a.get("kl") == pytest.approx(b.get("kl"), abs=1e-6)
     assert computed_reused < len(calls)  # fewer layer computations for the same rows
+
+
+def test_two_inputs_replay_in_any_order(model_tok):
+    model, tok = model_tok
+    one, two = _padded_inputs(tok), {**_padded_inputs(tok), "input_ids": _padded_inputs(tok)["input_ids"].flip(0)}
+    vec, store = _vector([2]), PrefixStore()
+    with steer(model, vec, 3.0):
+        full = [model(**x).logits for x in (one, two)]
+        with reuse_prefix(model, store, first=2):
+            model(**one), model(**two)
+            replayed = [model(**x).logits for x in (two, one)][::-1]
+    assert store.replayed == 2 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(full, replayed))
+
+
+def test_hooks_inside_skipped_layers_outputs_gradients_and_nesting_run_in_full(model_tok):
+    model, tok = model_tok
+    inputs, store = _padded_inputs(tok), PrefixStore()
+    with reuse_prefix(model, store, first=2):
+        model(**inputs)  # records
+        handle = model.model.layers[0].mlp.register_forward_hook(lambda m, a, out: out * 2)
+        hooked = model(**inputs).logits
+        handle.remove()
+        states = model(**inputs, output_hidden_states=True).hidden_states
+        with torch.enable_grad():
+            model(**inputs)
+        with pytest.raises(ValueError, match="already active on this model"):
+            with reuse_prefix(model, PrefixStore(), first=1):
+                pass
+    handle = model.model.layers[0].mlp.register_forward_hook(lambda m, a, out: out * 2)
+    assert torch.allclose(hooked, model(**inputs).logits, atol=1e-6)
+    handle.remove()
+    assert torch.allclose(states[1], model(**inputs, output_hidden_states=True).hidden_states[1], atol=1e-6)
+    assert (store.recorded, store.replayed, store.full) == (1, 0, 4)
+
+
+def test_a_pre_hook_on_the_first_layer_sees_the_replayed_states(model_tok):
+    model, tok = model_tok
+    inputs, store, seen = _padded_inputs(tok), PrefixStore(), []
+    handle = model.model.layers[2].register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    with reuse_prefix(model, store, first=2):
+        model(**inputs), model(**inputs)
+    handle.remove()
+    assert store.replayed == 1 and torch.equal(seen[0], seen[1])
+
+
+def test_a_forward_that_asked_for_hidden_states_once_does_not_stop_reuse():
+    """transformers installs its output-capturing hooks on the first ``output_hidden_states`` call and keeps them;
+    they do nothing unless outputs are asked for, so later plain forwards still replay."""
+    model, tok = tiny_causal_lm("llama", layers=4), tiny_lm_tokenizer()
+    inputs, store = _padded_inputs(tok), PrefixStore()
+    model(**inputs, output_hidden_states=True)
+    with reuse_prefix(model, store, first=2):
+        full = model(**inputs).logits
+        assert torch.allclose(model(**inputs).logits, full, atol=1e-6)
+    assert store.replayed == 1
