@@ -1,8 +1,10 @@
 """A second, independent judge for a `make steer-sentiment` run: VADER (a sentiment lexicon with rules, no model)
 re-scores every saved test continuation, and the matched-KL report is rebuilt from the re-scored records.
 
-    pip install vaderSentiment
-    python scripts/sentiment_second_judge.py runs/steer/smollm2_sentiment_matched_kl_v3 runs/steer/sentiment_vader
+    python scripts/sentiment_second_judge.py runs/steer/smollm2_sentiment_matched_kl_v3 \\
+        runs/steer/smollm2_sentiment_vader
+
+(``vaderSentiment`` comes with the ``dev`` extra, which ``make install`` installs.)
 
 The settings stay those chosen on dev with the run's own judge (the SST-2 MiniLM); only the test continuations are
 re-scored, so a gain that exists only for the judge the selection maximised would vanish here. Scores: p_positive =
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 import statistics
 import sys
@@ -58,6 +61,7 @@ def sst2_accuracy(analyzer: SentimentIntensityAnalyzer, data: Path) -> tuple[flo
 
 
 def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
+    from steering.reproduce import _parser
     from steering.reproduce import main as reproduce
 
     analyzer, src, dst = SentimentIntensityAnalyzer(), Path(run), Path(out)
@@ -74,25 +78,19 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
             continue
         record = json.loads(path.read_text())
         new = rejudge(record, analyzer)
-        if "base/p_positive" in record["per_example"]:
-            old, vader = record["per_example"]["base/p_positive"]["value"], new["per_example"]["base/p_positive"]
-            agree += [(a > 0.5) == (b > (1 + THRESHOLD) / 2) for a, b in zip(old, vader["value"])]
+        if "base/positive_rate" in record["per_example"]:
+            old, vader = (r["per_example"]["base/positive_rate"]["value"] for r in (record, new))
+            agree += [a == b for a, b in zip(old, vader)]
         target.write_text(json.dumps(new))
     print(f"VADER vs the run's judge on the base continuations: same label on {statistics.fmean(agree):.3f} "
           f"(n {len(agree)})")  # fmt: skip
     summary = json.loads((src / "summary.json").read_text())
-    command = summary["command"].split()
-    keep = ("--methods", "--target", "--kl-budgets", "--null-draws", "--null-budgets", "--split-seeds")
-    args, i = [], 0
-    while i < len(command):
-        if command[i] in keep:
-            j = i + 1
-            while j < len(command) and not command[j].startswith("--"):
-                j += 1
-            args += command[i:j]
-            i = j
-        else:
-            i += 1
+    command = shlex.split(summary["command"])
+    run_args, _ = _parser().parse_known_args(command[3:])  # "python -m steering.reproduce" …
+    args = ["--methods", *run_args.methods, "--kl-budgets", *run_args.kl_budgets, "--null-draws",
+            str(run_args.null_draws), *(["--target", run_args.target] if run_args.target else []),
+            *(["--split-seeds", *map(str, run_args.split_seeds)] if run_args.split_seeds else []),
+            *(["--null-budgets", *map(str, run_args.null_budgets)] if run_args.null_budgets else [])]  # fmt: skip
     reproduce(["--collect", str(dst), "--out", str(dst / "report"), *args])
     report = dst / "report" / "results.md"
     note = (f"**Second judge: VADER.** Test `p_positive` / `positive_rate` (and every difference of them) re-scored "
