@@ -107,7 +107,8 @@ def sweep(
     text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
     bar = tqdm(total=len(ks) * len(layer_groups) * len(alphas), desc=f"sweep {method} on dev ({len(dev)})", leave=False)
     # MC scoring and the KL read the same dev inputs at every α: the unsteered layers below a group are recorded once
-    reuse = prefix_reuse and text_only and dev_kind(dev) == "mc"
+    # (continuations are new text at every α: nothing to re-use; images and caches are refused by reuse_prefix)
+    reuse = prefix_reuse and dev_kind(dev) == "mc"
     store = PrefixStore()
     for k in ks:
         for group in layer_groups:
