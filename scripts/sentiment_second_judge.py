@@ -35,6 +35,22 @@ def vader_scores(analyzer: SentimentIntensityAnalyzer, texts: list[str]) -> dict
     return {"p_positive": [(c + 1) / 2 for c in compound], "positive_rate": [float(c >= THRESHOLD) for c in compound]}
 
 
+def label_shares(analyzer: SentimentIntensityAnalyzer, texts: list[str]) -> tuple[float, float, float]:
+    """Shares of negative / neutral / positive texts under VADER's usual rule (compound ≤ −0.05 / between / ≥ 0.05)."""
+    compound = [analyzer.polarity_scores(t)["compound"] for t in texts]
+    neg, pos = sum(c <= -THRESHOLD for c in compound), sum(c >= THRESHOLD for c in compound)
+    return neg / len(texts), (len(texts) - neg - pos) / len(texts), pos / len(texts)
+
+
+def agreement(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Raw agreement and Cohen's κ of two 0 / 1 labelings of the same items."""
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    return observed, (observed - chance) / (1 - chance)
+
+
 def rejudge(record: dict, analyzer: SentimentIntensityAnalyzer) -> dict:
     """The test record with every p_positive / positive_rate (per example and mean) from VADER."""
     out = json.loads(json.dumps(record))
@@ -69,7 +85,7 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
         raise SystemExit(f"{dst} is not empty: its old records would be collected with the new ones; use a new folder")
     acc, n = sst2_accuracy(analyzer, Path(data))
     print(f"VADER on SST-2 test.tsv (GLUE validation): accuracy {acc:.3f} (n {n})")
-    agree = []
+    ours, theirs, texts = [], [], {}
     for path in sorted(src.glob("seed*/**/*.json")):
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,12 +94,21 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
             continue
         record = json.loads(path.read_text())
         new = rejudge(record, analyzer)
+        conts = record["continuations"].values()
         if "base/positive_rate" in record["per_example"]:
-            old, vader = (r["per_example"]["base/positive_rate"]["value"] for r in (record, new))
-            agree += [a == b for a, b in zip(old, vader)]
+            theirs += record["per_example"]["base/positive_rate"]["value"]
+            ours += new["per_example"]["base/positive_rate"]["value"]
+            texts.setdefault("base", []).extend(c["base"] for c in conts)
+        if path.parent.name.startswith("seed"):  # a tested setting (the null draws sit one folder deeper)
+            texts.setdefault(path.name.removesuffix(".test.json"), []).extend(c["steered"] for c in conts)
         target.write_text(json.dumps(new))
-    print(f"VADER vs the run's judge on the base continuations: same label on {statistics.fmean(agree):.3f} "
-          f"(n {len(agree)})")  # fmt: skip
+    same, kappa = agreement(theirs, ours)
+    print(f"VADER vs the run's judge on the base continuations: same label on {same:.3f}, Cohen's κ {kappa:.2f} "
+          f"(n {len(ours)})")  # fmt: skip
+    print("VADER's negative / neutral / positive shares of the continuations, pooled over the split seeds:")
+    for name, group in sorted(texts.items(), key=lambda kv: kv[0] != "base"):
+        neg, neu, pos = label_shares(analyzer, group)
+        print(f"  {name}: {neg:.2f} / {neu:.2f} / {pos:.2f} (n {len(group)})")
     summary = json.loads((src / "summary.json").read_text())
     command = shlex.split(summary["command"])
     run_args, _ = _parser().parse_known_args(command[3:])  # "python -m steering.reproduce" …
@@ -98,7 +123,7 @@ def main(run: str, out: str, data: str = "../shared/data/sst2") -> None:
             f"`{src}`; the settings, the dev "
             "columns (`dev p_positive`, the sweeps, the Pareto plots' dev curves), KL and perplexity are the run's "
             f"own judge's. VADER: SST-2 test.tsv accuracy {acc:.3f}; same label as the run's judge on "
-            f"{statistics.fmean(agree):.3f} of the base continuations.\n\n")  # fmt: skip
+            f"{same:.3f} of the base continuations (Cohen's κ {kappa:.2f}).\n\n")  # fmt: skip
     report.write_text(note + report.read_text())
 
 
