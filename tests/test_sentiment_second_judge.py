@@ -49,3 +49,11 @@ def test_a_record_whose_continuations_do_not_match_its_scores_is_refused(judge):
     del record["continuations"]["2"]
     with pytest.raises(ValueError, match="2 continuations for 3 scored examples"):
         judge.rejudge(record, judge.SentimentIntensityAnalyzer())
+
+
+def test_agreement_and_shares(judge):
+    assert judge.agreement([1, 1, 0, 0], [1, 1, 0, 0]) == (1.0, 1.0)
+    same, kappa = judge.agreement([1, 0, 1, 0], [1, 1, 0, 0])  # agreement at chance
+    assert same == 0.5 and kappa == pytest.approx(0.0)
+    shares = judge.label_shares(judge.SentimentIntensityAnalyzer(), ["wonderful", "terrible", "the train", "a table"])
+    assert shares == (0.25, 0.5, 0.25)
