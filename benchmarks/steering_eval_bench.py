@@ -17,8 +17,10 @@ one sequence per forward (max |Δ|, tolerance 1e-4). Generation: greedy ``genera
 ``--new-tokens`` tokens, unsteered vs under ``steer`` on 4 layers (unit vectors, α = 4), tokens/s. Uses SmolLM2-135M
 when its weights are available, a tiny random Llama otherwise (the report says which).
 Sweep-shaped workload (``steering.sweep``): per layer group (``--groups``, SmolLM2: 8-11 and 16-19 as in
-``make steer-smollm``) and α (``--alphas``), the packed MC scores and the prompt KL of the same questions, with and
-without re-using the unsteered layers below the group (``steering.prefix_reuse``), interleaved; scores must agree
+``make steer-smollm``) and α (``--alphas``), the dev MC2 and the prompt KL of the same questions three ways
+(``SWEEP_MODES``): every layer with separate base and steered prompt forwards for the KL; the same re-using the
+unsteered layers below the group (``steering.prefix_reuse``); and as ``steering.sweep`` does now, the KL read from
+the scorer's own rows with the base prompts' log-probabilities computed once. Interleaved; values must agree
 within 1e-4. Writes ``<out>/steering_eval_bench.{json,md}``.
 """
 
@@ -27,16 +29,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from benchmarks.timing import interleave, ratio, ratio_cell
 from steering import SteeringVector, steer
+from steering.dev_scoring import dev_scores, prepare_dev
 from steering.layers import find_decoder_layers
 from steering.prefix_reuse import PrefixStore, reuse_prefix
 from steering.tasks import load_truthfulqa, score_examples
-from steering.tasks.side_effects import prompt_side_effects
+from steering.tasks.side_effects import prompt_logprobs, prompt_side_effects
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "truthfulqa"
 SPEEDUP_TARGET = 4.0  # packed vs the release, questions/s on this CPU (issue 15)
@@ -99,20 +103,32 @@ def _groups(spec: list[str], n_layers: int) -> list[list[int]]:
     return [list(range(n_layers // 2, n_layers))]
 
 
-def _sweep(model, tok, examples, groups, alphas, batch_size: int, reuse: bool) -> list[float]:
-    """Every answer's score and every prompt's KL at each (group, α), as ``steering.sweep`` computes them."""
+SWEEP_MODES = {  # name: (prefix reuse, KL read from the scorer's rows with the base half once)
+    "sweep_full": (False, False),  # every setting: MC rows + a base and a steered prompt forward, every layer
+    "sweep_prefix_reuse": (True, False),  # the same, the unsteered layers below each group replayed
+    "sweep_fused": (True, True),  # steering.sweep now: prefix reuse, the KL from the MC rows, base prompts once
+}
+
+
+def _sweep(model, tok, examples, groups, alphas, batch_size: int, mode: str) -> list[float]:
+    """Dev MC2 and prompt KL at each (group, α), computed the way ``mode`` says (``SWEEP_MODES``) with the sweep's
+    own ``dev_scores``."""
+    reuse, fused = SWEEP_MODES[mode]
     store, out = PrefixStore(), []
-    prompts = [e.prompt for e in examples]
+    dev = prepare_dev(examples, "mc2")
+    prompts = [e.prompt for e in dev]
+    base = prompt_logprobs(model, tok, prompts, batch_size) if fused else None
     for group in groups:
         g = torch.Generator().manual_seed(group[0])
         vec = SteeringVector({layer: torch.nn.functional.normalize(torch.randn(model.config.hidden_size, generator=g),
                                                                    dim=0) for layer in group})  # fmt: skip
         for alpha in alphas:
             with reuse_prefix(model, store, group[0]) if reuse else contextlib.nullcontext():
-                with steer(model, vec, alpha):
-                    scores = score_examples(model, tok, examples, batch_size=batch_size)
-                kl = prompt_side_effects(model, tok, prompts, vec, alpha, None, "per_token", batch_size)[0]
-            out += [float(x) for s in scores for x in s] + kl.tolist()
+                scores = dev_scores(model, tok, dev, "mc2", batch_size, partial(steer, model, vec, alpha), None, base)
+                if not fused:
+                    scores["kl"] = float(prompt_side_effects(model, tok, prompts, vec, alpha, None, "per_token",
+                                                             batch_size)[0].mean())  # fmt: skip
+            out += [scores["value"], scores["kl"]]
     return out
 
 
@@ -152,13 +168,15 @@ def main(argv: list[str] | None = None) -> dict:
     speedups = {k: ratio(t, "released", k) for k in cases if k != "released"}
     gen = _generation(model, tok, examples[0].prompt, a.new_tokens, 3)
     groups = _groups(a.groups, len(find_decoder_layers(model)))
-    sweep_cases = {k: case(k, lambda r=r: _sweep(model, tok, examples, groups, a.alphas, a.batch_size, r))
-                   for k, r in (("sweep_full", False), ("sweep_prefix_reuse", True))}  # fmt: skip
+    sweep_cases = {k: case(k, lambda k=k: _sweep(model, tok, examples, groups, a.alphas, a.batch_size, k))
+                   for k in SWEEP_MODES}  # fmt: skip
     ts = interleave(sweep_cases, repeats=a.sweep_repeats)
     swept = {
         "groups": groups, "alphas": a.alphas, "seconds": {k: ts[k] for k in sweep_cases}, "load": ts["load"],
         "speedup": ratio(ts, "sweep_full", "sweep_prefix_reuse"),
-        "max_abs_diff": max(abs(x - y) for x, y in zip(outputs["sweep_full"], outputs["sweep_prefix_reuse"])),
+        "speedup_fused": ratio(ts, "sweep_full", "sweep_fused"),
+        "max_abs_diff": max(abs(x - y) for k in ("sweep_prefix_reuse", "sweep_fused")
+                            for x, y in zip(outputs["sweep_full"], outputs[k])),
     }  # fmt: skip
     result = {
         "model": name, "threads": torch.get_num_threads(), "questions": a.n, "sequences": n_seq,
@@ -200,7 +218,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"Dev-sweep workload (MC scores + prompt KL of these questions at layer groups "
         f"{', '.join(f'{g[0]}-{g[-1]}' for g in groups)} × α {a.alphas}, {a.sweep_repeats} interleaved repetitions): "
         f"re-using the unsteered layers below each group is {ratio_cell(swept['speedup'])} faster than running every "
-        f"layer; max |Δ| {swept['max_abs_diff']:.2e} (tolerance {SCORE_TOLERANCE:g}: "
+        f"layer, and with the KL read from the scoring rows (base prompts once: the sweep now) "
+        f"{ratio_cell(swept['speedup_fused'])}; max |Δ| of dev MC2 and KL {swept['max_abs_diff']:.2e} (tolerance "
+        f"{SCORE_TOLERANCE:g}: "
         f"**{'met' if swept['max_abs_diff'] <= SCORE_TOLERANCE else 'not met'}**).",
     ]
     (out / "steering_eval_bench.md").write_text("\n".join(md) + "\n")

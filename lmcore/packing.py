@@ -34,6 +34,8 @@ class PackedRow:
         keep: (K,) packed positions whose logits are needed (each predicts one answer token).
         targets: (K,) the answer token predicted from each kept position.
         owner: (K,) index of the scored sequence (flat over the row's groups' choices) each kept position belongs to.
+        prompts: (G + 1,) offsets: group g's prompt is at packed positions ``prompts[g] … prompts[g + 1] − 1`` of
+            ``prompt_positions`` (P,), the packed positions of every prompt token, group after group.
     """
 
     ids: torch.Tensor
@@ -42,11 +44,13 @@ class PackedRow:
     keep: torch.Tensor
     targets: torch.Tensor
     owner: torch.Tensor
+    prompt_positions: torch.Tensor
+    prompts: torch.Tensor
 
 
 def pack_groups(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -> PackedRow:
     """Pack ``groups`` of (prompt ids (p,), [answer ids (m_i,), …]) into one row; every answer needs ≥ 1 token."""
-    ids, pos, keep, targets, owner = [], [], [], [], []
+    ids, pos, keep, targets, owner, prompt_positions, prompts = [], [], [], [], [], [], [0]
     blocks: list[tuple[int, int, int, int]] = []  # (start, length, start of its prompt, prompt length)
     start, seq = 0, 0
     for prompt, answers in groups:
@@ -55,6 +59,8 @@ def pack_groups(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -
             raise ValueError("a packed group needs at least one prompt token")
         ids.append(prompt)
         pos.append(torch.arange(p))
+        prompt_positions.append(torch.arange(start, start + p))
+        prompts.append(prompts[-1] + p)
         blocks.append((start, p, start, 0))  # the prompt: causal within itself
         prompt_start, start = start, start + p
         for answer in answers:
@@ -70,7 +76,8 @@ def pack_groups(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]) -
             owner.append(torch.full((m,), seq))
             start, seq = start + m, seq + 1
     allowed = block_causal_mask(blocks)
-    return PackedRow(torch.cat(ids), allowed, torch.cat(pos), torch.cat(keep), torch.cat(targets), torch.cat(owner))
+    return PackedRow(torch.cat(ids), allowed, torch.cat(pos), torch.cat(keep), torch.cat(targets), torch.cat(owner),
+                     torch.cat(prompt_positions), torch.tensor(prompts))  # fmt: skip
 
 
 def block_causal_mask(blocks: Sequence[tuple[int, int, int, int]], context: int = 0) -> torch.Tensor:
@@ -129,17 +136,27 @@ def pack_rows(sizes: Sequence[int], max_total: int, max_items: int | None = None
 
 
 @torch.no_grad()
-def packed_logprobs(model: nn.Module, row: PackedRow) -> torch.Tensor:
-    """Sum log-likelihood of every answer in ``row`` (flat over its groups), fp32 on the CPU."""
+def packed_logprobs(
+    model: nn.Module, row: PackedRow, prompt_logprobs: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Sum log-likelihood of every answer in ``row`` (flat over its groups), fp32 on the CPU; with
+    ``prompt_logprobs`` also each group's next-token log-probabilities at every prompt position, (p_g, V) fp32 on the
+    CPU, from the same forward (the prompt is read anyway; its positions are only added to the kept ones)."""
     device = next(model.parameters()).device
+    keep = torch.cat([row.keep, row.prompt_positions]) if prompt_logprobs else row.keep
     out = model(
         input_ids=row.ids[None].to(device),
         attention_mask=model_attention_mask(row.allowed, model)[None, None].to(device),  # (1, 1, Q, Q)
         position_ids=row.positions[None].to(device),
         use_cache=False,
-        logits_to_keep=row.keep.to(device),
+        logits_to_keep=keep.to(device),
     )
-    lp = out.logits[0].float().log_softmax(-1)  # (K, V)
-    tok = lp.gather(-1, row.targets.to(device)[:, None])[:, 0].cpu()  # (K,)
+    lp = out.logits[0].float().log_softmax(-1)  # (K [+ P], V)
+    k = len(row.keep)
+    tok = lp[:k].gather(-1, row.targets.to(device)[:, None])[:, 0].cpu()  # (K,)
     n = int(row.owner.max()) + 1
-    return torch.zeros(n).index_add(0, row.owner, tok)
+    scores = torch.zeros(n).index_add(0, row.owner, tok)
+    if not prompt_logprobs:
+        return scores
+    prompts = lp[k:].cpu()
+    return scores, [prompts[a:b] for a, b in zip(row.prompts[:-1].tolist(), row.prompts[1:].tolist())]

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from lmcore.io import json_sha256
@@ -33,6 +34,7 @@ from steering.tasks.classifier_judge import Judge
 from steering.tasks.continuations import judged_continuations
 from steering.tasks.metrics import choice_metrics
 from steering.tasks.scoring import score_examples
+from steering.tasks.side_effects import prompt_logprobs, side_effects
 from steering.tasks.types import ContinuationExample, MCExample
 
 DevKind = Literal["mc", "continuation"]
@@ -107,23 +109,38 @@ def dev_scores(
     batch_size: int = 16,
     steering: Callable[[], AbstractContextManager] | None = None,
     judging: ContinuationJudging | None = None,
+    base_logprobs: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """``{"value": mean of target}`` over ``examples`` (already ``prepare_dev``-ed) under ``steering()``; for
-    continuations also the judge metrics and the fluency (module docstring).
+    continuations also the judge metrics and the fluency (module docstring). ``base_logprobs``: the unsteered
+    ``tasks.side_effects.prompt_logprobs`` of the examples' prompts (text only); with them the scores also hold
+    ``kl``, the mean over prompts of KL(base ‖ steered) (multiple choice: read from the scorer's own packed rows).
 
     Raises:
         ValueError: continuation examples without ``judging``.
     """
+    prompts = [ex.prompt for ex in examples]
+    context = steering if steering is not None else contextlib.nullcontext
     if dev_kind(examples) == "mc":
-        with steering() if steering is not None else contextlib.nullcontext():
-            scores = score_examples(model, tokenizer, examples, batch_size)
-        return {"value": sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)}
+        with context():
+            scores = score_examples(model, tokenizer, examples, batch_size, prompt_logprobs=base_logprobs is not None)
+        out = {}
+        if base_logprobs is not None:
+            scores, steered = scores
+            out["kl"] = float(side_effects(tokenizer, prompts, base_logprobs, steered)[0].mean())
+        value = sum(choice_metrics(ex, s)[target] for ex, s in zip(examples, scores)) / len(examples)
+        return {"value": value, **out}
     if judging is None:
         raise ValueError("continuation examples (task 'sentiment') need a judge to score the dev split: set "
                          "model.init_args.judge_model to an HF classifier folder")  # fmt: skip
-    out = judged_continuations(model, tokenizer, [ex.prompt for ex in examples], judging.judge, judging.label,
-                               judging.n_tokens, judging.batch_size, steering)  # fmt: skip
+    out = judged_continuations(model, tokenizer, prompts, judging.judge, judging.label, judging.n_tokens,
+                               judging.batch_size, steering)  # fmt: skip
     means = {name: float(v.mean()) for name, v in out.metrics().items()}
+    kl = {}
+    if base_logprobs is not None:
+        with context():
+            steered = prompt_logprobs(model, tokenizer, prompts, batch_size)
+        kl["kl"] = float(side_effects(tokenizer, prompts, base_logprobs, steered)[0].mean())
     return {"value": means[target], **{t: means[t] for t in CONTINUATION_TARGETS},
             "continuation_nll": means["continuation_nll"], "continuation_ppl": math.exp(means["continuation_nll"]),
-            "continuation_tokens": means["continuation_tokens"]}  # fmt: skip
+            "continuation_tokens": means["continuation_tokens"], **kl}  # fmt: skip

@@ -28,7 +28,8 @@ from torch import nn
 from steering.completeness_gate import apply_gate, gate_warning
 from steering.differences import paired_differences
 from steering.extract import GrainsConfig, effective_top_k, extract_deltas, provenance
-from steering.layers import model_hidden_size, resolve_layers
+from steering.layer_norms import median_layer_norms
+from steering.layers import find_decoder_layers, model_hidden_size, resolve_layers
 from steering.methods import get_method, method_for_selection
 from steering.pairs import ContrastivePair, check_pairs, identical_pairs
 from steering.vectors import Aggregate, Mode, SteeringVector, build_steering_vector
@@ -129,10 +130,16 @@ def vector_from_deltas(
 def fit_metadata(
     model: nn.Module, tokenizer, pairs: Sequence[ContrastivePair], method: str, config: GrainsConfig, **extra
 ) -> dict:
-    """Provenance of a vector of ``method`` fit from ``pairs``: model, data, and the extraction settings it used."""
+    """Provenance of a vector of ``method`` fit from ``pairs``: model, data, and the extraction settings it used;
+    for text pairs also ``layer_norms``, the median hidden-state norm of every decoder layer over the pairs' prompts
+    (``steering.layer_norms``), so the vector and every vector fit from its deltas can be steered with
+    ``alpha_unit="layer_norm"``."""
     spec = get_method(method)
     settings = asdict(spec.configure(config)) if spec.deltas == "masked" else {}
     canonical = spec.deltas != "masked" or config.objective != "legacy_off_by_one"
+    if pairs and all(p.pixel_values is None for p in pairs):  # image prompts need their pixels: no norms
+        norms = median_layer_norms(model, tokenizer, [p.prompt for p in pairs], range(len(find_decoder_layers(model))))
+        extra = {"layer_norms": {str(layer): value for layer, value in norms.items()}, **extra}
     return provenance(model, tokenizer, pairs, method=method, canonical=canonical, **settings, **extra)
 
 

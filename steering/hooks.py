@@ -134,8 +134,9 @@ def _steer_hook(v: torch.Tensor, alpha: float, normalize: Normalize, scope: Scop
     return hook
 
 
-def _alpha_scales(vector: SteeringVector, layers: Sequence[int], alpha_unit: AlphaUnit) -> dict[int, float]:
-    """What α is multiplied by at each layer: 1, or the layer's median hidden-state norm (``layer_norm``)."""
+def alpha_scales(vector: SteeringVector, layers: Sequence[int], alpha_unit: AlphaUnit) -> dict[int, float]:
+    """What α is multiplied by at each layer: 1, or the layer's median hidden-state norm (``layer_norm``);
+    ``ValueError`` naming the layers without a stored norm."""
     if alpha_unit == "absolute":
         return dict.fromkeys(layers, 1.0)
     stored = vector.metadata.get("layer_norms") or {}
@@ -191,7 +192,7 @@ def steer(
     missing = [layer for layer in chosen if layer not in vector.vectors]
     if missing:
         raise ValueError(f"layers {missing} have no vector; the steering vector covers layers {vector.layers}")
-    scale = _alpha_scales(vector, chosen, alpha_unit)
+    scale = alpha_scales(vector, chosen, alpha_unit)
     modules = find_decoder_layers(model, path)
     positions = _Positions(prompt_length)
     handles = []

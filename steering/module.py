@@ -34,6 +34,7 @@ Design decisions (docs/design.md §6 "predict-then-test"):
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from lmcore.cli import launch_command
 from lmcore.io import json_sha256
 from steering.extract import GrainsConfig
 from steering.fitting import example_deltas, fit_metadata
-from steering.hooks import Normalize, steer
+from steering.hooks import AlphaUnit, Normalize, alpha_scales, steer
 from steering.loading import DType, check_layers, check_steerable, config_shape, load_model_and_tokenizer
 from steering.methods import METHODS, MethodName, get_method
 from steering.metric_names import evaluation_metric_names
@@ -66,6 +67,7 @@ from steering.tasks import (
 from steering.tasks.classifier_judge import ClassifierJudge, JudgeSpec, check_classifier_judge
 from steering.tasks.continuations import judged_continuations
 from steering.tasks.generation import HALLUCINATION_BELOW
+from steering.tasks.side_effects import prompt_logprobs, side_effects
 from steering.vectors import Aggregate, Mode, SteeringVector, package_version
 from steering.writer import DeltaParts, SteeringResultsWriter, SteeringVectorWriter
 
@@ -90,6 +92,7 @@ class SteeringModule(L.LightningModule):
         alpha: float = 4.0,
         steer_layers: list[int] | None = None,
         normalize: Normalize = "per_token",
+        alpha_unit: AlphaUnit = "absolute",
         vector_path: str = "runs/steer/vector.safetensors",
         dtype: DType = "float32",
         device_map: str | None = None,
@@ -117,6 +120,8 @@ class SteeringModule(L.LightningModule):
             unit_norm: rescale each layer's vector to norm 1 (α comparable across methods and layers).
             alpha: steering strength at test time. steer_layers: subset of the vector's layers to steer (None = all).
             normalize: ``per_token`` (norm-preserving) | ``none`` | ``legacy_seq_axis``.
+            alpha_unit: ``absolute`` (α · v) | ``layer_norm`` (α in units of each steered layer's median hidden-state
+                norm over the steering prompts, stored with the vector at predict: docs/grains.md §6.7).
             vector_path: where ``predict`` writes and ``test`` reads the vector (safetensors).
             dtype: model dtype. device_map: e.g. ``auto`` to shard a large model over devices (single process).
             score_batch_size: scored sequences per forward at test time.
@@ -133,7 +138,8 @@ class SteeringModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         for name, value, alias in (("aggregate", aggregate, Aggregate), ("mode", mode, Mode),
-                                   ("normalize", normalize, Normalize), ("dtype", dtype, DType)):  # fmt: skip
+                                   ("normalize", normalize, Normalize), ("dtype", dtype, DType),
+                                   ("alpha_unit", alpha_unit, AlphaUnit)):  # fmt: skip
             check_choice(name, value, alias)
         get_method(method).settings(aggregate, mode)
         if extra_top_k is not None and any(k < 1 for k in extra_top_k):
@@ -186,6 +192,8 @@ class SteeringModule(L.LightningModule):
                 raise ValueError(f"steering vector {path}: layers {bad} are out of range for {hp.model_path!r}, which "
                                  f"has {num_layers} decoder layers; re-run {_predict_hint()}")  # fmt: skip
             check_layers(hp.steer_layers, num_layers, hp.model_path)
+            steered = vector.layers if hp.steer_layers is None else [x % num_layers for x in hp.steer_layers]
+            alpha_scales(vector, steered, hp.alpha_unit)  # a layer_norm unit needs the vector's stored norms
             if self.judge_spec is None and self._evaluates_continuations():
                 raise ValueError("the evaluation split holds continuation examples (task 'sentiment'), which need a "
                                  "judge classifier: set model.init_args.judge_model to an HF classifier folder "
@@ -310,7 +318,8 @@ class SteeringModule(L.LightningModule):
 
     def _generation_step(self, examples: list[GenExample], index: torch.Tensor) -> None:
         hp = self.hparams
-        with steer(self.hf_model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize):
+        with steer(self.hf_model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize,
+                   alpha_unit=hp.alpha_unit):  # fmt: skip
             conditions = [("steered", generate_answers(self.hf_model, self.tokenizer, examples, hp.max_new_tokens))]
         if hp.eval_base:
             conditions.insert(0, ("base", generate_answers(self.hf_model, self.tokenizer, examples, hp.max_new_tokens)))
@@ -325,7 +334,8 @@ class SteeringModule(L.LightningModule):
         prompts = [ex.prompt for ex in examples]
 
         def steering():
-            return steer(model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize)
+            return steer(model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize,
+                         alpha_unit=hp.alpha_unit)  # fmt: skip
 
         conditions = [("base", None)] if hp.eval_base else []
         texts: dict[str, list[str]] = {}
@@ -339,7 +349,7 @@ class SteeringModule(L.LightningModule):
             self.test_continuations[i] = {"prompt": prompt, **{cond: t[row] for cond, t in texts.items()}}
         if hp.side_effects:
             kl, nll_b, nll_s = prompt_side_effects(model, tok, prompts, self.vector, hp.alpha, hp.steer_layers,
-                                                   hp.normalize, hp.score_batch_size)  # fmt: skip
+                                                   hp.normalize, hp.score_batch_size, hp.alpha_unit)  # fmt: skip
             self._update("steered/kl", index, kl)
             self._update("base/nll", index, nll_b)
             self._update("steered/nll", index, nll_s)
@@ -352,19 +362,27 @@ class SteeringModule(L.LightningModule):
         if isinstance(examples[0], ContinuationExample):
             return self._continuation_step(examples, index)
         model, tok, bs = self.hf_model, self.tokenizer, hp.score_batch_size
-        layers = hp.steer_layers
-        with steer(model, self.vector, hp.alpha, layers=layers, normalize=hp.normalize):
-            conditions = [("steered", score_examples(model, tok, examples, bs))]
-        if hp.eval_base:
-            conditions.insert(0, ("base", score_examples(model, tok, examples, bs)))
+        # the side effects read the prompt positions of the scorer's own rows: no extra steered (or base) forward
+        fused = hp.side_effects and all(ex.pixel_values is None for ex in examples)
+        prompt_lps: dict[str, list[torch.Tensor]] = {}
+        conditions = []
+        for cond in ("base", "steered") if hp.eval_base else ("steered",):
+            context = steer(model, self.vector, hp.alpha, layers=hp.steer_layers, normalize=hp.normalize,
+                            alpha_unit=hp.alpha_unit) if cond == "steered" else nullcontext()  # fmt: skip
+            with context:
+                scores = score_examples(model, tok, examples, bs, prompt_logprobs=fused)
+            if fused:
+                scores, prompt_lps[cond] = scores
+            conditions.append((cond, scores))
         for cond, scores in conditions:
             per = [choice_metrics(ex, s) for ex, s in zip(examples, scores)]
             for name in dict.fromkeys(name for p in per for name in p):  # each over the examples that have it
                 rows = [i for i, p in enumerate(per) if name in p]
                 self._update(f"{cond}/{name}", index[rows], [per[i][name] for i in rows])
-        if hp.side_effects and all(ex.pixel_values is None for ex in examples):
-            kl, nll_b, nll_s = prompt_side_effects(model, tok, [ex.prompt for ex in examples], self.vector, hp.alpha,
-                                                   layers, hp.normalize, bs)  # fmt: skip
+        if fused:
+            prompts = [ex.prompt for ex in examples]
+            base = prompt_lps.get("base") or prompt_logprobs(model, tok, prompts, bs)
+            kl, nll_b, nll_s = side_effects(tok, prompts, base, prompt_lps["steered"])
             self._update("steered/kl", index, kl)
             self._update("base/nll", index, nll_b)
             self._update("steered/nll", index, nll_s)

@@ -396,8 +396,9 @@ class Driver:
             key = json_sha256({"deltas": files_sha256([deltas]), "dev_rows": dev_rows, "dev": dev_hash,
                                "groups": a.groups, "alphas": a.method_alphas[method], "ks": a.ks, "target": target,
                                "aggregate": hp.aggregate, "mode": hp.mode, "unit_norm": hp.unit_norm,
-                               "normalize": hp.normalize,
-                               **({"judging": judge_key} if continuation else {})})  # fmt: skip
+                               "normalize": hp.normalize, **({"judging": judge_key} if continuation else {}),
+                               # absolute α: the key of the records written before alpha_unit existed
+                               **({"alpha_unit": hp.alpha_unit} if hp.alpha_unit != "absolute" else {})})  # fmt: skip
             path = folder / f"sweep_{method}.json"
             done = _read(path)
             if done and done.get("key") == key:
@@ -411,14 +412,16 @@ class Driver:
                 base = base_dev_scores(model, tok, dev, target, hp.score_batch_size, judging)
             alphas = a.method_alphas[method]
             rows = sweep(model, tok, deltas, method, dev, a.groups, alphas, a.ks, target, hp.aggregate, hp.mode,
-                         hp.unit_norm, hp.normalize, hp.score_batch_size, judging, base)  # fmt: skip
+                         hp.unit_norm, hp.normalize, hp.score_batch_size, judging, base,
+                         alpha_unit=hp.alpha_unit)  # fmt: skip
             self._timed("sweep", t0)
             atomic_write_json(path, {"key": key, "split_seed": seed, "rows": rows})
             print(f"[{method}] split {seed}: dev sweep {time.time() - t0:.0f} s ({len(rows) - 1} settings)")
             sweeps[method] = rows
             title = f"{method}: dev {target} vs α (split seed {seed})"
             atomic_write(folder / f"sweep_{method}.png", partial(plot_sweep, rows, title=title))
-        selection = {"split_seed": seed, "budgets": a.budgets, "target": target, "dev_rows": dev_rows,
+        selection = {"split_seed": seed, "budgets": a.budgets, "target": target, "alpha_unit": hp.alpha_unit,
+                     "dev_rows": dev_rows,
                      "choices": select_at_budgets(sweeps, a.budgets), "sweeps": sweeps}  # fmt: skip
         atomic_write_json(folder / "selection.json", selection)
         for c in selection["choices"]:
@@ -608,6 +611,25 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
     return {"rows": rows, "references": refs, "images": images, "markdown": md}
 
 
+def collect_header(folders: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """The ``--collect`` report's provenance: this command and commit, and each collected run's commands, commits
+    and wall time from its ``summary.json`` (or a line saying it has none)."""
+    here = _commit()
+    lines = [f"Collected from {', '.join(folders)} by `python -m steering.reproduce {shlex.join(argv)}` at commit "
+             f"{here['commit']}{' (work tree modified)' if here['dirty'] else ''}."]  # fmt: skip
+    for folder in folders:
+        summary = _read(Path(folder) / "summary.json")
+        if summary is None:
+            lines.append(f"- {folder}: no summary.json (run command, commit and wall time unknown).")
+            continue
+        invocations = summary.get("invocations") or [summary]
+        commits = sorted({str(i.get("commit"))[:7] for i in invocations})
+        total = summary.get("seconds_total", summary.get("seconds", 0.0))
+        lines.append(f"- {folder}: `{summary.get('command')}` at commit(s) {', '.join(commits)}; wall time "
+                     f"{duration(total)} over {len(invocations)} invocation(s).")  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = _parser()
@@ -623,7 +645,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         dirs = sorted({d for folder in a.collect for d in Path(folder).glob("*/selection.json")})
         if not dirs:
             p.error(f"--collect {a.collect}: no <folder>/<seed>/selection.json found")
-        res = report([d.parent for d in dirs], out, a, [f"Collected from {', '.join(a.collect)}."])
+        res = report([d.parent for d in dirs], out, a, collect_header(a.collect, argv))
         print(res["markdown"])
         return res
     if not a.config:

@@ -33,12 +33,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lmcore.choices import check_choice
 from steering.dev_scoring import ContinuationJudging, dev_kind, dev_scores, prepare_dev
 from steering.fitting import vector_from_deltas
-from steering.hooks import Normalize, steer
+from steering.hooks import AlphaUnit, Normalize, alpha_scales, steer
 from steering.methods import get_method
 from steering.prefix_reuse import PrefixStore, reuse_prefix
-from steering.tasks.side_effects import prompt_side_effects
+from steering.tasks.side_effects import prompt_logprobs
 from steering.tasks.types import ContinuationExample, MCExample
 from steering.vectors import SteeringVector
 from steering.writer import load_deltas
@@ -86,25 +87,34 @@ def sweep(
     judging: ContinuationJudging | None = None,
     base: dict[str, float] | None = None,
     prefix_reuse: bool = True,
+    alpha_unit: AlphaUnit = "absolute",
 ) -> list[dict[str, Any]]:
     """Rows ``{method, k, layers, alpha, target, value, kl}`` over the grid (plus the α = 0 base row); for
     continuation tasks (``judging`` required) each row also has ``p_positive``, ``positive_rate``,
     ``continuation_nll``, ``continuation_ppl``, ``continuation_tokens``. ``base``: the base model's
     ``base_dev_scores`` on the same examples and target, reused instead of scoring the base model again.
     ``prefix_reuse``: on text multiple-choice dev sets, each group's unsteered layers run once per dev input and are
-    re-used at every α (``steering.prefix_reuse``; the same rows, less work)."""
+    re-used at every α (``steering.prefix_reuse``; the same rows, less work). ``alpha_unit``: what α means
+    (``steering.hooks.steer``); ``layer_norm`` reads each layer's median norm from the deltas file's metadata."""
     if not layer_groups or not alphas:
         raise ValueError(f"layer_groups {layer_groups} and alphas {alphas} must be non-empty")
     dev = prepare_dev(examples, target)  # refuses an empty or unsupported split, or an unknown target, by name
     if dev_kind(dev) == "continuation" and judging is None:
         raise ValueError("continuation examples (task 'sentiment') need judging= (a judge classifier) to be swept")
+    check_choice("alpha_unit", alpha_unit, AlphaUnit)
     _, deltas, _ = load_deltas(deltas_file)
     uses_k = get_method(method).uses_k
     ks = list(ks) if ks and uses_k else sorted(deltas)[: None if uses_k else 1]
+    vectors = {(k, tuple(g)): group_vector(deltas_file, method, k, g, aggregate, mode, unit_norm) for k in ks
+               for g in layer_groups}  # fmt: skip
+    for (_, group), vec in vectors.items():  # before any scoring: a layer without a norm is named now
+        alpha_scales(vec, group, alpha_unit)
     if base is None:
         base = base_dev_scores(model, tokenizer, examples, target, batch_size, judging)
     rows = [{"method": "base", "k": None, "layers": None, "alpha": 0.0, "target": target, **base}]
-    text_only, prompts = all(ex.pixel_values is None for ex in dev), [ex.prompt for ex in dev]
+    # the KL's base half is the same at every setting: the dev prompts' unsteered log-probabilities, read once
+    text_only = all(ex.pixel_values is None for ex in dev)
+    base_lps = prompt_logprobs(model, tokenizer, [ex.prompt for ex in dev], batch_size) if text_only else None
     bar = tqdm(total=len(ks) * len(layer_groups) * len(alphas), desc=f"sweep {method} on dev ({len(dev)})", leave=False)
     # MC scoring and the KL read the same dev inputs at every α: the unsteered layers below a group are recorded once
     # (continuations are new text at every α: nothing to re-use; images and caches are refused by reuse_prefix)
@@ -112,17 +122,13 @@ def sweep(
     store = PrefixStore()
     for k in ks:
         for group in layer_groups:
-            vec = group_vector(deltas_file, method, k, group, aggregate, mode, unit_norm)
+            vec = vectors[k, tuple(group)]
             for alpha in alphas:
                 with reuse_prefix(model, store, min(group)) if reuse else nullcontext():
-                    scores = dev_scores(model, tokenizer, dev, target, batch_size,
-                                        partial(steer, model, vec, alpha, normalize=normalize), judging)  # fmt: skip
-                    kl = None
-                    if text_only:
-                        kl = prompt_side_effects(model, tokenizer, prompts, vec, alpha, None, normalize, batch_size)[0]
+                    steering = partial(steer, model, vec, alpha, normalize=normalize, alpha_unit=alpha_unit)
+                    scores = dev_scores(model, tokenizer, dev, target, batch_size, steering, judging, base_lps)
                 rows.append({"method": method, "k": k, "layers": list(group), "alpha": float(alpha), "target": target,
-                             "value": scores.pop("value"), "kl": None if kl is None else float(kl.mean()),
-                             **scores})  # fmt: skip
+                             "value": scores.pop("value"), "kl": scores.pop("kl", None), **scores})  # fmt: skip
                 bar.update()
     bar.close()
     return rows

@@ -292,7 +292,7 @@ class SteeringResultsWriter(Callback):
     """Writes ``<vector stem>.test.json`` (metrics, α, vector metadata, split record) at the end of ``test``.
 
     Reads from the module: ``test_results`` (set in its ``on_test_epoch_end``), ``vector`` and ``hparams``
-    (``alpha``, ``steer_layers``, ``vector_path``).
+    (``alpha``, ``alpha_unit``, ``steer_layers``, ``vector_path``).
     """
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -301,7 +301,7 @@ class SteeringResultsWriter(Callback):
         hp, vector, dm = pl_module.hparams, pl_module.vector, trainer.datamodule
         record = {
             "metrics": pl_module.test_results, "per_example": getattr(pl_module, "test_per_example", None),
-            "alpha": hp.alpha, "steer_layers": hp.steer_layers,
+            "alpha": hp.alpha, "alpha_unit": hp.alpha_unit, "steer_layers": hp.steer_layers,
             "vector_path": str(hp.vector_path), "vector_layers": vector.layers,
             "vector_metadata": vector.metadata, "method": vector.metadata.get("method"),
             "eval_split": getattr(dm, "hparams", {}).get("eval_split") if dm is not None else None,

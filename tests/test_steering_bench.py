@@ -45,7 +45,9 @@ def test_eval_benchmark_reports_the_sweep_workload_with_and_without_prefix_reuse
                                        "--new-tokens", "2", "--alphas", "2", "8"])  # fmt: skip
     sweep = result["sweep"]
     assert sweep["groups"] == [[4, 5, 6, 7]] and sweep["max_abs_diff"] <= steering_eval_bench.SCORE_TOLERANCE
-    assert sweep["speedup"]["median"] > 0 and "Dev-sweep workload" in (tmp_path / "steering_eval_bench.md").read_text()
+    assert sweep["speedup"]["median"] > 0 and sweep["speedup_fused"]["median"] > 0
+    assert set(sweep["seconds"]) == set(steering_eval_bench.SWEEP_MODES)
+    assert "Dev-sweep workload" in (tmp_path / "steering_eval_bench.md").read_text()
 
 
 def _tiny():

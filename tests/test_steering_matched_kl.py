@@ -162,6 +162,10 @@ def test_matched_kl_end_to_end_through_the_cli(tiny, monkeypatch):
                            str(out), "--resamples", "200"], cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert _rows(root / "collected" / "results.csv") == rows and "### dev KL(base ‖ steered)" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())  # the collected report says where its records came from
+    provenance = (root / "collected" / "results.md").read_text()
+    assert f"`{summary['command']}`" in provenance and f"over {len(summary['invocations'])} invocation(s)" in provenance
+    assert "--collect" in provenance and "at commit" in provenance
 
 
 def _swap_labels(src: Path, dst: Path, rows: list[int]) -> Path:
@@ -246,7 +250,9 @@ def test_make_steer_smollm_options_parse_and_fit_truthfulqa(shared_data):
     assert len(a.seeds) >= 3 and a.budgets == sorted(a.budgets) and "random_direction" in a.methods
     assert max(a.method_alphas["random_direction"]) > max(a.alphas)  # a random direction needs a larger α
     config = yaml.safe_load((REPO / a.config).read_text())["data"]["init_args"]
-    n_test = int(next(o.split("=")[1] for o in overrides if o.startswith("--data.init_args.n_test=")))
+    config.update({o.split("=")[0].removeprefix("--data.init_args."): int(o.split("=")[1]) for o in overrides
+                   if o.startswith(("--data.init_args.n_test=", "--data.init_args.n_dev="))})  # fmt: skip
+    n_test = config["n_test"]
     questions = json.loads((shared_data / "truthfulqa" / "TruthfulQA" / "data" / "mc_task.json").read_text())
     for seed in a.seeds:  # raises if a fold or the dev pool is too small
         sizes = {k: len(v) for k, v in split(len(questions), config["n_steer"], config["n_dev"], n_test,

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from steering import SteeringVector, steer
+from steering.scoring import encode_prompt
 from steering.tasks import MCExample, choice_metrics, load_task, load_truthfulqa, prompt_side_effects, score_examples
 from tests.tiny_lm import FAMILIES, tiny_llava_image, tiny_vlm
 
@@ -247,6 +248,42 @@ def test_packed_scoring_equals_padded_with_and_without_steering(family, normaliz
                 torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prompt_logprobs_of_packed_rows_equal_a_padded_prompt_forward(family):
+    """The scorer's fused prompt log-probabilities (read from its packed rows) equal a separate padded forward of the
+    prompts, steered or not, for every batch size; the answer scores do not change; the KL and NLL computed from
+    them equal prompt_side_effects'; a caller's base log-probabilities give the same side effects."""
+    from steering.tasks.side_effects import prompt_logprobs, side_effects
+    from tests.tiny_lm import tiny_causal_lm, tiny_lm_tokenizer
+
+    torch.manual_seed(0)
+    model, tok = tiny_causal_lm(family), tiny_lm_tokenizer()
+    ex = _examples(tok)
+    prompts = [e.prompt for e in ex]
+    vec = SteeringVector({1: torch.randn(16), 2: torch.randn(16)}, {"hidden_size": 16, "num_layers": 3})
+    base = prompt_logprobs(model, tok, prompts, batch_size=2)
+    with steer(model, vec, 3.0):
+        padded = prompt_logprobs(model, tok, prompts, batch_size=2)
+        for bs in (1, 5, 100):
+            scores, fused = score_examples(model, tok, ex, batch_size=bs, prompt_logprobs=True)
+            plain = score_examples(model, tok, ex, batch_size=bs)
+            unpacked = score_examples(model, tok, ex, batch_size=bs, packed=False, prompt_logprobs=True)[1]
+            for a, b, c in zip(padded, fused, unpacked):
+                torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+                torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
+            for a, b in zip(scores, plain):
+                torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert [lp.shape[0] for lp in base] == [len(encode_prompt(tok, p)) for p in prompts]
+    expected = prompt_side_effects(model, tok, prompts, vec, 3.0, batch_size=2)
+    for a, b in zip(side_effects(tok, prompts, base, fused), expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    given = prompt_side_effects(model, tok, prompts, vec, 3.0, batch_size=2, base=base)
+    for a, b in zip(given, expected):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="3 prompts, 2 base"):
+        side_effects(tok, prompts[:3], base[:2], fused[:3])
+
+
 def test_pack_groups_layout():
     from lmcore.packing import pack_groups, pack_rows
 
@@ -256,6 +293,7 @@ def test_pack_groups_layout():
     assert row.positions.tolist() == [0, 1, 2, 2, 3, 0, 1, 2]
     assert row.keep.tolist() == [1, 1, 3, 5, 6] and row.targets.tolist() == [7, 8, 9, 3, 2]
     assert row.owner.tolist() == [0, 1, 1, 2, 2]
+    assert row.prompt_positions.tolist() == [0, 1, 5] and row.prompts.tolist() == [0, 2, 3]
     assert row.allowed[4].tolist() == [True, True, False, True, True, False, False, False]  # answer 2 sees its prompt
     assert row.allowed[7].tolist() == [False] * 5 + [True] * 3  # the second question sees nothing of the first
     assert [list(r) for r in pack_rows([3, 2, 2, 5], 4)] == [[0], [1, 2], [3]]

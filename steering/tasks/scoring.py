@@ -17,6 +17,7 @@ from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import steers_whole_sequences
 from steering.pairs import embed_inputs
 from steering.scoring import encode_prompt, encode_prompt_response, response_logprob_from_logits, score_responses
+from steering.tasks.side_effects import prompt_logprobs as padded_prompt_logprobs
 from steering.tasks.types import MCExample
 
 
@@ -47,8 +48,13 @@ def _score_with_images(model, tokenizer, prompts, responses, images, extras, bat
 
 
 def score_examples(
-    model: nn.Module, tokenizer, examples: Sequence[MCExample], batch_size: int = 16, packed: bool = True
-) -> list[torch.Tensor]:
+    model: nn.Module,
+    tokenizer,
+    examples: Sequence[MCExample],
+    batch_size: int = 16,
+    packed: bool = True,
+    prompt_logprobs: bool = False,
+) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Log-likelihood of every choice of every example, batched across examples; one (n_choices,) tensor each.
 
     ``packed`` (text only, not under a ``steer`` whose effect depends on position or on the whole sequence, and only
@@ -57,7 +63,13 @@ def score_examples(
     ``batch_size`` answers per forward. Otherwise (always with images) every
     (prompt, choice) is its own padded row, ``batch_size`` rows per forward, in order of length (then restored)
     so a batch pads little: on TruthfulQA the answers range from 2 to 40 tokens.
+
+    ``prompt_logprobs`` (text only): also return each example's next-token log-probabilities at every prompt
+    position, (T_i, V) (``tasks.side_effects``): read from the packed rows' prompt positions, or from a padded prompt
+    forward under the same steering when the rows are not packed.
     """
+    if prompt_logprobs and any(ex.pixel_values is not None for ex in examples):
+        raise ValueError("prompt_logprobs is for text prompts: an image prompt's tokens need its pixel_values")
     images = any(ex.pixel_values is not None for ex in examples)
     groups = []
     if packed and not images and not steers_whole_sequences(model):
@@ -67,10 +79,17 @@ def score_examples(
         longest = max(len(x) + max(len(y) for y in ys) for x, ys in groups)
         if not packing_supported(model, longest):  # a sliding window or a backend without 4-D masks: padded rows
             groups = []
+    prompt_lps: list[torch.Tensor] = []
     if groups:
-        flat = torch.cat([packed_logprobs(model, pack_groups([groups[i] for i in idx]))
-                          for idx in pack_rows([len(ex.choices) for ex in examples], batch_size)])  # fmt: skip
+        parts = []
+        for idx in pack_rows([len(ex.choices) for ex in examples], batch_size):
+            out = packed_logprobs(model, pack_groups([groups[i] for i in idx]), prompt_logprobs)
+            parts.append(out[0] if prompt_logprobs else out)
+            prompt_lps += out[1] if prompt_logprobs else []
+        flat = torch.cat(parts)
     else:
+        if prompt_logprobs:
+            prompt_lps = padded_prompt_logprobs(model, tokenizer, [ex.prompt for ex in examples], batch_size)
         prompts, responses, pixels, extras = [], [], [], []
         for ex in examples:
             for choice in ex.choices:
@@ -91,4 +110,4 @@ def score_examples(
     for ex in examples:
         out.append(flat[start : start + len(ex.choices)])
         start += len(ex.choices)
-    return out
+    return (out, prompt_lps) if prompt_logprobs else out
