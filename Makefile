@@ -42,13 +42,15 @@ reproduce-cap: install
 # Measured before prefix reuse on this 2-core CPU shared with other jobs (commit 295ed8d): 5 extractions ~7 min; per
 # split seed a dev sweep of 5 methods x 12 settings x 100 questions at 30-95 s per setting and a test of <= 16
 # conditions x 200 questions: ~3.5-4 h with the null draws. Cut to fit 2 h: 2 layer groups (8-11, 16-19; were 4),
-# k = 10 only (was 10 and 5), 200 of the ~256 questions of each test fold, and the null draws moved to their own
-# target (below). Wall time of this command from scratch: README. Resumable (rerun the same command);
+# k = 10 only (was 10 and 5), 200 of the ~256 questions of each test fold, the null draws moved to their own target
+# (below), and 50 dev questions per split seed (were 100: the sweep is ~2/3 of the time; at 8418de1 one method's
+# 12 settings on 100 dev questions took 372-380 s, so 3 seeds x 5 methods ~1.7 h). Wall time of this command from
+# scratch: README. Resumable (rerun the same command);
 # `--split-seeds 0 --folds 3` runs one seed, reusing every record.
 TRUTHFULQA_OUT ?= runs/steer/smollm2_truthfulqa_matched_kl
 TRUTHFULQA_ARGS = --methods grains caa pca random_k random_direction --layer-groups 8-11 16-19 \
 	--alphas 2 3 4 6 8 12 --ks 10 --target mc2 --kl-budgets 0.02 0.05 0.1 --split-seeds 0 1 2 \
-	--data.init_args.n_test=200 --extra-alphas random_direction=16,24
+	--data.init_args.n_dev=50 --data.init_args.n_test=200 --extra-alphas random_direction=16,24
 steer-smollm: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_truthfulqa.yaml \
 		--out $(TRUTHFULQA_OUT) $(TRUTHFULQA_ARGS) $(ARGS)
