@@ -1,6 +1,8 @@
 import json
+import shutil
 
 import pytest
+import torch
 import yaml
 
 from cap_lightning.reproduce import collect_finished, main, parse_args, run_config
@@ -249,6 +251,22 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     first = (out / "sst2" / "ig" / "s1" / "metrics.json").stat().st_mtime_ns
     main(argv)  # resumes: finished runs are skipped
     assert (out / "sst2" / "ig" / "s1" / "metrics.json").stat().st_mtime_ns == first
+    # resumed from archived records (no checkpoint, no cache): a run that still has to train restores its
+    # reference, the same model (seeded), without reading the test split; references nobody needs stay absent
+    reference = select / "baseline" / "s0"
+    original = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    for ckpt in out.glob("sst2/**/best.ckpt"):
+        ckpt.unlink()
+    shutil.rmtree(tmp_path / "cache")
+    (out / "sst2" / "ig" / "s2" / "metrics.json").unlink()
+    main(argv)
+    restored = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    assert original.keys() == restored.keys() and all(torch.equal(original[k], restored[k]) for k in original)
+    record = json.loads((reference / "metrics.json").read_text())
+    assert record["checkpoint_restored"]["val_acc"] == record["val_acc"]
+    assert not (reference / "test_metrics.json").exists()
+    assert not (out / "sst2" / "baseline" / "s1" / "checkpoints" / "best.ckpt").exists()  # no run needed it
+    assert "test/acc" in json.loads((out / "sst2" / "ig" / "s2" / "metrics.json").read_text())["metrics"]
     monkeypatch.setattr("cap_lightning.reproduce.code_commit", lambda: "other")
     with pytest.raises(SystemExit, match="made by code at commit"):
         main(argv)
