@@ -7,6 +7,9 @@ Design decisions:
   (``lmcore.statistics.paired_bootstrap_interval``, questions resampled). Right / wrong outcomes (MC1, binary: every
   value 0 or 1): the same bootstrap interval of the accuracy difference, plus the exact McNemar test over the
   discordant questions (``lmcore.statistics.mcnemar_exact``) for its p-value.
+- Every difference carries a p-value for multiplicity corrections (``p_value``): the exact McNemar p for right /
+  wrong outcomes, the paired t test's p otherwise (``lmcore.statistics.paired_t_p_value``; the verdict stays the
+  interval's). ``steering.matched_report`` adjusts them by Holm over each table.
 - The verdict on probability masses is ``lmcore.statistics.verdict``: ``no difference`` whenever the interval covers
   0. On right / wrong outcomes it is the exact McNemar test at the same level (``no difference`` unless p < 1 −
   confidence, else the sign of the difference): with few discordant questions the percentile bootstrap can exclude 0
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lmcore.statistics import mcnemar_exact, paired_bootstrap_interval, verdict
+from lmcore.statistics import mcnemar_exact, paired_bootstrap_interval, paired_t_p_value, verdict
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class Difference:
     confidence: float
     p_mcnemar: float | None  # only for right / wrong outcomes
     verdict: str
+    p_t: float | None = None  # paired t test, for other outcomes (n ≥ 2)
+
+    @property
+    def p_value(self) -> float | None:
+        """The comparison's p-value: exact McNemar for right / wrong outcomes, else the paired t test's."""
+        return self.p_mcnemar if self.p_mcnemar is not None else self.p_t
 
     def cell(self) -> str:
         """``+0.031 [−0.004, +0.066]`` (with ``, McNemar p 0.08`` for right / wrong outcomes)."""
@@ -54,8 +63,9 @@ def paired_difference(
                          f"and {len(reference)}")  # fmt: skip
     interval = paired_bootstrap_interval(method, reference, confidence, resamples, seed)
     if not (is_binary(method) and is_binary(reference)):
+        p_t = paired_t_p_value(method, reference) if len(method) > 1 else None
         return Difference(metric, interval.mean, interval.low, interval.high, interval.n, confidence, None,
-                          verdict(interval))  # fmt: skip
+                          verdict(interval), p_t)  # fmt: skip
     p = mcnemar_exact([v == 1.0 for v in method], [v == 1.0 for v in reference]).p_value
     said = (
         "no difference" if p >= 1.0 - confidence or interval.mean == 0 else "higher" if interval.mean > 0 else "lower"

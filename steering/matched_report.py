@@ -21,6 +21,15 @@ Design decisions:
   no-signal **control** at the same budget (``CONTROL_OF``: GrAInS − random-k, CAA / PCA − random direction), so a
   gain over the base model is also read against what the same kind of push without the signal gives; and every
   method against the random direction (the one control common to all, so GrAInS is read against it too).
+- Multiplicity: every paired difference has a p-value (``Difference.p_value``), Holm-adjusted over the distinct
+  comparisons of one table (budget × split-seed label × metric; a pair of methods read from both of its rows, e.g.
+  CAA − random direction as CAA's control and as the random-direction column, counts once), beside the unadjusted
+  verdict (``add_holm``).
+- Side effects that differ under one budget: a method's chosen setting can sit further below the budget than
+  CAA's. ``lower_kl_rows`` reads each method against CAA given **no more test KL**, across budgets: the method at
+  budget b against CAA's chosen setting (any budget) with the largest pooled test KL not above the method's, and
+  CAA at b against the method's setting with the largest test KL not above CAA's. A method below CAA in the first
+  is below it at equal or lower side effect; above it in the second, above it.
 - Continuation tasks (sentiment) also record per prompt ``continuation_nll`` (under the base model) and
   ``continuation_tokens``: these are fluency, not task metrics, so they get no paired statistics; the report shows
   the continuation perplexity (exp of the mean NLL over prompts) and mean length beside each chosen setting, the
@@ -38,6 +47,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmcore.statistics import holm
 from steering.comparisons import Difference, paired_difference
 
 POOLED = "pooled"
@@ -140,9 +150,9 @@ def _mean(values: Sequence[float]) -> float:
 def _diff_columns(prefix: str, d: Difference | None) -> dict[str, Any]:
     if d is None:
         return {f"{prefix}": None, f"{prefix}_low": None, f"{prefix}_high": None, f"{prefix}_p_mcnemar": None,
-                f"{prefix}_verdict": None}  # fmt: skip
+                f"{prefix}_p": None, f"{prefix}_verdict": None}  # fmt: skip
     return {prefix: d.mean, f"{prefix}_low": d.low, f"{prefix}_high": d.high, f"{prefix}_p_mcnemar": d.p_mcnemar,
-            f"{prefix}_verdict": d.verdict, f"{prefix}_cell": d.cell()}  # fmt: skip
+            f"{prefix}_p": d.p_value, f"{prefix}_verdict": d.verdict, f"{prefix}_cell": d.cell()}  # fmt: skip
 
 
 def check_disjoint(seeds: Sequence[SeedResults]) -> None:
@@ -174,7 +184,25 @@ def result_rows(
             groups = [(s.label, [s]) for s in seeds] + ([(POOLED, list(seeds))] if len(seeds) > 1 else [])
             for label, group in groups:
                 rows.append(_row(group, label, budget, method, methods, targets, confidence, resamples))
+    add_holm(rows, stat_metrics(targets))
     return rows
+
+
+def add_holm(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
+    """Add ``d_<metric>_<ref>_p_holm`` to ``rows`` in place: Holm over the distinct comparisons (unordered pairs of
+    methods) of each budget × split-seed label × metric; each comparison keeps the p-value of its first row."""
+    for key in dict.fromkeys((r["budget"], r["split_seed"]) for r in rows):
+        table = [r for r in rows if (r["budget"], r["split_seed"]) == key]
+        for metric in metrics:
+            family: dict[frozenset[str], float] = {}
+            cells = [(r, f"d_{metric}_{ref}") for r in table for ref in REFERENCES]
+            for r, prefix in cells:
+                if r.get(f"{prefix}_p") is not None:
+                    family.setdefault(frozenset((r["method"], r[f"{prefix}_against"])), r[f"{prefix}_p"])
+            adjusted = dict(zip(family, holm(list(family.values()))))
+            for r, prefix in cells:
+                if r.get(f"{prefix}_p") is not None:
+                    r[f"{prefix}_p_holm"] = adjusted[frozenset((r["method"], r[f"{prefix}_against"]))]
 
 
 def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, methods: Sequence[str],
@@ -225,6 +253,7 @@ def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, m
             d = None if mine is None or other is None else paired_difference(metric, mine, other, confidence,
                                                                                resamples)  # fmt: skip
             row.update(_diff_columns(prefix, d))
+            row[f"{prefix}_against"] = ref
     return row
 
 
@@ -237,6 +266,89 @@ def pooled_values(group: Sequence[SeedResults], budget: float, method: str, metr
             return None
         out += values
     return out
+
+
+def lower_kl_rows(
+    seeds: Sequence[SeedResults], rows: Sequence[Mapping[str, Any]], methods: Sequence[str], confidence: float = 0.95,
+    resamples: int = 2000,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Each method against CAA given no more test KL, across budgets (module docstring), per split-seed label of
+    ``rows`` (``result_rows``): ``direction`` ``caa_at_most`` (the method at ``budget``, CAA at ``caa_budget``, whose
+    test KL is the largest not above the method's) and ``method_at_most`` (CAA at ``caa_budget``, the method at
+    ``budget``, the largest test KL not above CAA's). Differences are method − CAA; a side with no setting at or
+    below the other's KL gets a ``note``."""
+    if REFERENCE_METHOD not in methods:
+        return []
+    by_label = {s.label: [s] for s in seeds} | ({POOLED: list(seeds)} if len(seeds) > 1 else {})
+    metrics = stat_metrics(seeds[0].targets())
+    out = []
+    for label, group in by_label.items():
+        kl = {(r["method"], r["budget"]): r["kl"] for r in rows
+              if r["split_seed"] == label and r.get("kl") is not None}  # fmt: skip
+        for method in (m for m in methods if m != REFERENCE_METHOD):
+            for direction, mover, fixed in (("caa_at_most", REFERENCE_METHOD, method),
+                                            ("method_at_most", method, REFERENCE_METHOD)):  # fmt: skip
+                for (m, budget), limit in kl.items():
+                    if m != fixed:
+                        continue
+                    below = [(k, b) for (mm, b), k in kl.items() if mm == mover and k <= limit]
+                    row: dict[str, Any] = {"split_seed": label, "method": method, "direction": direction}
+                    row["budget" if fixed == method else "caa_budget"] = budget
+                    row["kl" if fixed == method else "caa_kl"] = limit
+                    if not below:
+                        row["note"] = f"{mover} has no chosen setting at or below test KL {limit:.4g}"
+                        out.append(row)
+                        continue
+                    k, b = max(below, key=lambda kb: (kb[0], -kb[1]))
+                    row["caa_budget" if fixed == method else "budget"] = b
+                    row["caa_kl" if fixed == method else "kl"] = k
+                    for metric in metrics:
+                        mine = pooled_values(group, row["budget"], method, metric)
+                        theirs = pooled_values(group, row["caa_budget"], REFERENCE_METHOD, metric)
+                        d = paired_difference(metric, mine, theirs, confidence, resamples)
+                        row.update(_diff_columns(f"d_{metric}", d))
+                    out.append(row)
+    return out
+
+
+def _at(row: Mapping[str, Any], budget_key: str, kl_key: str) -> str:
+    return "–" if row.get(budget_key) is None else f"{row[budget_key]:g} ({row[kl_key]:.4f})"
+
+
+def lower_kl_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], label: str,
+                      confidence: float = 0.95) -> str:  # fmt: skip
+    """The ``lower_kl_rows`` of split-seed label ``label`` as a Markdown section ('' when there are none)."""
+    block = [r for r in rows if r["split_seed"] == label]
+    if not block:
+        return ""
+    cols = ["method", "which side is held at no more KL", "method at budget (test KL)", "CAA at budget (test KL)"]
+    for m in metrics:
+        cols += [f"{m}: method − CAA [{confidence:.0%} CI]", "verdict"]
+    lines = ["### Against CAA at no more side effect", "",
+             "Each method's chosen setting against CAA's chosen setting (of any budget) with the largest test KL "
+             "not above the method's, and CAA's against the method's likewise: below CAA in the first, a method is "
+             "below it at equal or lower side effect; above it in the second, above it.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
+    for r in block:
+        side = "CAA" if r["direction"] == "caa_at_most" else r["method"]
+        cells = [r["method"], side, _at(r, "budget", "kl"), _at(r, "caa_budget", "caa_kl")]
+        if r.get("note"):
+            lines.append("| " + " | ".join(cells) + f" | {r['note']} |" + " |" * (len(cols) - 5))
+            continue
+        for m in metrics:
+            cells += [r[f"d_{m}_cell"], r[f"d_{m}_verdict"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, ""])
+
+
+def lower_kl_csv(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    columns = ["split_seed", "method", "direction", "budget", "kl", "caa_budget", "caa_kl",
+               *(f"d_{m}{x}" for m in metrics for x in ("", "_low", "_high", "_p", "_verdict")), "note"]  # fmt: skip
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(columns)
+    w.writerows([[_fmt(r.get(c)) for c in columns] for r in rows])
+    return buf.getvalue()
 
 
 def reference_rows(seeds: Sequence[SeedResults]) -> list[dict[str, Any]]:
@@ -261,7 +373,7 @@ FLUENCY_COLUMNS = ("dev_cont_ppl", "cont_ppl", "cont_tokens")  # empty for MC ta
 
 def csv_columns(targets: Sequence[str]) -> list[str]:
     diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in REFERENCES
-             for x in ("", "_low", "_high", "_p_mcnemar", "_verdict")]  # fmt: skip
+             for x in ("", "_low", "_high", "_p_mcnemar", "_p", "_p_holm", "_verdict")]  # fmt: skip
     return ["budget", "method", "split_seed", "setting", "dev_value", "dev_kl", "n_test", *targets, "kl", "ppl",
             *FLUENCY_COLUMNS, *diffs, "note"]  # fmt: skip
 
@@ -328,7 +440,12 @@ def results_markdown(
                 cells += [_fmt(r.get(c)) for c in FLUENCY_COLUMNS]
             for ref in REFERENCES:
                 for m in stats:
-                    cells += [r.get(f"d_{m}_{ref}_cell", ""), r.get(f"d_{m}_{ref}_verdict") or ""]
+                    holm_p = r.get(f"d_{m}_{ref}_p_holm")
+                    said = r.get(f"d_{m}_{ref}_verdict") or ""
+                    cells += [
+                        r.get(f"d_{m}_{ref}_cell", ""),
+                        said + ("" if holm_p is None else f"; Holm p {holm_p:.3g}"),
+                    ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

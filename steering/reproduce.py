@@ -68,6 +68,9 @@ from steering.matched_report import (
     RANDOM_DIRECTION,
     SeedResults,
     chosen_settings,
+    lower_kl_csv,
+    lower_kl_markdown,
+    lower_kl_rows,
     reference_rows,
     result_rows,
     results_csv,
@@ -574,20 +577,25 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
     head = [*header, f"Test questions: {how}. Differences: method − reference over the same questions, "
             f"{a.confidence:.0%} paired bootstrap interval ({a.resamples} resamples); 0 / 1 outcomes (MC1, binary, "
             "positive_rate) add the exact McNemar p, which decides their verdict (p < 1 − confidence); other metrics: "
-            "verdict 'no difference' when the interval covers 0. "
+            "verdict 'no difference' when the interval covers 0. Beside each verdict, the Holm-adjusted p over the "
+            "table's distinct comparisons per metric (McNemar p for 0 / 1 outcomes, paired t p otherwise). "
             f"Settings chosen on dev only (best dev {target} within the budget; ties: lower dev KL, then smaller "
             "α)."]  # fmt: skip
     targets = seeds[0].targets()
     md = results_markdown(rows, refs, targets, target, label, head, a.confidence)
+    lower = lower_kl_rows(seeds, rows, methods, a.confidence, a.resamples)
+    md += lower_kl_markdown(lower, stat_metrics(targets), label, a.confidence)
     if a.null_draws:
         md += null_markdown(null_rows(seeds, a.null_budgets, methods, stat_metrics(targets)))
     atomic_write_text(out / "results.md", md)
     per_seed = "\n".join(
         results_markdown(rows, refs, targets, target, s.label, [f"## Split seed {s.label}"], a.confidence)
+        + lower_kl_markdown(lower, stat_metrics(targets), s.label, a.confidence)
         for s in seeds
     )
     atomic_write_text(out / "results_per_seed.md", per_seed)
     atomic_write_text(out / "results.csv", results_csv(rows, targets))
+    atomic_write_text(out / "results_lower_kl.csv", lower_kl_csv(lower, stat_metrics(targets)))
     images = []
     try:
         from steering.pareto_plot import plot_pareto

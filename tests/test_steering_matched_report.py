@@ -173,3 +173,71 @@ def test_each_method_is_compared_with_its_own_no_signal_control():
     # without the control among the methods, the column stays empty rather than failing
     rows = result_rows(seeds, [0.1], ["grains", "caa"], resamples=50)
     assert all(r.get("d_mc2_control") is None for r in rows)
+
+
+def test_holm_adjusts_each_tables_distinct_comparisons_once():
+    from lmcore.statistics import holm, mcnemar_exact, paired_t_p_value
+
+    methods = ["grains", "caa", "random_k", "random_direction"]
+    seeds = [_seed(0, list(range(0, 20)), True, controls=True), _seed(1, list(range(20, 45)), True, controls=True)]
+    rows = result_rows(seeds, [0.05, 0.1], methods, resamples=100)
+    for budget in (0.05, 0.1):
+        for label in ("0", "1", "pooled"):
+            table = {r["method"]: r for r in rows if (r["budget"], r["split_seed"]) == (budget, label)}
+            for metric in ("mc1", "mc2"):
+                family = {}
+                for r in table.values():
+                    for ref in ("base", "caa", "control", "random"):
+                        if r.get(f"d_{metric}_{ref}_p") is not None:
+                            pair = frozenset((r["method"], r[f"d_{metric}_{ref}_against"]))
+                            family.setdefault(pair, r[f"d_{metric}_{ref}_p"])
+                # 4 against base, 3 against CAA, GrAInS − random-k, GrAInS and random-k − random direction
+                assert len(family) == 10
+                expected = dict(zip(family, holm(list(family.values()))))
+                for r in table.values():
+                    for ref in ("base", "caa", "control", "random"):
+                        if r.get(f"d_{metric}_{ref}_p") is not None:
+                            pair = frozenset((r["method"], r[f"d_{metric}_{ref}_against"]))
+                            assert r[f"d_{metric}_{ref}_p_holm"] == expected[pair] >= r[f"d_{metric}_{ref}_p"]
+            # one comparison read from both of its rows has one p and one adjusted p
+            caa, base = table["caa"], table["base"]
+            assert caa["d_mc2_control_p_holm"] == caa["d_mc2_random_p_holm"]
+            assert caa["d_mc2_base_p_holm"] == base["d_mc2_caa_p_holm"]
+    pooled = {r["method"]: r for r in rows if (r["budget"], r["split_seed"]) == (0.1, "pooled")}
+    mine = seeds[0].values(0.1, "grains", "mc2") + seeds[1].values(0.1, "grains", "mc2")
+    base = seeds[0].values(0.1, "base", "mc2") + seeds[1].values(0.1, "base", "mc2")
+    assert pooled["grains"]["d_mc2_base_p"] == paired_t_p_value(mine, base)
+    mine = seeds[0].values(0.1, "grains", "mc1") + seeds[1].values(0.1, "grains", "mc1")
+    base = seeds[0].values(0.1, "base", "mc1") + seeds[1].values(0.1, "base", "mc1")
+    assert pooled["grains"]["d_mc1_base_p"] == mcnemar_exact([v == 1 for v in mine], [v == 1 for v in base]).p_value
+    assert "Holm p" in results_markdown(rows, [], ["mc1", "mc2"], "mc2", "pooled")
+    assert "d_mc2_caa_p_holm" in results_csv(rows, ["mc1", "mc2"]).splitlines()[0]
+
+
+def test_against_caa_at_no_more_side_effect_picks_the_largest_kl_not_above_the_other_side():
+    from steering.matched_report import lower_kl_csv, lower_kl_markdown, lower_kl_rows, pooled_values
+
+    seed = _seed(0, list(range(30)), True)
+    rows = result_rows([seed], [0.05, 0.1], ["grains", "caa"], resamples=50)
+    test_kl = {("grains", 0.05): 0.02, ("grains", 0.1): 0.05, ("caa", 0.05): 0.03, ("caa", 0.1): 0.08}
+    for r in rows:
+        if (r["method"], r["budget"]) in test_kl:
+            r["kl"] = test_kl[(r["method"], r["budget"])]
+    lower = lower_kl_rows([seed], rows, ["grains", "caa"], resamples=50)
+    got = {(r["direction"], r.get("budget"), r.get("caa_budget")): r for r in lower}
+    # GrAInS at 0.05 (KL 0.02): no CAA setting at or below; at 0.1 (KL 0.05): CAA's 0.05 setting (KL 0.03)
+    assert "no chosen setting at or below test KL 0.02" in got[("caa_at_most", 0.05, None)]["note"]
+    r = got[("caa_at_most", 0.1, 0.05)]
+    assert (r["kl"], r["caa_kl"]) == (0.05, 0.03)
+    d = paired_difference("mc2", pooled_values([seed], 0.1, "grains", "mc2"),
+                          pooled_values([seed], 0.05, "caa", "mc2"), resamples=50)  # fmt: skip
+    assert (r["d_mc2"], r["d_mc2_low"], r["d_mc2_verdict"]) == (d.mean, d.low, d.verdict)
+    # CAA at 0.05 (KL 0.03) against GrAInS at 0.05 (0.02); CAA at 0.1 (0.08) against GrAInS at 0.1 (0.05)
+    assert (got[("method_at_most", 0.05, 0.05)]["kl"], got[("method_at_most", 0.1, 0.1)]["kl"]) == (0.02, 0.05)
+    assert len(lower) == 4 and all(r["method"] == "grains" for r in lower)
+    assert all(r["caa_kl"] <= r["kl"] for r in lower if r["direction"] == "caa_at_most" and not r.get("note"))
+    assert all(r["kl"] <= r["caa_kl"] for r in lower if r["direction"] == "method_at_most")
+    md = lower_kl_markdown(lower, ["mc1", "mc2"], "0")
+    assert md.count("| grains |") == 4 and "Against CAA at no more side effect" in md
+    assert lower_kl_csv(lower, ["mc1", "mc2"]).count("\n") == 5
+    assert lower_kl_rows([seed], rows, ["grains", "random_k"]) == []  # no CAA: nothing to read against
