@@ -26,10 +26,14 @@ Design decisions:
   CAA − random direction as CAA's control and as the random-direction column, counts once), beside the unadjusted
   verdict (``add_holm``).
 - Side effects that differ under one budget: a method's chosen setting can sit further below the budget than
-  CAA's. ``lower_kl_rows`` reads each method against CAA given **no more test KL**, across budgets: the method at
-  budget b against CAA's chosen setting (any budget) with the largest pooled test KL not above the method's, and
-  CAA at b against the method's setting with the largest test KL not above CAA's. A method below CAA in the first
-  is below it at equal or lower side effect; above it in the second, above it.
+  CAA's. ``lower_kl_rows`` reads each method against CAA given **no more dev KL** (the selection's measure, so no
+  choice reads the test split), across budgets: the method at budget b against CAA's chosen setting (any budget)
+  with the largest dev KL not above the method's, and CAA at b against the method's setting likewise; Holm over
+  that table. A method below CAA in the first is below it at equal or lower side effect; above it in the second,
+  above it.
+- Verdicts are shown unadjusted and after Holm (``…_verdict_holm``: ``no difference`` unless the adjusted p is
+  below 1 − confidence). The MC2 p-value is the paired t test's while its unadjusted verdict is the bootstrap
+  interval's; both are over the same paired questions.
 - Continuation tasks (sentiment) also record per prompt ``continuation_nll`` (under the base model) and
   ``continuation_tokens``: these are fluency, not task metrics, so they get no paired statistics; the report shows
   the continuation perplexity (exp of the mean NLL over prompts) and mean length beside each chosen setting, the
@@ -184,13 +188,14 @@ def result_rows(
             groups = [(s.label, [s]) for s in seeds] + ([(POOLED, list(seeds))] if len(seeds) > 1 else [])
             for label, group in groups:
                 rows.append(_row(group, label, budget, method, methods, targets, confidence, resamples))
-    add_holm(rows, stat_metrics(targets))
+    add_holm(rows, stat_metrics(targets), confidence)
     return rows
 
 
-def add_holm(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
-    """Add ``d_<metric>_<ref>_p_holm`` to ``rows`` in place: Holm over the distinct comparisons (unordered pairs of
-    methods) of each budget × split-seed label × metric; each comparison keeps the p-value of its first row."""
+def add_holm(rows: Sequence[dict[str, Any]], metrics: Sequence[str], confidence: float = 0.95) -> None:
+    """Add ``d_<metric>_<ref>_p_holm`` and ``…_verdict_holm`` to ``rows`` in place: Holm over the distinct
+    comparisons (unordered pairs of methods) of each budget × split-seed label × metric; each comparison keeps the
+    p-value of its first row."""
     for key in dict.fromkeys((r["budget"], r["split_seed"]) for r in rows):
         table = [r for r in rows if (r["budget"], r["split_seed"]) == key]
         for metric in metrics:
@@ -202,7 +207,7 @@ def add_holm(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> None:
             adjusted = dict(zip(family, holm(list(family.values()))))
             for r, prefix in cells:
                 if r.get(f"{prefix}_p") is not None:
-                    r[f"{prefix}_p_holm"] = adjusted[frozenset((r["method"], r[f"{prefix}_against"]))]
+                    _set_holm(r, prefix, adjusted[frozenset((r["method"], r[f"{prefix}_against"]))], confidence)
 
 
 def _row(group: Sequence[SeedResults], label: str, budget: float, method: str, methods: Sequence[str],
@@ -272,47 +277,83 @@ def lower_kl_rows(
     seeds: Sequence[SeedResults], rows: Sequence[Mapping[str, Any]], methods: Sequence[str], confidence: float = 0.95,
     resamples: int = 2000,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Each method against CAA given no more test KL, across budgets (module docstring), per split-seed label of
-    ``rows`` (``result_rows``): ``direction`` ``caa_at_most`` (the method at ``budget``, CAA at ``caa_budget``, whose
-    test KL is the largest not above the method's) and ``method_at_most`` (CAA at ``caa_budget``, the method at
-    ``budget``, the largest test KL not above CAA's). Differences are method − CAA; a side with no setting at or
-    below the other's KL gets a ``note``."""
+    """Each method against CAA given no more side effect, across budgets (module docstring), per split-seed label of
+    ``rows`` (``result_rows``). The other side is matched on **dev** KL (what the selection saw; for a pooled label
+    the mean over the split seeds), so no choice reads the test split; both sides' test KL is reported beside it.
+    ``direction`` ``caa_at_most``: the method at ``budget`` against CAA's chosen setting (at ``caa_budget``) with
+    the largest dev KL not above the method's; ``method_at_most``: CAA at ``caa_budget`` against the method's
+    setting likewise. Differences are method − CAA, Holm-adjusted over the rows of one label and metric
+    (``d_<metric>_p_holm``, ``d_<metric>_verdict_holm``). A side with no setting gets a ``note``."""
     if REFERENCE_METHOD not in methods:
         return []
     by_label = {s.label: [s] for s in seeds} | ({POOLED: list(seeds)} if len(seeds) > 1 else {})
     metrics = stat_metrics(seeds[0].targets())
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
     out = []
     for label, group in by_label.items():
-        kl = {(r["method"], r["budget"]): r["kl"] for r in rows
-              if r["split_seed"] == label and r.get("kl") is not None}  # fmt: skip
+        table = {(r["method"], r["budget"]): r for r in rows if r["split_seed"] == label and not r.get("note")}
+        dev = {key: r["dev_kl"] for key, r in table.items() if r.get("dev_kl") is not None}
+        block = []
         for method in (m for m in methods if m != REFERENCE_METHOD):
             for direction, mover, fixed in (("caa_at_most", REFERENCE_METHOD, method),
                                             ("method_at_most", method, REFERENCE_METHOD)):  # fmt: skip
-                for (m, budget), limit in kl.items():
-                    if m != fixed:
-                        continue
-                    below = [(k, b) for (mm, b), k in kl.items() if mm == mover and k <= limit]
-                    row: dict[str, Any] = {"split_seed": label, "method": method, "direction": direction}
-                    row["budget" if fixed == method else "caa_budget"] = budget
-                    row["kl" if fixed == method else "caa_kl"] = limit
-                    if not below:
-                        row["note"] = f"{mover} has no chosen setting at or below test KL {limit:.4g}"
-                        out.append(row)
-                        continue
-                    k, b = max(below, key=lambda kb: (kb[0], -kb[1]))
-                    row["caa_budget" if fixed == method else "budget"] = b
-                    row["caa_kl" if fixed == method else "kl"] = k
-                    for metric in metrics:
-                        mine = pooled_values(group, row["budget"], method, metric)
-                        theirs = pooled_values(group, row["caa_budget"], REFERENCE_METHOD, metric)
-                        d = paired_difference(metric, mine, theirs, confidence, resamples)
-                        row.update(_diff_columns(f"d_{metric}", d))
-                    out.append(row)
+                for budget in budgets:
+                    block.append(_lower_kl_row(group, label, method, direction, mover, fixed, budget, table, dev,
+                                               metrics, confidence, resamples))  # fmt: skip
+        for metric in metrics:
+            tested = [r for r in block if r.get(f"d_{metric}_p") is not None]
+            for r, adjusted in zip(tested, holm([r[f"d_{metric}_p"] for r in tested])):
+                _set_holm(r, f"d_{metric}", adjusted, confidence)
+        out += block
     return out
 
 
-def _at(row: Mapping[str, Any], budget_key: str, kl_key: str) -> str:
-    return "–" if row.get(budget_key) is None else f"{row[budget_key]:g} ({row[kl_key]:.4f})"
+def _lower_kl_row(group: Sequence[SeedResults], label: str, method: str, direction: str, mover: str, fixed: str,
+                  budget: float, table: Mapping[tuple[str, float], Mapping[str, Any]],
+                  dev: Mapping[tuple[str, float], float], metrics: Sequence[str], confidence: float,
+                  resamples: int) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {"split_seed": label, "method": method, "direction": direction}
+    side, other = ("", "caa_") if fixed == method else ("caa_", "")
+    row[f"{side}budget"] = budget
+    if (fixed, budget) not in dev:
+        row["note"] = f"{fixed} has no chosen setting within budget {budget:g}"
+        return row
+    limit = dev[(fixed, budget)]
+    row[f"{side}dev_kl"], row[f"{side}kl"] = limit, table[(fixed, budget)]["kl"]
+    below = [(k, b) for (m, b), k in dev.items() if m == mover and k <= limit]
+    if not below:
+        row["note"] = f"{mover} has no chosen setting at or below dev KL {limit:.4g}"
+        return row
+    k, b = max(below, key=lambda kb: (kb[0], -kb[1]))
+    row[f"{other}budget"], row[f"{other}dev_kl"], row[f"{other}kl"] = b, k, table[(mover, b)]["kl"]
+    for metric in metrics:
+        mine = pooled_values(group, row["budget"], method, metric)
+        theirs = pooled_values(group, row["caa_budget"], REFERENCE_METHOD, metric)
+        row.update(_diff_columns(f"d_{metric}", paired_difference(metric, mine, theirs, confidence, resamples)))
+    return row
+
+
+def _set_holm(row: dict[str, Any], prefix: str, p_holm: float, confidence: float) -> None:
+    """``<prefix>_p_holm`` and ``<prefix>_verdict_holm`` (the verdict, or ``no difference`` when the adjusted p is
+    not below 1 − confidence)."""
+    row[f"{prefix}_p_holm"] = p_holm
+    row[f"{prefix}_verdict_holm"] = row[f"{prefix}_verdict"] if p_holm < 1.0 - confidence else "no difference"
+
+
+def _verdict_cell(row: Mapping[str, Any], prefix: str) -> str:
+    """``higher; Holm p 0.012`` (``…; after Holm: no difference`` when the adjustment changes the verdict)."""
+    said, p_holm = row.get(f"{prefix}_verdict") or "", row.get(f"{prefix}_p_holm")
+    if p_holm is None:
+        return said
+    after = row.get(f"{prefix}_verdict_holm")
+    return f"{said}; Holm p {p_holm:.3g}" + ("" if after == said else f"; after Holm: {after}")
+
+
+def _at(row: Mapping[str, Any], side: str) -> str:
+    """``0.1 (dev 0.0612, test 0.0589)`` of one side of a ``lower_kl_rows`` row."""
+    if row.get(f"{side}dev_kl") is None:
+        return "–" if row.get(f"{side}budget") is None else f"{row[f'{side}budget']:g} (none)"
+    return f"{row[f'{side}budget']:g} (dev {row[f'{side}dev_kl']:.4f}, test {row[f'{side}kl']:.4f})"
 
 
 def lower_kl_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str], label: str,
@@ -321,29 +362,31 @@ def lower_kl_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str],
     block = [r for r in rows if r["split_seed"] == label]
     if not block:
         return ""
-    cols = ["method", "which side is held at no more KL", "method at budget (test KL)", "CAA at budget (test KL)"]
+    cols = ["method", "side held at no more dev KL", "method at budget (KL)", "CAA at budget (KL)"]
     for m in metrics:
-        cols += [f"{m}: method − CAA [{confidence:.0%} CI]", "verdict"]
+        cols += [f"{m}: method − CAA [{confidence:.0%} CI]", "verdict (Holm over this table)"]
     lines = ["### Against CAA at no more side effect", "",
-             "Each method's chosen setting against CAA's chosen setting (of any budget) with the largest test KL "
-             "not above the method's, and CAA's against the method's likewise: below CAA in the first, a method is "
-             "below it at equal or lower side effect; above it in the second, above it.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
+             "Each method's chosen setting against CAA's chosen setting (of any budget) with the largest dev KL not "
+             "above the method's, and CAA's against the method's likewise (matched on dev KL, the selection's own "
+             "measure; pooled: the mean over split seeds, a point estimate; test KL beside it as a check): below "
+             "CAA in the first, a method is below it at equal or lower side effect; above it in the second, above "
+             "it.", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in block:
         side = "CAA" if r["direction"] == "caa_at_most" else r["method"]
-        cells = [r["method"], side, _at(r, "budget", "kl"), _at(r, "caa_budget", "caa_kl")]
+        cells = [r["method"], side, _at(r, ""), _at(r, "caa_")]
         if r.get("note"):
             lines.append("| " + " | ".join(cells) + f" | {r['note']} |" + " |" * (len(cols) - 5))
             continue
         for m in metrics:
-            cells += [r[f"d_{m}_cell"], r[f"d_{m}_verdict"]]
+            cells += [r[f"d_{m}_cell"], _verdict_cell(r, f"d_{m}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([*lines, ""])
 
 
 def lower_kl_csv(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
-    columns = ["split_seed", "method", "direction", "budget", "kl", "caa_budget", "caa_kl",
-               *(f"d_{m}{x}" for m in metrics for x in ("", "_low", "_high", "_p", "_verdict")), "note"]  # fmt: skip
+    columns = ["split_seed", "method", "direction", "budget", "dev_kl", "kl", "caa_budget", "caa_dev_kl", "caa_kl",
+               *(f"d_{m}{x}" for m in metrics for x in ("", "_low", "_high", "_p", "_p_holm", "_verdict",
+                                                         "_verdict_holm")), "note"]  # fmt: skip
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(columns)
@@ -373,7 +416,7 @@ FLUENCY_COLUMNS = ("dev_cont_ppl", "cont_ppl", "cont_tokens")  # empty for MC ta
 
 def csv_columns(targets: Sequence[str]) -> list[str]:
     diffs = [f"d_{m}_{r}{x}" for m in stat_metrics(targets) for r in REFERENCES
-             for x in ("", "_low", "_high", "_p_mcnemar", "_p", "_p_holm", "_verdict")]  # fmt: skip
+             for x in ("", "_low", "_high", "_p_mcnemar", "_p", "_p_holm", "_verdict", "_verdict_holm")]  # fmt: skip
     return ["budget", "method", "split_seed", "setting", "dev_value", "dev_kl", "n_test", *targets, "kl", "ppl",
             *FLUENCY_COLUMNS, *diffs, "note"]  # fmt: skip
 
@@ -440,12 +483,7 @@ def results_markdown(
                 cells += [_fmt(r.get(c)) for c in FLUENCY_COLUMNS]
             for ref in REFERENCES:
                 for m in stats:
-                    holm_p = r.get(f"d_{m}_{ref}_p_holm")
-                    said = r.get(f"d_{m}_{ref}_verdict") or ""
-                    cells += [
-                        r.get(f"d_{m}_{ref}_cell", ""),
-                        said + ("" if holm_p is None else f"; Holm p {holm_p:.3g}"),
-                    ]
+                    cells += [r.get(f"d_{m}_{ref}_cell", ""), _verdict_cell(r, f"d_{m}_{ref}")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

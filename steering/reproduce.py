@@ -577,8 +577,9 @@ def report(seed_dirs: list[Path], out: Path, a: argparse.Namespace, header: list
     head = [*header, f"Test questions: {how}. Differences: method − reference over the same questions, "
             f"{a.confidence:.0%} paired bootstrap interval ({a.resamples} resamples); 0 / 1 outcomes (MC1, binary, "
             "positive_rate) add the exact McNemar p, which decides their verdict (p < 1 − confidence); other metrics: "
-            "verdict 'no difference' when the interval covers 0. Beside each verdict, the Holm-adjusted p over the "
-            "table's distinct comparisons per metric (McNemar p for 0 / 1 outcomes, paired t p otherwise). "
+            "verdict 'no difference' when the interval covers 0. Verdicts are unadjusted; beside each, the "
+            "Holm-adjusted p over the table's distinct comparisons per metric (McNemar p for 0 / 1 outcomes, "
+            "paired t p otherwise) and the verdict after Holm where it differs. "
             f"Settings chosen on dev only (best dev {target} within the budget; ties: lower dev KL, then smaller "
             "α)."]  # fmt: skip
     targets = seeds[0].targets()

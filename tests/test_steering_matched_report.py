@@ -214,30 +214,62 @@ def test_holm_adjusts_each_tables_distinct_comparisons_once():
     assert "d_mc2_caa_p_holm" in results_csv(rows, ["mc1", "mc2"]).splitlines()[0]
 
 
-def test_against_caa_at_no_more_side_effect_picks_the_largest_kl_not_above_the_other_side():
+def test_against_caa_at_no_more_side_effect_matches_on_dev_kl_across_budgets():
+    from lmcore.statistics import holm
     from steering.matched_report import lower_kl_csv, lower_kl_markdown, lower_kl_rows, pooled_values
 
-    seed = _seed(0, list(range(30)), True)
-    rows = result_rows([seed], [0.05, 0.1], ["grains", "caa"], resamples=50)
-    test_kl = {("grains", 0.05): 0.02, ("grains", 0.1): 0.05, ("caa", 0.05): 0.03, ("caa", 0.1): 0.08}
+    seeds = [_seed(0, list(range(0, 20)), True), _seed(1, list(range(20, 45)), True)]
+    rows = result_rows(seeds, [0.05, 0.1], ["grains", "caa"], resamples=50)
+    dev_kl = {("grains", 0.05): 0.02, ("grains", 0.1): 0.05, ("caa", 0.05): 0.03, ("caa", 0.1): 0.08}
     for r in rows:
-        if (r["method"], r["budget"]) in test_kl:
-            r["kl"] = test_kl[(r["method"], r["budget"])]
-    lower = lower_kl_rows([seed], rows, ["grains", "caa"], resamples=50)
+        if (r["method"], r["budget"]) in dev_kl and r["split_seed"] == "pooled":
+            r["dev_kl"] = dev_kl[(r["method"], r["budget"])]
+            r["kl"] = 1.0 - r["dev_kl"]  # test KL in the opposite order: the choice must not read it
+    lower = [r for r in lower_kl_rows(seeds, rows, ["grains", "caa"], resamples=50) if r["split_seed"] == "pooled"]
     got = {(r["direction"], r.get("budget"), r.get("caa_budget")): r for r in lower}
-    # GrAInS at 0.05 (KL 0.02): no CAA setting at or below; at 0.1 (KL 0.05): CAA's 0.05 setting (KL 0.03)
-    assert "no chosen setting at or below test KL 0.02" in got[("caa_at_most", 0.05, None)]["note"]
+    # GrAInS at 0.05 (dev KL 0.02): no CAA setting at or below; at 0.1 (0.05): CAA's 0.05 setting (0.03)
+    assert "no chosen setting at or below dev KL 0.02" in got[("caa_at_most", 0.05, None)]["note"]
     r = got[("caa_at_most", 0.1, 0.05)]
-    assert (r["kl"], r["caa_kl"]) == (0.05, 0.03)
-    d = paired_difference("mc2", pooled_values([seed], 0.1, "grains", "mc2"),
-                          pooled_values([seed], 0.05, "caa", "mc2"), resamples=50)  # fmt: skip
-    assert (r["d_mc2"], r["d_mc2_low"], r["d_mc2_verdict"]) == (d.mean, d.low, d.verdict)
-    # CAA at 0.05 (KL 0.03) against GrAInS at 0.05 (0.02); CAA at 0.1 (0.08) against GrAInS at 0.1 (0.05)
-    assert (got[("method_at_most", 0.05, 0.05)]["kl"], got[("method_at_most", 0.1, 0.1)]["kl"]) == (0.02, 0.05)
+    assert (r["dev_kl"], r["caa_dev_kl"], r["kl"], r["caa_kl"]) == (0.05, 0.03, 0.95, 0.97)
+    mine = pooled_values(seeds, 0.1, "grains", "mc2")
+    d = paired_difference("mc2", mine, pooled_values(seeds, 0.05, "caa", "mc2"), resamples=50)
+    assert len(mine) == 45 and (r["d_mc2"], r["d_mc2_low"], r["d_mc2_verdict"]) == (d.mean, d.low, d.verdict)
+    # CAA at 0.05 (0.03) against GrAInS at 0.05 (0.02); CAA at 0.1 (0.08) against GrAInS at 0.1 (0.05)
+    assert got[("method_at_most", 0.05, 0.05)]["dev_kl"] == 0.02 and got[("method_at_most", 0.1, 0.1)]["dev_kl"] == 0.05
     assert len(lower) == 4 and all(r["method"] == "grains" for r in lower)
-    assert all(r["caa_kl"] <= r["kl"] for r in lower if r["direction"] == "caa_at_most" and not r.get("note"))
-    assert all(r["kl"] <= r["caa_kl"] for r in lower if r["direction"] == "method_at_most")
-    md = lower_kl_markdown(lower, ["mc1", "mc2"], "0")
-    assert md.count("| grains |") == 4 and "Against CAA at no more side effect" in md
+    tested = [r for r in lower if not r.get("note")]
+    assert [r["d_mc2_p_holm"] for r in tested] == holm([r["d_mc2_p"] for r in tested])  # one family per table
+    md = lower_kl_markdown(lower, ["mc1", "mc2"], "pooled")
+    assert md.count("| grains |") == 4 and "Against CAA at no more side effect" in md and "Holm p" in md
     assert lower_kl_csv(lower, ["mc1", "mc2"]).count("\n") == 5
-    assert lower_kl_rows([seed], rows, ["grains", "random_k"]) == []  # no CAA: nothing to read against
+    assert lower_kl_rows(seeds, rows, ["grains", "random_k"]) == []  # no CAA: nothing to read against
+
+
+def test_a_method_without_a_setting_and_a_caa_without_a_lower_one_get_notes():
+    from steering.matched_report import lower_kl_markdown, lower_kl_rows
+
+    seed = _seed(1, list(range(25)), False)  # GrAInS has no setting within 0.05
+    rows = result_rows([seed], [0.05, 0.1], ["grains", "caa"], resamples=50)
+    for r in rows:
+        if r["method"] == "caa" and r["budget"] == 0.05:
+            r["dev_kl"] = 0.001  # below any GrAInS setting
+    found = lower_kl_rows([seed], rows, ["grains", "caa"])
+    lower = {(r["direction"], r.get("budget"), r.get("caa_budget")): r for r in found}
+    assert lower[("caa_at_most", 0.05, None)]["note"] == "grains has no chosen setting within budget 0.05"
+    assert "grains has no chosen setting at or below dev KL 0.001" in lower[("method_at_most", None, 0.05)]["note"]
+    # and CAA at 0.1 (its dev KL 0.02 setting) finds no GrAInS setting at or below 0.02 either
+    assert "at or below dev KL 0.02" in lower[("method_at_most", None, 0.1)]["note"]
+    assert lower_kl_markdown(found, ["mc1", "mc2"], "1").count("no chosen setting") == 3
+
+
+def test_holm_verdict_on_a_hand_computed_family():
+    from steering.matched_report import _set_holm, _verdict_cell
+
+    # p = 0.01, 0.02, 0.04 over 3 comparisons: Holm 0.03, 0.04, 0.04 -> all stay below 0.05
+    # p = 0.02, 0.03 with a third 0.5: Holm 0.06, 0.06, 0.5 -> 'higher' turns into 'no difference'
+    row = {"d_mc2_verdict": "higher"}
+    _set_holm(row, "d_mc2", 0.06, 0.95)
+    assert row["d_mc2_verdict_holm"] == "no difference"
+    assert _verdict_cell(row, "d_mc2") == "higher; Holm p 0.06; after Holm: no difference"
+    _set_holm(row, "d_mc2", 0.03, 0.95)
+    assert row["d_mc2_verdict_holm"] == "higher" and _verdict_cell(row, "d_mc2") == "higher; Holm p 0.03"
