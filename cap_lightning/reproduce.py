@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -122,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every run's best.ckpt (default: baselines)")
     p.add_argument("--allow-mixed-commits", action="store_true", help="resume runs made by other code")
+    p.add_argument("--allow-retrained-references", action="store_true",
+                   help="accept a restored reference whose weights differ from the recorded ones")  # fmt: skip
     p.add_argument("--out", default="runs/reproduce_cap")
     p.add_argument("--cache-dir", default="cache")
     p.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless a key is configured)")
@@ -295,14 +298,44 @@ def attack(run: Run, checkpoint: Path, datamodule, args: argparse.Namespace) -> 
     return out
 
 
+RESTORE_MUST_MATCH = ("split", "shots", "student", "max_length", "epochs", "lr", "batch_size", "val_every")
+REFERENCE_SOURCES = ("ig", "lime", "hybrid_mean", "hybrid_max", "uniform", "shuffled")  # priors with IG / LIME
+
+
+def state_dict_sha256(checkpoint: str | os.PathLike[str]) -> str:
+    """SHA-256 over a Lightning checkpoint's weights (names, dtypes, shapes, values), not its file: two trainings
+    that end at the same weights hash alike whatever else the file records."""
+    import hashlib
+
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def reads_reference(run: Run, args: argparse.Namespace) -> bool:
+    """Whether ``run`` reads its reference baseline's checkpoint: an IG / LIME source in its prior or, for a
+    reported run, in one of the held-out priors (every prior method of the grid)."""
+    priors = {run.method} | (set(args.methods) if run.stage == "final" else set())
+    return any(m in REFERENCE_SOURCES for m in priors)
+
+
 def restore_reference(reference: Run, args: argparse.Namespace, commit: str) -> None:
     """Retrain the reference baseline ``reference`` when its record is on disk but its checkpoint is not (a grid
     resumed from archived records, which keep no checkpoint), with its own config, never reading the test split.
 
-    The record stays the one that was tested; ``checkpoint_restored`` is added to it with the retrained validation
-    accuracy, the wall time and the commit, and a warning is printed if that accuracy differs from the record's
-    (training is seeded, so on the same machine and commit it does not). Two workers needing the same reference
-    wait on one lock; the second finds the checkpoint.
+    Refused (SystemExit) when this command's budget differs from the record's (``RESTORE_MUST_MATCH``) or its code
+    from the record's commit (unless ``--allow-mixed-commits``), and when the retrained weights differ from the
+    record's ``weights_sha256`` (unless ``--allow-retrained-references``: runs trained before and after would read
+    different references). The checkpoint is written into ``checkpoints/.restore/`` and moved into place only once
+    the fit succeeded, so a restore that dies leaves no partial ``best.ckpt``; two workers needing the same
+    reference wait on one lock and the second finds the checkpoint. Each restore is appended to the record's
+    ``checkpoint_restored`` list.
     """
     import yaml
 
@@ -318,25 +351,42 @@ def restore_reference(reference: Run, args: argparse.Namespace, commit: str) -> 
         if best.is_file():
             return
         record = json.loads(done.read_text())
+        differ = {k: (record.get(k), getattr(args, k)) for k in RESTORE_MUST_MATCH if record.get(k) != getattr(args, k)}
+        if differ:
+            raise SystemExit(f"cannot restore the reference checkpoint of {folder}: this command's budget differs from "
+                             f"its record's (record, now): {differ}; resume with the record's options")  # fmt: skip
+        if record.get("commit") != commit and not args.allow_mixed_commits:
+            raise SystemExit(f"cannot restore the reference checkpoint of {folder}: its record comes from commit "
+                             f"{record.get('commit')}, this is {commit} (or pass --allow-mixed-commits)")  # fmt: skip
         print(f"[{reference.dataset}] restoring the reference checkpoint {best} (record kept; test not read)",
               flush=True)  # fmt: skip
+        staging = folder / "checkpoints" / ".restore"
+        shutil.rmtree(staging, ignore_errors=True)  # a restore that died earlier
         config = run_config(reference, args)
         config["test_after_fit"] = False
+        checkpoint = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint"))
+        checkpoint["init_args"]["dirpath"] = str(staging)
         path = atomic_write_text(folder / "restore.yaml", yaml.safe_dump(config))
         start = time.perf_counter()
         cli = run_cli(["fit", "--config", str(path)])
         score = cli.trainer.checkpoint_callback.best_model_score
-        val_acc = float(score) if score is not None else None
-        if not best.is_file():
-            raise RuntimeError(f"retraining {folder} wrote no checkpoint at {best}")
-        if val_acc != record.get("val_acc"):
-            print(
-                f"[{reference.dataset}] warning: the restored reference {folder} reaches val acc {val_acc} "
-                f"where its record has {record.get('val_acc')}: its dependants read a retrained model",
-                flush=True,
-            )
-        record["checkpoint_restored"] = {"val_acc": val_acc, "fit_seconds": time.perf_counter() - start,
-                                         "commit": commit}  # fmt: skip
+        fresh = staging / "best.ckpt"
+        if not fresh.is_file():
+            raise RuntimeError(f"retraining {folder} wrote no checkpoint at {fresh}")
+        digest = state_dict_sha256(fresh)
+        entry = {"val_acc": float(score) if score is not None else None, "weights_sha256": digest,
+                 "fit_seconds": time.perf_counter() - start, "commit": commit}  # fmt: skip
+        if record.get("weights_sha256") not in (None, digest) and not args.allow_retrained_references:
+            raise SystemExit(f"the retrained reference {folder} has other weights than the one its dependants read "
+                             f"(sha256 {digest[:12]} vs {record['weights_sha256'][:12]}; val acc {entry['val_acc']} vs "
+                             f"{record.get('val_acc')}): other torch threads, build or machine? Resume where it was "
+                             "trained, or pass --allow-retrained-references")  # fmt: skip
+        if record.get("weights_sha256") is None and entry["val_acc"] != record.get("val_acc"):
+            print(f"[{reference.dataset}] warning: the restored reference {folder} reaches val acc "
+                  f"{entry['val_acc']} where its record has {record.get('val_acc')}", flush=True)  # fmt: skip
+        os.replace(fresh, best)
+        shutil.rmtree(staging, ignore_errors=True)
+        record["checkpoint_restored"] = [*record.get("checkpoint_restored", []), entry]
         atomic_write_json(done, record, indent=1, sort_keys=True)
 
 
@@ -357,7 +407,7 @@ def run_one(run: Run, args: argparse.Namespace, commit: str) -> tuple[dict[str, 
         )
     if record is not None:
         return record, False
-    if run.stage == "final" or run.method != "baseline":  # it reads its reference baseline's checkpoint
+    if reads_reference(run, args):
         restore_reference(reference_of(run, args.tune_seed, args.seeds[0]), args, commit)
     config = atomic_write_text(folder / "run.yaml", yaml.safe_dump(run_config(run, args)))
     start = time.perf_counter()
@@ -381,6 +431,11 @@ def run_one(run: Run, args: argparse.Namespace, commit: str) -> tuple[dict[str, 
                   if k.startswith("train/") and not k.endswith("_step")},
         "metrics": {},
     }  # fmt: skip
+    if run.method == "baseline" and best.is_file():  # what a restored reference must reproduce
+        record["weights_sha256"] = state_dict_sha256(best)
+    if reads_reference(run, args):  # which reference this run read (a restored one must be the same)
+        reference = Path(args.out) / reference_of(run, args.tune_seed, args.seeds[0]).folder
+        record["reference_sha256"] = state_dict_sha256(reference / "checkpoints" / "best.ckpt")
     if run.stage == "final":
         tested = json.loads((folder / "test_metrics.json").read_text())
         record["metrics"] = {k: float(v) for k, v in tested["metrics"].items()}

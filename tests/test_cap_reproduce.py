@@ -253,23 +253,105 @@ def test_reproduce_end_to_end_on_a_tiny_student(tmp_path, tiny_model_dir, shared
     assert (out / "sst2" / "ig" / "s1" / "metrics.json").stat().st_mtime_ns == first
     # resumed from archived records (no checkpoint, no cache): a run that still has to train restores its
     # reference, the same model (seeded), without reading the test split; references nobody needs stay absent
-    reference = select / "baseline" / "s0"
-    original = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    # the final ig runs read the tuning seed's baseline, the selection runs the first reported seed's (a tested run)
+    tuning, reported = select / "baseline" / "s0", out / "sst2" / "baseline" / "s1"
+    original = torch.load(tuning / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    tested_at = (reported / "test_metrics.json").stat().st_mtime_ns
     for ckpt in out.glob("sst2/**/best.ckpt"):
         ckpt.unlink()
     shutil.rmtree(tmp_path / "cache")
-    (out / "sst2" / "ig" / "s2" / "metrics.json").unlink()
+    for folder in (out / "sst2" / "ig" / "s2", select / "ig" / "lambda1" / "s0"):
+        (folder / "metrics.json").unlink()
     main(argv)
-    restored = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    restored = torch.load(tuning / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
     assert original.keys() == restored.keys() and all(torch.equal(original[k], restored[k]) for k in original)
-    record = json.loads((reference / "metrics.json").read_text())
-    assert record["checkpoint_restored"]["val_acc"] == record["val_acc"]
-    assert not (reference / "test_metrics.json").exists()
-    assert not (out / "sst2" / "baseline" / "s1" / "checkpoints" / "best.ckpt").exists()  # no run needed it
-    assert "test/acc" in json.loads((out / "sst2" / "ig" / "s2" / "metrics.json").read_text())["metrics"]
+    for reference in (tuning, reported):
+        record = json.loads((reference / "metrics.json").read_text())
+        (restore,) = record["checkpoint_restored"]
+        assert restore["weights_sha256"] == record["weights_sha256"] and restore["val_acc"] == record["val_acc"]
+    assert not (tuning / "test_metrics.json").exists()
+    assert (reported / "test_metrics.json").stat().st_mtime_ns == tested_at  # the restore did not test again
+    assert not (out / "sst2" / "baseline" / "s2" / "checkpoints" / "best.ckpt").exists()  # no run reads it
+    rerun = json.loads((out / "sst2" / "ig" / "s2" / "metrics.json").read_text())
+    assert "test/acc" in rerun["metrics"] and rerun["reference_sha256"] == record_of(tuning)["weights_sha256"]
     monkeypatch.setattr("cap_lightning.reproduce.code_commit", lambda: "other")
     with pytest.raises(SystemExit, match="made by code at commit"):
         main(argv)
+
+
+def record_of(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def _fake_fit(staging_ckpt, weights, fail=False):
+    """A stand-in for ``run_cli``: writes a checkpoint with ``weights`` where the restore's config points, then
+    returns like a finished fit (or raises, like a fit killed after its first checkpoint)."""
+    from types import SimpleNamespace
+
+    def fit(argv):
+        config = yaml.safe_load(open(argv[-1]))
+        assert config["test_after_fit"] is False
+        (dirpath,) = [c["init_args"]["dirpath"] for c in config["trainer"]["callbacks"] if "dirpath" in str(c)]
+        assert dirpath == str(staging_ckpt.parent)
+        staging_ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": {"w": weights}}, staging_ckpt)
+        if fail:
+            raise KeyboardInterrupt("killed")
+        return SimpleNamespace(trainer=SimpleNamespace(checkpoint_callback=SimpleNamespace(best_model_score=0.5)))
+
+    return fit
+
+
+def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_are_refused(tmp_path, monkeypatch):
+    from cap_lightning.reproduce import RESTORE_MUST_MATCH, restore_reference, state_dict_sha256
+
+    args = parse_args(_argv(tmp_path))
+    reference = Run("hwu64", "baseline", 1, 0.0, "final")
+    folder = tmp_path / reference.folder
+    folder.mkdir(parents=True)
+    weights = torch.arange(6.0).reshape(2, 3)
+    torch.save({"state_dict": {"w": weights}}, tmp_path / "original.ckpt")
+    budget = {k: getattr(args, k) for k in RESTORE_MUST_MATCH}
+    record = {**budget, "commit": "c", "val_acc": 0.5, "weights_sha256": state_dict_sha256(tmp_path / "original.ckpt")}
+    (folder / "metrics.json").write_text(json.dumps(record))
+    best, staging = folder / "checkpoints" / "best.ckpt", folder / "checkpoints" / ".restore" / "best.ckpt"
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights, fail=True))
+    with pytest.raises(KeyboardInterrupt):
+        restore_reference(reference, args, "c")
+    assert not best.exists() and "checkpoint_restored" not in record_of(folder)  # nothing half-done is trusted
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights + 1))
+    with pytest.raises(SystemExit, match="other weights than the one its dependants read"):
+        restore_reference(reference, args, "c")
+    assert not best.exists()
+    args.allow_retrained_references = True
+    restore_reference(reference, args, "c")  # accepted when asked, and recorded as what it is
+    (entry,) = record_of(folder)["checkpoint_restored"]
+    assert best.is_file() and entry["weights_sha256"] != record["weights_sha256"] and not staging.exists()
+    best.unlink()
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights))
+    with pytest.raises(SystemExit, match=r"budget differs.*'epochs': \(15, 3\)"):
+        restore_reference(reference, parse_args([*_argv(tmp_path), "--epochs", "3"]), "c")
+    with pytest.raises(SystemExit, match="from commit c, this is d"):
+        restore_reference(reference, args, "d")
+    restore_reference(reference, args, "c")
+    assert [e["weights_sha256"] == record["weights_sha256"] for e in record_of(folder)["checkpoint_restored"]] == [
+        False, True]  # fmt: skip
+
+
+def _argv(out):
+    return ["--datasets", "hwu64", "--methods", "baseline", "hybrid_mean", "--out", str(out)]
+
+
+def test_only_runs_with_an_ig_or_lime_source_read_the_reference():
+    from cap_lightning.reproduce import reads_reference
+
+    cap_only = parse_args(["--datasets", "hwu64", "--methods", "baseline", "cap"])
+    grid = parse_args(["--datasets", "hwu64"])
+    assert not reads_reference(Run("hwu64", "cap", 0, 0.1, "select"), cap_only)
+    assert not reads_reference(Run("hwu64", "baseline", 1, 0.0, "final"), cap_only)  # held-out priors: CAP only
+    assert reads_reference(Run("hwu64", "baseline", 1, 0.0, "final"), grid)  # held-out IG / LIME / Hybrid priors
+    assert reads_reference(Run("hwu64", "hybrid_mean", 0, 0.1, "select"), grid)
+    assert not reads_reference(Run("hwu64", "cap", 0, 0.1, "select"), grid)
 
 
 def test_report_only_collects_the_finished_runs_in_plan_order_and_trains_nothing(tmp_path):
