@@ -30,7 +30,8 @@ fit: install
 # The CAP reproduction (Banking77 + HWU64, 10 shots): λ chosen per prior on validation of tuning seed 0, then
 # 5 reported seeds of baseline / CAP / CAP Hybrid / uniform and shuffled controls (3 of IG, LIME), attacks against
 # every reported model (DeepWordBug, PWWS; 200 utterances). Runs from a git worktree at the current commit
-# (scripts/grid_worktree.sh), resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full data: ARGS="--student roberta-base ...".
+# (scripts/grid_worktree.sh), resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full
+# data: ARGS="--student roberta-base ...".
 reproduce-cap: install
 	$(OFFLINE) CAP_NLTK_DATA=$(CURDIR)/nltk_data bash scripts/grid_worktree.sh cap_lightning.reproduce --workers 2 --out $(CURDIR)/runs/reproduce_cap \
 		--cache-dir $(CURDIR)/cache --data-root $(abspath $(CURDIR)/../shared/data) $(ARGS)

@@ -156,6 +156,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# The prior sources each grid method fuses (the controls carry the CAP Hybrid's, whose content they replace);
+# a method with an IG or LIME source reads its reference baseline's checkpoint.
+PRIOR_SOURCES: dict[str, tuple[str, ...]] = {
+    "ig": ("ig",), "lime": ("lime",), "cap": ("cap",), "hybrid_mean": ("cap", "lime", "ig"),
+    "hybrid_max": ("cap", "lime", "ig"), "uniform": ("cap", "lime", "ig"), "shuffled": ("cap", "lime", "ig"),
+}  # fmt: skip
+
+
 def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``PriorCacheCallback.prior`` config of one method; IG and LIME read the seed's baseline checkpoint, CAP the
     teacher (its prompt comes from the dataset spec). Every method runs as a ``HybridPrior`` so IG/LIME scores of
@@ -182,11 +190,10 @@ def prior_block(method: str, reference_ckpt: str, args: argparse.Namespace) -> d
             "example_cache_dir": str(cache / "cap_examples"),
         },
     }
-    hybrid = [cap, lime, ig]
-    sources = {"ig": [ig], "lime": [lime], "cap": [cap], "hybrid_mean": hybrid, "hybrid_max": hybrid,
-               "uniform": hybrid, "shuffled": hybrid}  # fmt: skip
+    blocks = {"ig": ig, "lime": lime, "cap": cap}
     return {"class_path": "cap_lightning.HybridPrior",
-            "init_args": {"sources": sources[method], "agg": "max" if method == "hybrid_max" else "mean",
+            "init_args": {"sources": [blocks[s] for s in PRIOR_SOURCES[method]],
+                          "agg": "max" if method == "hybrid_max" else "mean",
                           "example_cache_dir": str(cache / "prior_examples")}}  # fmt: skip
 
 
@@ -299,7 +306,6 @@ def attack(run: Run, checkpoint: Path, datamodule, args: argparse.Namespace) -> 
 
 
 RESTORE_MUST_MATCH = ("split", "shots", "student", "max_length", "epochs", "lr", "batch_size", "val_every")
-REFERENCE_SOURCES = ("ig", "lime", "hybrid_mean", "hybrid_max", "uniform", "shuffled")  # priors with IG / LIME
 
 
 def state_dict_sha256(checkpoint: str | os.PathLike[str]) -> str:
@@ -322,7 +328,7 @@ def reads_reference(run: Run, args: argparse.Namespace) -> bool:
     """Whether ``run`` reads its reference baseline's checkpoint: an IG / LIME source in its prior or, for a
     reported run, in one of the held-out priors (every prior method of the grid)."""
     priors = {run.method} | (set(args.methods) if run.stage == "final" else set())
-    return any(m in REFERENCE_SOURCES for m in priors)
+    return any(s in ("ig", "lime") for m in priors for s in PRIOR_SOURCES.get(m, ()))
 
 
 def restore_reference(reference: Run, args: argparse.Namespace, commit: str) -> None:
