@@ -66,30 +66,32 @@ steer-smollm-null: install
 # Sentiment steering of SmolLM2-135M-Instruct continuations (steering/tasks/sentiment.py) at matched side effect,
 # like steer-smollm (docs/grains.md §3.1, §6.10): GrAInS, CAA and the random-direction and random-k controls, each on
 # layers 8-11 x alpha 2 / 4 / 8 / 12 / 16 (k = 10), the dev-best p_positive (judge's mean p(positive)) within each dev
-# KL(base || steered) budget frozen before the test split is read, then tested on 2 cross-fitted split seeds: openings
-# of negative SST-2 reviews (413), 100 shared minimal-pair steering triples, per seed 100 dev prompts and the whole
-# other fold as test (313 test prompts pooled); paired differences of p_positive and positive_rate (McNemar) to the
+# KL(base || steered) budget frozen before the test split is read, then tested on 3 cross-fitted split seeds: openings
+# of negative SST-2 reviews (413), 100 shared minimal-pair steering triples, the other 313 dealt into 3 folds; split
+# seed s tests on the whole fold s (104-105 prompts) and chooses on 100 dev prompts of the other folds (313 test
+# prompts pooled); paired differences of p_positive and positive_rate (McNemar) to the
 # base model and to CAA, continuation perplexity beside each setting; 10 further random directions at the random-
 # direction control's setting of budgets 0.1 and 0.5 give a null distribution (steering.null_directions).
 # Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences, 1 epoch) and exported as an HF
 # folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy: runs/sst2_judge/test_metrics.json).
-# Cut to fit the CPU: 20 tokens per continuation (config: 40), 2 split seeds, one layer group. Resumable (rerun the
+# Cut to fit the CPU: 20 tokens per continuation (config: 40), one layer group. Resumable (rerun the
 # same command); ARGS adds lightning overrides (--key=value). Wall time: README.
 SENTIMENT_JUDGE ?= runs/sst2_judge/model
 SENTIMENT_OUT ?= runs/steer/smollm2_sentiment_matched_kl
 
 # The pre-registered GrAInS arms on sentiment (docs/grains.md §3.2): k chosen on dev from {2, 3, 5, 10} (arm K), and
-# answer-aware δ on top (arm A); each arm its own run with all four methods, then the second judge. About 1.5 h per arm.
+# answer-aware δ on top (arm A); each arm its own run with all four methods on split seeds 0 and 1 (as registered),
+# then the second judge. About 2 h per arm.
 SENTIMENT_ARGS = --methods grains caa random_direction random_k --layer-groups 8-11 --alphas 2 4 8 12 16 \
-	--target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --split-seeds 0 1 --data.init_args.n_dev=100 \
+	--target p_positive --kl-budgets 0.02 0.05 0.1 0.2 0.5 --data.init_args.n_dev=100 \
 	--data.init_args.n_test=null --model.init_args.max_new_tokens=20 --model.init_args.judge_model=$(SENTIMENT_JUDGE)
 ARM_K = --ks 2 3 5 10 '--model.init_args.extra_top_k=[2,3,5]'
 steer-sentiment-arms: install
 	@test -f $(SENTIMENT_JUDGE)/config.json || { echo "no judge at $(SENTIMENT_JUDGE): run make steer-sentiment first"; exit 2; }
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
-		--out runs/steer/smollm2_sentiment_arm_k $(SENTIMENT_ARGS) $(ARM_K) $(ARGS)
+		--out runs/steer/smollm2_sentiment_arm_k $(SENTIMENT_ARGS) --split-seeds 0 1 $(ARM_K) $(ARGS)
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
-		--out runs/steer/smollm2_sentiment_arm_answer $(SENTIMENT_ARGS) $(ARM_K) \
+		--out runs/steer/smollm2_sentiment_arm_answer $(SENTIMENT_ARGS) --split-seeds 0 1 $(ARM_K) \
 		--model.init_args.grains.position=last --model.init_args.grains.include_response=true $(ARGS)
 	for arm in k answer; do rm -rf runs/steer/smollm2_sentiment_arm_$${arm}_vader && \
 		$(PY) scripts/sentiment_second_judge.py runs/steer/smollm2_sentiment_arm_$$arm \
@@ -105,7 +107,7 @@ steer-sentiment: install
 			|| exit 1; \
 	fi
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
-		--out $(SENTIMENT_OUT) $(SENTIMENT_ARGS) --null-draws 10 --null-budgets 0.1 0.5 $(ARGS)
+		--out $(SENTIMENT_OUT) $(SENTIMENT_ARGS) --split-seeds 0 1 2 --null-draws 10 --null-budgets 0.1 0.5 $(ARGS)
 
 # The LLaVA pipeline end to end on a tiny RANDOM LLaVA built in code with synthetic images (wiring check, not a result).
 steer-llava: install
