@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 CONFIG ?= experiments/banking77_ig_fs10.yaml
 
-.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-smollm-null steer-sentiment steer-sentiment-arms steer-llava test test-slow test-gpu lint bench bench-gpu clean
+.PHONY: install install-adversarial demo fit reproduce-cap steer-smollm steer-smollm-null steer-sentiment steer-sentiment-null steer-sentiment-arms steer-llava test test-slow test-gpu lint bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -70,11 +70,11 @@ steer-smollm-null: install
 # of negative SST-2 reviews (413), 100 shared minimal-pair steering triples, the other 313 dealt into 3 folds; split
 # seed s tests on the whole fold s (104-105 prompts) and chooses on 100 dev prompts of the other folds (313 test
 # prompts pooled); paired differences of p_positive and positive_rate (McNemar) to the
-# base model and to CAA, continuation perplexity beside each setting; 10 further random directions at the random-
-# direction control's setting of budgets 0.1 and 0.5 give a null distribution (steering.null_directions).
+# base model and to CAA, continuation perplexity beside each setting. The random-direction null is its own target
+# (steer-sentiment-null, below), like steer-smollm-null.
 # Judge: a MiniLM fine-tuned on SST-2 with cap_lightning (CE only, 16k sentences, 1 epoch) and exported as an HF
 # folder, trained first when $(SENTIMENT_JUDGE) is missing (its SST-2 test accuracy: runs/sst2_judge/test_metrics.json).
-# Cut to fit the CPU: 20 tokens per continuation (config: 40), one layer group. Resumable (rerun the
+# Cut to fit the CPU: 20 tokens per continuation (config: 40), one layer group, the null draws moved to their own target. Resumable (rerun the
 # same command); ARGS adds lightning overrides (--key=value). Wall time: README.
 SENTIMENT_JUDGE ?= runs/sst2_judge/model
 SENTIMENT_OUT ?= runs/steer/smollm2_sentiment_matched_kl
@@ -106,6 +106,13 @@ steer-sentiment: install
 		$(OFFLINE) $(PY) -m cap_lightning.export --ckpt runs/sst2_judge/checkpoints/best.ckpt --out $(SENTIMENT_JUDGE) \
 			|| exit 1; \
 	fi
+	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
+		--out $(SENTIMENT_OUT) $(SENTIMENT_ARGS) --split-seeds 0 1 2 $(ARGS)
+
+# steer-sentiment plus 10 further random directions at the random-direction control's setting of budgets 0.1 and 0.5:
+# its null distribution (steering.null_directions), up to 60 more tests of 104-105 prompts (about 50 min here).
+# Reuses every record of steer-sentiment in the same folder (run that first).
+steer-sentiment-null: install
 	$(OFFLINE) $(PY) -m steering.reproduce --config experiments/steer_smollm2_sentiment.yaml \
 		--out $(SENTIMENT_OUT) $(SENTIMENT_ARGS) --split-seeds 0 1 2 --null-draws 10 --null-budgets 0.1 0.5 $(ARGS)
 

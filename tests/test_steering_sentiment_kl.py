@@ -282,6 +282,21 @@ def test_make_steer_sentiment_options_parse_and_fit_sst2(shared_data):
     assert tested >= 300  # the powered design: 300+ distinct test prompts pooled
 
 
+def test_the_sentiment_null_target_is_the_main_command_plus_the_draws():
+    """``make steer-sentiment`` stops before the null draws (the 2 h cut); ``make steer-sentiment-null`` is the same
+    command in the same folder plus the draws, so it reuses every record of the first."""
+    from steering.reproduce import _check, _parser
+
+    commands = reproduce_commands("smollm2_sentiment_matched_kl")
+    main, null = commands
+    p = _parser()
+    first, second = (p.parse_known_args(argv) for argv in (main, null))
+    _check(p, first[0])
+    _check(p, second[0])
+    assert first[0].null_draws == 0 and second[0].null_draws >= 10 and second[0].null_budgets
+    assert null[: len(main)] == main and first[1] == second[1]
+
+
 def test_the_pre_registered_arms_parse_and_sweep_only_extracted_k():
     """``make steer-sentiment-arms`` (docs/grains.md §3.2): two runs, every --ks value extracted, arm A answer-aware,
     split seeds 0 and 1 as registered, the same options as ``make steer-sentiment`` otherwise."""
