@@ -8,6 +8,9 @@
 Design decisions:
 - The rate (seconds per cost unit) starts at the caller's guess and is replaced by the measured rate as soon as a
   job finishes, so the ETA corrects itself; skipped jobs (resumed from disk) count as done and cost no time.
+- The measured rate is the **median** of the finished jobs' own rates (seconds over cost), not their total over
+  total cost: one job that also did one-off work (the first run of a grid scoring shared caches, a run of an earlier
+  invocation on a loaded machine) would otherwise set the ETA of every job after it.
 - Jobs may have ``kinds`` (e.g. ``baseline`` / ``aligned`` training runs) whose real cost ratio the caller can only
   guess: each kind's remaining jobs use that kind's measured rate once one of its jobs finished, else the rate
   measured over all kinds, else the guess.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from statistics import median
 
 
 def duration(seconds: float) -> str:
@@ -51,18 +55,17 @@ class Eta:
         self.done: set[int] = set()
         self.measured_units = 0.0
         self.measured_seconds = 0.0  # this invocation's timed jobs (the "elapsed" of ``line``)
-        self._rate_units = 0.0  # timed and recorded jobs together (the rate)
-        self._rate_seconds = 0.0
-        self._by_kind: dict[str, list[float]] = {}  # kind -> [units, seconds]
+        self._rates: list[float] = []  # seconds per unit of each timed or recorded job (the rate: their median)
+        self._by_kind: dict[str, list[float]] = {}  # kind -> those of its jobs
 
     def rate(self, kind: str | None = None) -> float | None:
-        """Seconds per cost unit (of ``kind``: its own measurement when it has one): measured once a timed job
-        finished, else the guess."""
-        units, seconds = self._by_kind.get(kind, (0.0, 0.0)) if kind is not None else (0.0, 0.0)
-        if units > 0:
-            return seconds / units
-        if self._rate_units > 0:
-            return self._rate_seconds / self._rate_units
+        """Seconds per cost unit (of ``kind``: its own measurement when it has one): the median over the timed or
+        recorded jobs once one finished, else the guess."""
+        own = self._by_kind.get(kind, []) if kind is not None else []
+        if own:
+            return median(own)
+        if self._rates:
+            return median(self._rates)
         return self.guess
 
     def projected_seconds(self) -> float | None:
@@ -84,11 +87,8 @@ class Eta:
             if seconds is not None:
                 self.measured_units += self.costs[index]
                 self.measured_seconds += seconds
-            self._rate_units += self.costs[index]
-            self._rate_seconds += timed
-            kind = self._by_kind.setdefault(self.kinds[index], [0.0, 0.0])
-            kind[0] += self.costs[index]
-            kind[1] += timed
+            self._rates.append(timed / self.costs[index])
+            self._by_kind.setdefault(self.kinds[index], []).append(timed / self.costs[index])
 
     def line(self, now: datetime | None = None) -> str:
         """``k/n done, <elapsed> elapsed, ETA <remaining> (~HH:MM)``."""

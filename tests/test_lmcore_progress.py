@@ -55,3 +55,13 @@ def test_a_resumed_jobs_recorded_time_sets_the_rate_but_not_the_elapsed_time():
 @pytest.mark.parametrize("seconds,text", [(12.4, "12s"), (185, "3m05s"), (3720, "1h02m")])
 def test_duration(seconds, text):
     assert duration(seconds) == text
+
+
+def test_one_slow_job_does_not_set_the_rate_of_the_rest():
+    # a grid resumed from records: the first run of a dataset also scored the held-out priors (a one-off hour),
+    # the others took ~100 s each; the ETA rests on the typical job, not on the sum dominated by the one-off
+    eta = Eta([1.0] * 8, seconds_per_unit=10.0, kinds=["baseline"] * 8)
+    for i, seconds in enumerate([4000.0, 100.0, 110.0, 90.0, 100.0]):
+        eta.finish(i, seconds=None, recorded=seconds)
+    assert eta.rate("baseline") == pytest.approx(100.0)
+    assert eta.projected_seconds() == pytest.approx(300.0)
