@@ -331,14 +331,29 @@ def reads_reference(run: Run, args: argparse.Namespace) -> bool:
     return any(s in ("ig", "lime") for m in priors for s in PRIOR_SOURCES.get(m, ()))
 
 
+def dependants(reference: Run, record: dict[str, Any], args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """``(metrics.json, reference_sha256)`` of the finished runs of ``reference``'s dataset that read a version of
+    its checkpoint: the one it was trained with or one restored since (the digests in ``record``)."""
+    known = {record.get("weights_sha256")} | {e.get("weights_sha256") for e in record.get("checkpoint_restored", [])}
+    known.discard(None)
+    own = Path(args.out) / reference.folder / "metrics.json"
+    found = []
+    for path in sorted((Path(args.out) / reference.dataset).rglob("metrics.json")):
+        if path != own and (read := json.loads(path.read_text()).get("reference_sha256")) in known:
+            found.append((path, read))
+    return found
+
+
 def restore_reference(reference: Run, args: argparse.Namespace, commit: str) -> None:
     """Retrain the reference baseline ``reference`` when its record is on disk but its checkpoint is not (a grid
     resumed from archived records, which keep no checkpoint), with its own config, never reading the test split.
 
     Refused (SystemExit) when this command's budget differs from the record's (``RESTORE_MUST_MATCH``) or its code
-    from the record's commit (unless ``--allow-mixed-commits``), and when the retrained weights differ from the
-    record's ``weights_sha256`` (unless ``--allow-retrained-references``: runs trained before and after would read
-    different references). The checkpoint is written into ``checkpoints/.restore/`` and moved into place only once
+    from the record's commit (unless ``--allow-mixed-commits``), and when the retrained weights differ from those
+    a finished dependant read (its ``reference_sha256``; unless ``--allow-retrained-references``: runs trained
+    before and after would read different references). Other weights that no finished run read are accepted (a
+    retrain on another machine or torch build is not bit-identical; nothing read the lost ones). The checkpoint is
+    written into ``checkpoints/.restore/`` and moved into place only once
     the fit succeeded, so a restore that dies leaves no partial ``best.ckpt``; two workers needing the same
     reference wait on one lock and the second finds the checkpoint. Each restore is appended to the record's
     ``checkpoint_restored`` list.
@@ -382,11 +397,13 @@ def restore_reference(reference: Run, args: argparse.Namespace, commit: str) -> 
         digest = state_dict_sha256(fresh)
         entry = {"val_acc": float(score) if score is not None else None, "weights_sha256": digest,
                  "fit_seconds": time.perf_counter() - start, "commit": commit}  # fmt: skip
-        if record.get("weights_sha256") not in (None, digest) and not args.allow_retrained_references:
+        readers = [path for path, read in dependants(reference, record, args) if read != digest]
+        if readers and not args.allow_retrained_references:
             raise SystemExit(f"the retrained reference {folder} has other weights than the one its dependants read "
-                             f"(sha256 {digest[:12]} vs {record['weights_sha256'][:12]}; val acc {entry['val_acc']} vs "
-                             f"{record.get('val_acc')}): other torch threads, build or machine? Resume where it was "
-                             "trained, or pass --allow-retrained-references")  # fmt: skip
+                             f"(sha256 {digest[:12]}; {len(readers)} finished run(s) read other weights, e.g. "
+                             f"{readers[0].parent}; val acc {entry['val_acc']} vs {record.get('val_acc')}): other "
+                             "torch threads, build or machine? Resume where it was trained, or pass "
+                             "--allow-retrained-references")  # fmt: skip
         if record.get("weights_sha256") is None and entry["val_acc"] != record.get("val_acc"):
             print(f"[{reference.dataset}] warning: the restored reference {folder} reaches val acc "
                   f"{entry['val_acc']} where its record has {record.get('val_acc')}", flush=True)  # fmt: skip

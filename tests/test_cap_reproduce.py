@@ -319,8 +319,11 @@ def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_a
     with pytest.raises(KeyboardInterrupt):
         restore_reference(reference, args, "c")
     assert not best.exists() and "checkpoint_restored" not in record_of(folder)  # nothing half-done is trusted
+    reader = tmp_path / "hwu64" / "select" / "hybrid_mean" / "lambda0.1" / "s0"  # a finished run read the original
+    reader.mkdir(parents=True)
+    (reader / "metrics.json").write_text(json.dumps({"reference_sha256": record["weights_sha256"]}))
     monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights + 1))
-    with pytest.raises(SystemExit, match="other weights than the one its dependants read"):
+    with pytest.raises(SystemExit, match=r"other weights than the one its dependants read .*1 finished run"):
         restore_reference(reference, args, "c")
     assert not best.exists()
     args.allow_retrained_references = True
@@ -336,6 +339,41 @@ def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_a
     restore_reference(reference, args, "c")
     assert [e["weights_sha256"] == record["weights_sha256"] for e in record_of(folder)["checkpoint_restored"]] == [
         False, True]  # fmt: skip
+
+
+def test_other_weights_that_no_finished_run_read_are_accepted_and_then_guarded(tmp_path, monkeypatch):
+    """A retrain on another machine is not bit-identical: with no dependant finished, nothing read the lost
+    weights, so the new ones are taken (and recorded); once a run read them, a third version is refused."""
+    from cap_lightning.reproduce import RESTORE_MUST_MATCH, restore_reference, state_dict_sha256
+
+    args = parse_args(_argv(tmp_path))
+    reference = Run("hwu64", "baseline", 1, 0.0, "final")
+    folder = tmp_path / reference.folder
+    folder.mkdir(parents=True)
+    weights = torch.arange(6.0).reshape(2, 3)
+    torch.save({"state_dict": {"w": weights}}, tmp_path / "original.ckpt")
+    budget = {k: getattr(args, k) for k in RESTORE_MUST_MATCH}
+    record = {**budget, "commit": "c", "val_acc": 0.5, "weights_sha256": state_dict_sha256(tmp_path / "original.ckpt")}
+    (folder / "metrics.json").write_text(json.dumps(record))
+    other = tmp_path / "hwu64" / "baseline" / "s2"  # reads another reference (the tuning seed's): not a dependant
+    other.mkdir(parents=True)
+    (other / "metrics.json").write_text(json.dumps({"reference_sha256": "f" * 64}))
+    best, staging = folder / "checkpoints" / "best.ckpt", folder / "checkpoints" / ".restore" / "best.ckpt"
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights + 1))
+    restore_reference(reference, args, "c")
+    (entry,) = record_of(folder)["checkpoint_restored"]
+    assert best.is_file() and entry["weights_sha256"] == state_dict_sha256(best) != record["weights_sha256"]
+    reader = tmp_path / "hwu64" / "select" / "cap" / "lambda0.1" / "s0"  # a run then read the restored weights
+    reader.mkdir(parents=True)
+    (reader / "metrics.json").write_text(json.dumps({"reference_sha256": entry["weights_sha256"]}))
+    best.unlink()
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights + 2))
+    with pytest.raises(SystemExit, match="1 finished run"):
+        restore_reference(reference, args, "c")
+    assert not best.exists()
+    monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights + 1))
+    restore_reference(reference, args, "c")  # the version that run read comes back: accepted
+    assert state_dict_sha256(best) == entry["weights_sha256"]
 
 
 def _argv(out):
