@@ -302,8 +302,10 @@ def _fake_fit(staging_ckpt, weights, fail=False):
     return fit
 
 
-def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_are_refused(tmp_path, monkeypatch):
-    from cap_lightning.reproduce import RESTORE_MUST_MATCH, restore_reference, state_dict_sha256
+def _recorded_reference(tmp_path):
+    """The HWU64 seed-1 reference baseline with a finished record (budget, commit c, its weights' SHA-256) and no
+    checkpoint: (args, run, folder, weights, record)."""
+    from cap_lightning.reproduce import RESTORE_MUST_MATCH, state_dict_sha256
 
     args = parse_args(_argv(tmp_path))
     reference = Run("hwu64", "baseline", 1, 0.0, "final")
@@ -314,6 +316,13 @@ def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_a
     budget = {k: getattr(args, k) for k in RESTORE_MUST_MATCH}
     record = {**budget, "commit": "c", "val_acc": 0.5, "weights_sha256": state_dict_sha256(tmp_path / "original.ckpt")}
     (folder / "metrics.json").write_text(json.dumps(record))
+    return args, reference, folder, weights, record
+
+
+def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_are_refused(tmp_path, monkeypatch):
+    from cap_lightning.reproduce import restore_reference
+
+    args, reference, folder, weights, record = _recorded_reference(tmp_path)
     best, staging = folder / "checkpoints" / "best.ckpt", folder / "checkpoints" / ".restore" / "best.ckpt"
     monkeypatch.setattr("lmcore.cli.run_cli", _fake_fit(staging, weights, fail=True))
     with pytest.raises(KeyboardInterrupt):
@@ -344,17 +353,9 @@ def test_a_restore_that_dies_leaves_no_checkpoint_and_other_weights_or_budgets_a
 def test_other_weights_that_no_finished_run_read_are_accepted_and_then_guarded(tmp_path, monkeypatch):
     """A retrain on another machine is not bit-identical: with no dependant finished, nothing read the lost
     weights, so the new ones are taken (and recorded); once a run read them, a third version is refused."""
-    from cap_lightning.reproduce import RESTORE_MUST_MATCH, restore_reference, state_dict_sha256
+    from cap_lightning.reproduce import restore_reference, state_dict_sha256
 
-    args = parse_args(_argv(tmp_path))
-    reference = Run("hwu64", "baseline", 1, 0.0, "final")
-    folder = tmp_path / reference.folder
-    folder.mkdir(parents=True)
-    weights = torch.arange(6.0).reshape(2, 3)
-    torch.save({"state_dict": {"w": weights}}, tmp_path / "original.ckpt")
-    budget = {k: getattr(args, k) for k in RESTORE_MUST_MATCH}
-    record = {**budget, "commit": "c", "val_acc": 0.5, "weights_sha256": state_dict_sha256(tmp_path / "original.ckpt")}
-    (folder / "metrics.json").write_text(json.dumps(record))
+    args, reference, folder, weights, record = _recorded_reference(tmp_path)
     other = tmp_path / "hwu64" / "baseline" / "s2"  # reads another reference (the tuning seed's): not a dependant
     other.mkdir(parents=True)
     (other / "metrics.json").write_text(json.dumps({"reference_sha256": "f" * 64}))
