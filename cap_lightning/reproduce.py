@@ -3,9 +3,9 @@
 Per dataset (``reproduce_plan``): a CE-only baseline on the tuning seed, then every prior method at every λ of the
 grid on that seed, scored on validation only; λ is chosen per method; then the reported seeds: CE-only baselines,
 each prior method at its λ, and the controls (uniform and within-text shuffled prior) at the CAP Hybrid's λ. Every
-reported run is tested once, on the test split, and the first reported seed's models are attacked directly
-(DeepWordBug, PWWS). ``reproduce_report`` turns the records into ``results.{md,csv,png}`` with paired differences
-to the baseline and to the shuffled control.
+reported run is tested once, on the test split, and the models of ``--attack-seeds`` (default: every reported
+seed) are attacked directly (DeepWordBug, PWWS). ``reproduce_report`` turns the records into
+``results.{md,csv,png}`` with paired differences to the baseline and to the shuffled control.
 
 Design decisions:
 - One experiment surface: every run is ``lightning fit --config <run>/run.yaml``, run in-process

@@ -7,7 +7,11 @@ Design decisions:
   one difference, no interval).
 - **Multiple comparisons**: the differences of one table (every prior vs the baseline, and the shuffled prior's
   source vs the shuffled control) are one family; each cell carries its Holm-adjusted paired-t p-value, so a reader
-  sees which differences survive the number of comparisons. The verdict reads the unadjusted 95 % interval.
+  sees which differences survive the number of comparisons; a cell whose interval excludes 0 but whose Holm p does
+  not pass says ``(Holm: no difference)``. The verdict reads the unadjusted 95 % interval (the one pre-specified
+  question). Paired differences without spread (every seed moved by the same amount, as happens with accuracies
+  on a coarse grid) have no t interval to speak of: ``lmcore.statistics.verdict`` reads them by the sign test, so 5
+  seeds that all gained are still ``no difference`` at 95 % (p = 0.0625).
 - Beside it the λ selection (validation accuracy of the tuning seed per λ, the chosen one marked, the tuning seed's
   CE-only baseline as the λ = 0 row) and the notes a reader needs to weigh the priors: teacher accuracy, share of
   all-zero priors, surrogate R², the budget.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -67,8 +72,12 @@ class Comparisons:
         raw = [paired_t_p_value(*self._pairs[k]) for k in tested]
         return dict(zip(tested, holm(raw)))
 
+    def pairs(self, key: tuple) -> tuple[list[float], list[float]]:
+        """The two groups' values (× 100) over the seeds both ran; empty lists for a comparison not added."""
+        return self._pairs.get(key, ([], []))
+
     def interval(self, key: tuple) -> PairedInterval | None:
-        a, b = self._pairs.get(key, ([], []))
+        a, b = self.pairs(key)
         return paired_t_interval(a, b) if len(a) >= 2 else None
 
     def cells(self) -> dict[tuple, str]:
@@ -80,8 +89,10 @@ class Comparisons:
                 out[key] = f"{a[0] - b[0]:+.2f} (n=1)"
             else:
                 ci = paired_t_interval(a, b)
-                out[key] = (f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)}, "
-                            f"p_Holm {adjusted[key]:.2g}")  # fmt: skip
+                said = verdict(ci)
+                if said != "no difference" and adjusted[key] >= 1.0 - ci.confidence:
+                    said += " (Holm: no difference)"
+                out[key] = f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {said}, p_Holm {adjusted[key]:.2g}"
         return out
 
 
@@ -107,6 +118,20 @@ def _notes(records: list[dict]) -> list[str]:
         scale, unit = (1.0, "") if suffix == "r2_mean" else (100.0, " %")
         out += [f"{what} ({src}): {scale * statistics.mean(v):.3g}{unit}" for src, v in sorted(values.items())]
     return out
+
+
+def _reference_notes(by_method: dict[str, list[dict]]) -> list[str]:
+    """When the runs read different reference weights (``reference_sha256``: a reference retrained after its
+    checkpoint was lost gives the same validation accuracy, not the same bits), which method read which: their
+    IG / LIME / Hybrid priors, and so the held-out ρ columns, come from different models."""
+    read = {
+        m: sorted({r["reference_sha256"][:8] for r in g if r.get("reference_sha256")}) for m, g in by_method.items()
+    }
+    if len({h for hashes in read.values() for h in hashes}) < 2:
+        return []
+    said = ", ".join(f"{m}: {'/'.join(h)}" for m, h in read.items() if h)
+    return [f"runs read different reference weights ({said}; SHA-256 prefixes), so their reference-based priors and "
+            "ρ columns are not against the same model"]  # fmt: skip
 
 
 def _by_method(records: list[dict]) -> dict[str, list[dict]]:
@@ -166,8 +191,9 @@ def robustness_table(by_method: dict[str, list[dict]], control_of: str = "hybrid
                 continue
             seeds = ",".join(str(r["seed"]) for r in attacked)
             clean, under, asr = (mean_std([r["metrics"][f"adv/{attack}/{m}"] for r in attacked
-                                           if f"adv/{attack}/{m}" in r["metrics"]])
+                                           if math.isfinite(r["metrics"].get(f"adv/{attack}/{m}", math.nan))])
                                  for m in ("clean_acc", "attacked_acc", "attack_success_rate"))  # fmt: skip
+            # a model with no correct clean prediction has no attack success rate (NaN): left out, "–" if none
             lines.append(f"| {method} | {seeds} | {clean} | {under} | {cells.get((method, 'baseline'), '–')} | "
                          f"{cells.get((method, 'shuffled'), '–')} | {asr} |")  # fmt: skip
     return lines
@@ -175,7 +201,8 @@ def robustness_table(by_method: dict[str, list[dict]], control_of: str = "hybrid
 
 def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mean") -> str:
     """One sentence: does ``control_of`` beat the baseline and the shuffled control, at accuracy and under each
-    attack, beyond the 95 % interval (Holm-adjusted p beside)?"""
+    attack, beyond the unadjusted 95 % interval (the one pre-specified question; the tables carry Holm's p)? One
+    paired seed: its difference, no interval."""
     if control_of not in by_method:
         return f"Verdict: {control_of} has no reported run yet."
     records = [r for group in by_method.values() for r in group]
@@ -185,8 +212,11 @@ def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mea
         family = _compare(by_method, metric, control_of)
         said = []
         for ref in ("baseline", "shuffled"):
-            ci = family.interval((control_of, ref))
-            shown = f"{verdict(ci)} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])" if ci else "not measured"
+            ci, (a, b) = family.interval((control_of, ref)), family.pairs((control_of, ref))
+            if ci:
+                shown = f"{verdict(ci)} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])"
+            else:
+                shown = f"{a[0] - b[0]:+.2f} (n=1, no interval)" if a else "not measured"
             said.append(f"vs {ref}: {shown}")
         parts.append(f"{label} {', '.join(said)}")
     return f"**Verdict ({control_of}, 95 % paired-t)**: " + "; ".join(parts) + "."
@@ -221,7 +251,7 @@ def dataset_table(records: list[dict], selection: dict[str, Any], control_of: st
                      + " | ".join(values[1:] + costs) + " |")  # fmt: skip
     lines += robustness_table(by_method, control_of)
     lines += ["", verdict_line(by_method, control_of)]
-    notes = _notes(records)
+    notes = _notes(records) + _reference_notes(by_method)
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
     return lines
@@ -326,7 +356,10 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
         f"prior from {s['lambdas']} on validation accuracy of tuning seed {s['tune_seed']}; controls (uniform, "
         f"within-text shuffled) and IG / LIME alone at the λ of {s['control_of']}. Reported seeds {s['seeds']} (IG / "
         f"LIME alone: the first {s['few_seeds']}), paired with the baseline's; intervals: paired t, df = seeds − 1. "
-        "IG / LIME references: another seed's CE baseline. Priors: IG "
+        "IG / LIME references: another seed's CE baseline, trained on another 10-shot sample, so the runs whose "
+        "prior comes from it (IG, LIME, Hybrid, and the shuffled control) see that sample's labels through their "
+        "prior while the baseline, CAP and the uniform control do not: Hybrid − shuffled is the comparison that "
+        "holds this fixed. Priors: IG "
         f"{s['ig_prior_steps']} steps, LIME "
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "
         f"{s['teacher_dtype']}). Attacks: {s['attack_recipes'] or 'none'} on {s['attack_examples']} seeded test "

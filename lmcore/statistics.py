@@ -138,7 +138,7 @@ def paired_t_interval(a: Sequence[float], b: Sequence[float], confidence: float 
     if len(d) < 2:
         raise ValueError(f"a paired t interval needs at least 2 pairs, got {len(d)}")
     mean = statistics.fmean(d)
-    half = t_quantile(0.5 + confidence / 2.0, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+    half = t_quantile(0.5 + confidence / 2.0, len(d) - 1) * spread(d) / math.sqrt(len(d))
     return PairedInterval(mean, mean - half, mean + half, len(d), confidence, "paired t")
 
 
@@ -159,8 +159,11 @@ def paired_bootstrap_interval(
     d = paired_differences(a, b)
     if not d:
         raise ValueError("a paired bootstrap needs at least 1 pair, got 0")
-    rng = random.Random(seed)
     n = len(d)
+    if spread(d) == 0.0:  # every resample has the same mean: a point interval, read by ``verdict``'s sign test
+        mean = statistics.fmean(d)
+        return PairedInterval(mean, mean, mean, n, confidence, "paired bootstrap")
+    rng = random.Random(seed)
     means = sorted(statistics.fmean(rng.choices(d, k=n)) for _ in range(resamples))
     alpha = (1.0 - confidence) / 2.0
     low = means[max(0, math.floor(alpha * resamples))]
@@ -171,14 +174,15 @@ def paired_bootstrap_interval(
 def paired_t_p_value(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of the paired t test of mean(``a − b``) = 0 (n − 1 degrees of freedom; needs n ≥ 2).
 
-    Identical differences give p = 1 when they are all 0 and p = 0 otherwise (zero variance, nonzero mean).
+    Differences without spread (``spread`` 0) leave the t test without a variance: p = 1 when they are all 0, else
+    the exact sign test's ``sign_test_p(n)`` (every difference on one side).
     """
     d = paired_differences(a, b)
     if len(d) < 2:
         raise ValueError(f"a paired t test needs at least 2 pairs, got {len(d)}")
-    mean, sd = statistics.fmean(d), statistics.stdev(d)
+    mean, sd = statistics.fmean(d), spread(d)
     if sd == 0.0:
-        return 1.0 if mean == 0.0 else 0.0
+        return 1.0 if mean == 0.0 else sign_test_p(len(d))
     t = mean / (sd / math.sqrt(len(d)))
     return min(1.0, 2.0 * t_cdf(-abs(t), len(d) - 1))
 
@@ -219,7 +223,25 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> McNemar:
 
 # ------------------------------------------------------------------------------------------- verdict
 def verdict(interval: PairedInterval) -> str:
-    """``no difference`` when the interval contains 0, else ``higher`` (a > b) or ``lower`` (a < b)."""
+    """``no difference`` when the interval contains 0, else ``higher`` (a > b) or ``lower`` (a < b).
+
+    A zero-width interval off 0 (every paired difference equal: no spread to estimate the error from) is read by
+    the exact sign test instead: ``higher`` / ``lower`` only if ``sign_test_p(n)`` < 1 − confidence (n ≥ 6 at 95 %).
+    """
     if interval.low <= 0.0 <= interval.high:
         return "no difference"
+    if interval.low == interval.high and sign_test_p(interval.n) >= 1.0 - interval.confidence:
+        return "no difference"
     return "higher" if interval.low > 0.0 else "lower"
+
+
+def sign_test_p(n: int) -> float:
+    """Two-sided exact sign-test p-value when all ``n`` nonzero paired differences have one sign: 2 · 0.5^n."""
+    return min(1.0, 2.0 * 0.5**n)
+
+
+def spread(d: Sequence[float]) -> float:
+    """Sample standard deviation of the paired differences, 0 when they are equal up to float round-off (a
+    difference of rounded accuracies carries ~1e-16 of noise, which would otherwise pass for a real spread)."""
+    scale = max(1.0, max(abs(x) for x in d))
+    return 0.0 if max(d) - min(d) <= 1e-9 * scale else statistics.stdev(d)

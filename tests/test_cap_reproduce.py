@@ -15,7 +15,15 @@ from cap_lightning.reproduce_plan import (
     reference_of,
     selection_runs,
 )
-from cap_lightning.reproduce_report import Comparisons, dataset_table, paired_deltas, plot, verdict_line, write_results
+from cap_lightning.reproduce_report import (
+    Comparisons,
+    dataset_table,
+    paired_deltas,
+    plot,
+    robustness_table,
+    verdict_line,
+    write_results,
+)
 from lmcore.cli import run_cli
 from lmcore.statistics import holm, paired_t_p_value
 
@@ -145,7 +153,8 @@ def test_paired_difference_has_an_interval_and_says_no_difference_when_it_contai
     base = [r for r in records if r["method"] == "baseline"]
     shuffled = [r for r in records if r["method"] == "shuffled"]
     assert _cell(cap, base).startswith("+2.20 [") and "higher, p_Holm" in _cell(cap, base)
-    assert _cell(shuffled, base) == "+2.00 [+2.00, +2.00] higher, p_Holm 0"
+    # the same +2 on all 3 seeds: no spread for a t test; the sign test's p = 0.25 says no difference (n=3)
+    assert _cell(shuffled, base) == "+2.00 [+2.00, +2.00] no difference, p_Holm 0.25"
     assert _cell(cap, shuffled).startswith("+0.20 [-0.05, +0.45] no difference")  # 3 seeds: t(2) is wide
     noisy = [dict(r, metrics={"test/acc": 0.6 + (0.02 if r["seed"] == 1 else -0.01)}) for r in base]
     assert "no difference" in _cell(noisy, base)
@@ -172,21 +181,63 @@ def test_a_tables_comparisons_are_one_holm_family():
 
 def test_robustness_is_paired_over_the_attacked_seeds_and_the_verdict_reads_the_intervals():
     records = _records((("baseline", 0.60), ("shuffled", 0.60), ("hybrid_mean", 0.65)))
-    for r in records:  # the Hybrid is more robust by 10 points on every seed; the shuffled control by 0
-        under = 0.2 + (0.1 if r["method"] == "hybrid_mean" else 0.0) + 0.01 * r["seed"]
+    for r in records:  # the Hybrid is more robust by 10.5, 11, 11.5 points on seeds 1-3; the shuffled control by 0
+        under = 0.2 + (0.1 + 0.005 * r["seed"] if r["method"] == "hybrid_mean" else 0.0) + 0.01 * r["seed"]
         r["metrics"].update({"adv/pwws/clean_acc": 0.8, "adv/pwws/attacked_acc": under,
                              "adv/pwws/attack_success_rate": 1 - under / 0.8})  # fmt: skip
     lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
     text = "\n".join(lines)
     assert "Under attack: **pwws**" in text
     (row,) = [line for line in lines if line.startswith("| hybrid_mean | 1,2,3 | 80.00")]
-    assert row.split(" | ")[4].startswith("+10.00 [+10.00, +10.00] higher")
-    assert row.split(" | ")[5].startswith("+10.00 [+10.00, +10.00] higher")
+    assert row.split(" | ")[4].startswith("+11.00 [+9.76, +12.24] higher")  # t(2) = 4.303, sd 0.5, n 3
+    assert row.split(" | ")[5].startswith("+11.00 [+9.76, +12.24] higher")
     verdict = verdict_line({m: [r for r in records if r["method"] == m] for m in ("baseline", "shuffled",
                                                                                   "hybrid_mean")})  # fmt: skip
-    assert "accuracy under pwws vs baseline: higher (+10.00" in verdict
-    assert "test accuracy vs baseline: higher (+5.00" in verdict
+    assert "accuracy under pwws vs baseline: higher (+11.00" in verdict
+    assert "test accuracy vs baseline: no difference (+5.00 [+5.00, +5.00])" in verdict  # +5 on 3 seeds: sign test
     assert verdict_line({"baseline": records[:3]}).endswith("no reported run yet.")
+
+
+def test_a_cell_whose_interval_excludes_zero_but_not_after_holm_says_so():
+    """The word beside p_Holm must not contradict it: a difference whose unadjusted 95 % interval excludes 0 but
+    whose Holm-adjusted p is ≥ 0.05 is marked as no difference after Holm."""
+    base = [{"seed": s, "metrics": {"test/acc": 0.6}} for s in (1, 2, 3, 4, 5)]
+    lifts = {"a": (2.1, 1.9, 2.3, 1.7, 2.0), "b": (0.9, 0.1, 1.4, 0.3, 1.0), "c": (0.8, -0.3, 1.3, 0.0, 1.2)}
+    family = Comparisons()
+    for name, lift in lifts.items():
+        family.add((name, "baseline"), [{"seed": s, "metrics": {"test/acc": 0.6 + d / 100}}
+                                        for s, d in zip((1, 2, 3, 4, 5), lift)], base, "test/acc")  # fmt: skip
+    cells = family.cells()
+    p_b = paired_t_p_value([0.6 + d / 100 for d in lifts["b"]], [0.6] * 5)
+    assert p_b < 0.05 and "higher" in cells[("b", "baseline")]  # unadjusted: the interval excludes 0
+    assert "(Holm: no difference)" in cells[("b", "baseline")] and "Holm" not in cells[("a", "baseline")].split(",")[0]
+
+
+def test_the_verdict_shows_a_single_seeds_difference_and_the_asr_of_a_collapsed_model_is_not_nan():
+    records = _records((("baseline", 0.60), ("shuffled", 0.60), ("hybrid_mean", 0.65)))
+    for r in records:
+        clean = 0.0 if r["method"] == "hybrid_mean" else 0.8  # a collapsed model: no correct clean prediction
+        r["metrics"].update({"adv/pwws/clean_acc": clean, "adv/pwws/attacked_acc": 0.0,
+                             "adv/pwws/attack_success_rate": float("nan") if clean == 0 else 1.0})  # fmt: skip
+    by_method = {m: [r for r in records if r["method"] == m] for m in ("baseline", "shuffled", "hybrid_mean")}
+    text = "\n".join(robustness_table(by_method))
+    assert "nan" not in text.lower()
+    one = {"baseline": by_method["baseline"], "hybrid_mean": by_method["hybrid_mean"][:1]}
+    assert "test accuracy vs baseline: +5.00 (n=1, no interval)" in verdict_line(one)
+
+
+def test_rows_that_read_other_reference_weights_are_named_in_the_notes():
+    """A retrained reference gives other weights: the ρ columns of rows that read the old and the new one are not
+    against the same priors, and the table must say so."""
+    records = _records((("baseline", 0.60), ("hybrid_mean", 0.62)))
+    for r in records:
+        r["reference_sha256"] = ("a" if r["method"] == "baseline" else "b") * 64
+    text = "\n".join(dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}}))
+    assert (
+        "read different reference weights" in text and "baseline: aaaaaaaa" in text and "hybrid_mean: bbbbbbbb" in text
+    )
+    same = _records((("baseline", 0.60), ("hybrid_mean", 0.62)))
+    assert "reference weights" not in "\n".join(dataset_table(same, {"dataset": "hwu64", "scores": {}, "chosen": {}}))
 
 
 def test_results_files(tmp_path):

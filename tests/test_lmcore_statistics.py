@@ -133,7 +133,7 @@ def test_paired_t_p_value_matches_scipy_and_agrees_with_the_interval():
         b = [x + shift for x in B]
         ci = paired_t_interval(A, b)
         assert (paired_t_p_value(A, b) < 0.05) == (not ci.low <= 0.0 <= ci.high)
-    assert paired_t_p_value(A, A) == 1.0 and paired_t_p_value([1.0, 2.0], [0.0, 1.0]) == 0.0
+    assert paired_t_p_value(A, A) == 1.0 and paired_t_p_value([1.0, 2.0], [0.0, 1.0]) == 0.5  # no spread: the sign test
     with pytest.raises(ValueError, match="at least 2 pairs"):
         paired_t_p_value([1.0], [0.0])
 
@@ -149,3 +149,21 @@ def test_holm_is_the_step_down_bonferroni_and_keeps_the_order():
         assert q >= p_raw
     with pytest.raises(ValueError, match=r"\[1.5\]"):
         holm([0.1, 1.5])
+
+
+def test_differences_without_spread_fall_back_to_the_sign_test():
+    """Identical paired differences (or ones equal up to float noise) leave the t test without a variance: the
+    verdict and p come from the exact sign test, 2 · 0.5^n, so 3 or 5 seeds that all moved by +0.5 are not
+    "higher" (p 0.25, 0.0625) and 6 are (p 0.031)."""
+    noisy = paired_t_interval([3.0, 3.5, 4.0], [2.5, 3.0, 3.5])  # float noise: sd ≈ 1e-16, not 0
+    assert noisy.low == noisy.high == noisy.mean == pytest.approx(0.5)
+    assert verdict(noisy) == "no difference"
+    assert paired_t_p_value([3.0, 3.5, 4.0], [2.5, 3.0, 3.5]) == pytest.approx(0.25)
+    five = [x + 0.5 for x in A]
+    assert verdict(paired_t_interval(five, A)) == "no difference"
+    assert paired_t_p_value(five, A) == pytest.approx(0.0625)
+    six, base = [1.5] * 6, [1.0] * 6
+    assert verdict(paired_t_interval(six, base)) == "higher" and verdict(paired_t_interval(base, six)) == "lower"
+    assert paired_t_p_value(six, base) == pytest.approx(2 / 2**6)
+    assert verdict(paired_t_interval(base, base)) == "no difference" and paired_t_p_value(base, base) == 1.0
+    assert verdict(paired_bootstrap_interval(five, A, resamples=50)) == "no difference"
