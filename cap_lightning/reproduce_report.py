@@ -348,6 +348,10 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
     split = s["split"] + (f" k={s['shots']}" if s["split"] == "few_shot" else "")
     time_said = f"training time of these runs {duration(wall)}" if progress else f"wall time {duration(wall)}"
     partial = f"**{progress}** (a grid stopped early has the central comparison first).\n\n" if progress else ""
+    sample = (f", trained on another {s['shots']}-shot sample, so the runs whose prior comes from it (IG, LIME, the "
+              f"Hybrid, the shuffled control) see that sample's labels through their prior while the baseline, CAP "
+              f"alone and the uniform control do not: {s['control_of']} − shuffled holds this fixed"
+              if s["split"] == "few_shot" else "")  # fmt: skip
     return partial + (
         f"Student {s['student']}, teacher {s['teacher']}, {split}. **Budget (every run)**: {s['epochs']} epochs, batch "
         f"{s['batch_size']}, lr {s['lr']} (linear warm-up/decay), max {s['max_length']} tokens, best validation "
@@ -356,10 +360,7 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
         f"prior from {s['lambdas']} on validation accuracy of tuning seed {s['tune_seed']}; controls (uniform, "
         f"within-text shuffled) and IG / LIME alone at the λ of {s['control_of']}. Reported seeds {s['seeds']} (IG / "
         f"LIME alone: the first {s['few_seeds']}), paired with the baseline's; intervals: paired t, df = seeds − 1. "
-        "IG / LIME references: another seed's CE baseline, trained on another 10-shot sample, so the runs whose "
-        "prior comes from it (IG, LIME, Hybrid, and the shuffled control) see that sample's labels through their "
-        "prior while the baseline, CAP and the uniform control do not: Hybrid − shuffled is the comparison that "
-        "holds this fixed. Priors: IG "
+        f"IG / LIME references: another seed's CE baseline{sample}. Priors: IG "
         f"{s['ig_prior_steps']} steps, LIME "
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "
         f"{s['teacher_dtype']}). Attacks: {s['attack_recipes'] or 'none'} on {s['attack_examples']} seeded test "

@@ -18,6 +18,7 @@ from cap_lightning.reproduce_plan import (
 from cap_lightning.reproduce_report import (
     Comparisons,
     dataset_table,
+    header,
     paired_deltas,
     plot,
     robustness_table,
@@ -250,6 +251,8 @@ def test_results_files(tmp_path):
     assert "**70.00**" in text and "| 60.00 |" in text  # the chosen λ is marked, the other is not
     assert "| baseline (λ=0) | 65.00 | 65.00 |" in text
     assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
+    assert "another 10-shot sample" in text  # the reference's labelled sample reaches the prior arms: said
+    assert "-shot sample" not in header({**settings, "split": "full"}, "abc123", 12.0)
     cap_row = next(line for line in text.splitlines() if line.startswith("| cap |") and "1,2,3" in line)
     assert cap_row.split(" | ")[5] == "–"  # the shuffled control shuffles the Hybrid's prior: no CAP − shuffled cell
     head = next(line for line in text.splitlines() if line.startswith("| Method |")).split(" | ")
