@@ -508,3 +508,13 @@ def test_a_finished_run_at_another_lambda_is_refused_not_reused(tmp_path):
     with pytest.raises(SystemExit, match=r"λ=1 .* λ=0.1"):
         run_one(run, args, "c")
     assert run_one(Run("hwu64", "cap", 1, 1.0, "final"), args, "c") == (record, False)
+
+
+def test_fit_seconds_are_a_median_with_range_so_one_run_that_scored_shared_priors_does_not_set_the_cell():
+    records = _records((("baseline", 0.60),))
+    for r, seconds in zip(records, (7000.0, 400.0, 410.0)):  # seed 1 also scored the held-out priors, cached after
+        r["fit_seconds"] = seconds
+    lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
+    (row,) = [line for line in lines if line.startswith("| baseline |")]
+    assert row.rstrip(" |").endswith("| 410 (400–7000)")
+    assert any("Fit s" in line and "median" in line for line in lines if line.startswith("Notes"))
