@@ -222,9 +222,11 @@ def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mea
     return f"**Verdict ({control_of}, 95 % paired-t)**: " + "; ".join(parts) + "."
 
 
-FIT_SECONDS_NOTE = ("Fit s: median (min–max) over seeds of the wall time of fit, test and faithfulness; the first run "
-                    "that needs a prior on texts no run has scored (its training sample, or the held-out texts of the "
-                    "ρ columns) computes and caches it, so one seed can take many times the others")
+FIT_SECONDS_NOTE = (
+    "Fit s: median (min–max) over seeds of the wall time of fit, test and faithfulness; the first run "
+    "that needs a prior on texts no run has scored (its training sample, or the held-out texts of the "
+    "ρ columns) computes and caches it, so one seed can take many times the others"
+)
 
 
 def median_range(values: list[float]) -> str:
