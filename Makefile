@@ -32,7 +32,7 @@ fit: install
 # every reported model (DeepWordBug, PWWS; 200 utterances). Runs from a git worktree at the current commit
 # (scripts/grid_worktree.sh), resumable; writes runs/reproduce_cap/results.{md,csv,png}. Bigger models / full
 # data: ARGS="--student roberta-base ...".
-reproduce-cap: install
+reproduce-cap: install-adversarial
 	$(OFFLINE) CAP_NLTK_DATA=$(CURDIR)/nltk_data bash scripts/grid_worktree.sh cap_lightning.reproduce --workers 2 --out $(CURDIR)/runs/reproduce_cap \
 		--cache-dir $(CURDIR)/cache --data-root $(abspath $(CURDIR)/../shared/data) $(ARGS)
 

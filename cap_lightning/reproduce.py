@@ -281,14 +281,10 @@ def _finished(path: Path, commit: str, args: argparse.Namespace) -> dict[str, An
 
 def attack(run: Run, checkpoint: Path, datamodule, args: argparse.Namespace) -> dict[str, float]:
     """Clean accuracy, accuracy under attack and attack success rate of this model, attacked directly."""
-    from cap_lightning.adversarial.environment import textattack_available
     from cap_lightning.adversarial.source import select_examples
     from cap_lightning.adversarial.textattack_gen import generate_textattack
 
     if not args.attack_recipes or run.seed not in args.attack_seeds:
-        return {}
-    if not textattack_available():
-        print(f"[{run.dataset}] attacks skipped: TextAttack is not installed (make install-adversarial)", flush=True)
         return {}
     splits = datamodule.splits
     selection = select_examples(splits, "test", args.attack_examples, seed=0)
@@ -662,6 +658,17 @@ def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], 
     return records, selections_of(plans), finished, planned
 
 
+def check_attacks_installed(args: argparse.Namespace) -> None:
+    """Refuse (SystemExit, before any training) a grid that is to attack its models without TextAttack: its report
+    would have no robustness columns."""
+    from cap_lightning.adversarial import environment
+
+    if args.attack_recipes and not environment.textattack_available():
+        raise SystemExit(f"reproduce: --attack-recipes {list(args.attack_recipes)} needs TextAttack, which is not "
+                         "installed: run `make install-adversarial`, or pass `--attack-recipes` with no recipe to "
+                         "train and test without attacks")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     from cap_lightning.reproduce_report import write_results
 
@@ -678,6 +685,7 @@ def main(argv: list[str] | None = None) -> None:
         write_results(Path(args.out), records, selections, vars(args), commits, wall, progress=progress)
         print(f"{progress}; wrote results.md, results.csv, results.png to {args.out}")
         return
+    check_attacks_installed(args)
     commit = code_commit()
     start = time.perf_counter()
     print(f"reproduce-cap at commit {commit}: {' '.join(sys.argv[1:] if argv is None else argv)}", flush=True)

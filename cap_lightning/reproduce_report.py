@@ -45,8 +45,10 @@ COLUMNS = (
     ("test/comp_norm_aopc", "Comp/p ↑"),
     ("test/suff_norm_aopc", "Suff/p ↓"),
 )
-NOTE_KEYS = (("teacher_acc", "teacher accuracy (gold ranked first)"), ("r2_mean", "surrogate R²"),
-             ("zero_prior_share", "share of all-zero priors"))  # fmt: skip
+NOTE_KEYS = (("teacher_acc", "teacher accuracy (gold ranked first)"), ("r2_mean", "surrogate R²"))
+# the last epoch's training shares each aligned run logs (``CapModule.alignment``)
+SHARE_NOTES = (("train/zero_prior_rows", "training rows with an all-zero prior (left out of the alignment)"),
+               ("train/teacher_kept_rows", "training rows kept by teacher gating"))  # fmt: skip
 
 
 def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tuple[list[float], list[float]]:
@@ -117,6 +119,17 @@ def _notes(records: list[dict]) -> list[str]:
                     values.setdefault(source, []).append(float(v))
         scale, unit = (1.0, "") if suffix == "r2_mean" else (100.0, " %")
         out += [f"{what} ({src}): {scale * statistics.mean(v):.3g}{unit}" for src, v in sorted(values.items())]
+    return out
+
+
+def _share_notes(by_method: dict[str, list[dict]]) -> list[str]:
+    """Per logged share (``SHARE_NOTES``), its mean over each method's runs, in %."""
+    out = []
+    for key, what in SHARE_NOTES:
+        logged = {m: [r["train"][key] for r in g if key in r.get("train", {})] for m, g in by_method.items()}
+        means = {m: statistics.mean(v) for m, v in logged.items() if v}
+        if means:
+            out.append(f"{what}: " + ", ".join(f"{m} {100 * v:.3g} %" for m, v in means.items()))
     return out
 
 
@@ -267,7 +280,7 @@ def dataset_table(records: list[dict], selection: dict[str, Any], control_of: st
                      + " | ".join(values[1:] + costs) + " |")  # fmt: skip
     lines += robustness_table(by_method, control_of)
     lines += ["", verdict_line(by_method, control_of)]
-    notes = [FIT_SECONDS_NOTE, *_notes(records), *_reference_notes(by_method)]
+    notes = [FIT_SECONDS_NOTE, *_notes(records), *_share_notes(by_method), *_reference_notes(by_method)]
     return [*lines, "", "Notes: " + "; ".join(notes) + "."]
 
 
@@ -373,7 +386,9 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
         f"`{s['attribution']}` (ig_steps {s['ig_steps']}), λ warm-up {s['prior_warmup_steps']} steps, λ chosen per "
         f"prior from {s['lambdas']} on validation accuracy of tuning seed {s['tune_seed']}; controls (uniform, "
         f"within-text shuffled) and IG / LIME alone at the λ of {s['control_of']}. Reported seeds {s['seeds']} (IG / "
-        f"LIME alone: the first {s['few_seeds']}), paired with the baseline's; intervals: paired t, df = seeds − 1. "
+        f"LIME alone: the first {s['few_seeds']}), paired with the baseline's; intervals: paired t, df = seeds − 1 "
+        "(a difference equal on every seed has no spread and is read by the two-sided sign test instead); p Holm-"
+        "adjusted over the table's comparisons. "
         f"IG / LIME references: another seed's CE baseline{sample}. Priors: IG "
         f"{s['ig_prior_steps']} steps, LIME "
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "

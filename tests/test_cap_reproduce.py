@@ -252,6 +252,7 @@ def test_results_files(tmp_path):
     assert "| baseline (λ=0) | 65.00 | 65.00 |" in text
     assert "Δ Acc vs baseline" in text and "abc123" in text and "15 epochs" in text
     assert "another 10-shot sample" in text  # the reference's labelled sample reaches the prior arms: said
+    assert "paired t, df = seeds − 1" in text and "sign test" in text and "Holm" in text  # every test named
     assert "-shot sample" not in header({**settings, "split": "full"}, "abc123", 12.0)
     cap_row = next(line for line in text.splitlines() if line.startswith("| cap |") and "1,2,3" in line)
     assert cap_row.split(" | ")[5] == "–"  # the shuffled control shuffles the Hybrid's prior: no CAP − shuffled cell
@@ -518,3 +519,24 @@ def test_fit_seconds_are_a_median_with_range_so_one_run_that_scored_shared_prior
     (row,) = [line for line in lines if line.startswith("| baseline |")]
     assert row.rstrip(" |").endswith("| 410 (400–7000)")
     assert any("Fit s" in line and "median" in line for line in lines if line.startswith("Notes"))
+
+
+def test_attacks_without_textattack_are_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr("cap_lightning.adversarial.environment.textattack_available", lambda: False)
+    monkeypatch.setattr("lmcore.cli.run_cli", lambda *a, **k: pytest.fail("trained before refusing"))
+    with pytest.raises(SystemExit, match=r"--attack-recipes \['deepwordbug'\].*make install-adversarial"):
+        main([*_argv(tmp_path), "--attack-recipes", "deepwordbug"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_notes_give_each_methods_share_of_all_zero_prior_rows_and_of_teacher_kept_rows():
+    records = _records((("baseline", 0.60), ("cap", 0.62), ("hybrid_mean", 0.62)))
+    for r in records:
+        if r["method"] == "cap":
+            r["train"] |= {"train/zero_prior_rows": 0.1 * r["seed"], "train/teacher_kept_rows": 0.5}
+        elif r["method"] == "hybrid_mean":
+            r["train"] |= {"train/zero_prior_rows": 0.0}
+    lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
+    (notes,) = [line for line in lines if line.startswith("Notes")]
+    assert "training rows with an all-zero prior (left out of the alignment): cap 20 %, hybrid_mean 0 %" in notes
+    assert "training rows kept by teacher gating: cap 50 %" in notes
