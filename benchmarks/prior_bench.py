@@ -95,8 +95,8 @@ def markdown(report: dict[str, Any], machine: str, cap_samples: int) -> str:
         f"| CAP, SmolLM2-135M fp32, prefix KV cache + packed variants | {eps['cap_cached']:.3f} | {cap_samples} "
         f"masks/text, {r['masked_variants']} variants + all-label ranks |",
         f"| CAP, naive full-prompt forwards (fp32) | {eps['cap_naive']:.3f} | the cache's speed-up "
-        f"{ratio_cell(r['cache_speedup'], target=5)}; max |Δ log p| {r['max_abs_logprob_difference']:.1e}, max |Δ φ| "
-        f"{r['max_abs_coefficient_difference']:.1e} (target 1e-4) |",
+        f"{ratio_cell(r['cache_speedup'], target=5)}; max abs Δ log p {r['max_abs_logprob_difference']:.1e}, "
+        f"max abs Δ φ {r['max_abs_coefficient_difference']:.1e} (target 1e-4) |",
         f"| CAP, prefix cache, teacher in bfloat16 | {eps['cap_bf16']:.3f} | {ratio_cell(r['bf16_speedup'])} the fp32 "
         "cached path |",
         f"| LIME, MiniLM reference | {eps['lime']:.3f} | |",

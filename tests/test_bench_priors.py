@@ -22,3 +22,4 @@ def test_every_extractor_is_timed_interleaved_and_the_cached_teacher_equals_the_
     assert report["targets"]["cap_scores_equal_within_1e-4"]
     text = markdown(report, "test machine", 4)
     assert "2 interleaved rounds" in text and "target ≥ 5×" in text
+    assert all(line.count("|") == 4 for line in text.splitlines() if line.startswith("| CAP"))  # 3 cells per row
