@@ -1,16 +1,29 @@
-import json, sys, yaml
+"""Re-test the seed-1 CE baseline's (retrained) checkpoint with its own run.yaml, held-out prior callbacks included.
+
+    python results/reproduce_cap/reference_check/rescore_baseline_s1.py hwu64   # from the repository root
+
+Writes ``<dataset>_baseline_s1_retrained.json`` (the logged test metrics) beside this file; see README.md here.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
 from lmcore.cli import run_cli
-ds = sys.argv[1]
-base = f"/work/main/results/reproduce_cap/{ds}/baseline/s1"
-cfg = yaml.safe_load(open(f"{base}/run.yaml"))
-cfg.pop("test_after_fit", None)
-cfg["model"]["init_args"]["faithfulness"] = False
-cfg["trainer"]["callbacks"] = [c for c in cfg["trainer"]["callbacks"] if "ModelCheckpoint" not in c["class_path"]]
-cfg["trainer"]["default_root_dir"] = f"/tmp/rho_check/{ds}"
-path = f"/tmp/rho_check/{ds}.yaml"
-yaml.safe_dump(cfg, open(path, "w"))
-cli = run_cli(["test", "--config", path, "--ckpt_path", f"{base}/checkpoints/best.ckpt"])
-res = cli.trainer.callback_metrics
-out = {k: float(v) for k, v in res.items()}
-json.dump(out, open(f"/tmp/rho_check/{ds}.json", "w"), indent=1)
-print(out)
+
+HERE = Path(__file__).resolve().parent
+dataset = sys.argv[1]
+base = HERE.parent / dataset / "baseline" / "s1"
+config = yaml.safe_load((base / "run.yaml").read_text())
+config.pop("test_after_fit", None)  # a fit-only option
+config["model"]["init_args"]["faithfulness"] = False  # as run; the checkpoint's hparams still turn it on
+config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "ModelCheckpoint" not in c["class_path"]]
+config["trainer"]["default_root_dir"] = f"/tmp/rescore_{dataset}"
+path = Path(f"/tmp/rescore_{dataset}.yaml")
+path.write_text(yaml.safe_dump(config))
+cli = run_cli(["test", "--config", str(path), "--ckpt_path", str(base / "checkpoints" / "best.ckpt")])
+metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+(HERE / f"{dataset}_baseline_s1_retrained.json").write_text(json.dumps(metrics, indent=1))
+print(metrics)
