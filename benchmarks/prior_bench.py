@@ -64,6 +64,7 @@ def bench(texts: Sequence[str], labels: Sequence[int], names: Sequence[str], *, 
     }
     for prior in slm.values():
         prior.prepare(texts, labels, len(names), torch.device("cpu"))
+        prior(texts[:1], labels[:1])  # first-call costs outside the timed rounds (the CAP scorers warmed up above)
     cases = {name: (lambda p=p: p.compute(texts, labels)) for name, p in caps.items()}
     cases |= {name: (lambda p=p: p(texts, labels)) for name, p in slm.items()}
     timings = interleave(cases, repeats=repeats, warmup=0)
@@ -97,8 +98,8 @@ def markdown(report: dict[str, Any], machine: str, cap_samples: int) -> str:
         f"| CAP, naive full-prompt forwards (fp32) | {eps['cap_naive']:.3f} | the cache's speed-up "
         f"{ratio_cell(r['cache_speedup'], target=5)}; max abs Δ log p {r['max_abs_logprob_difference']:.1e}, "
         f"max abs Δ φ {r['max_abs_coefficient_difference']:.1e} (target 1e-4) |",
-        f"| CAP, prefix cache, teacher in bfloat16 | {eps['cap_bf16']:.3f} | {ratio_cell(r['bf16_speedup'])} the fp32 "
-        "cached path |",
+        f"| CAP, prefix cache, teacher in bfloat16 | {eps['cap_bf16']:.3f} | {ratio_cell(r['bf16_speedup'])} over "
+        "the fp32 cached path |",
         f"| LIME, MiniLM reference | {eps['lime']:.3f} | |",
         f"| IG, MiniLM reference | {eps['ig']:.3f} | |",
         "", f"Teacher picks the gold label on {100 * r['teacher_accuracy']:.0f}% of these texts.", "",

@@ -663,7 +663,7 @@ def check_attacks_installed(args: argparse.Namespace) -> None:
     would have no robustness columns."""
     from cap_lightning.adversarial import environment
 
-    if args.attack_recipes and not environment.textattack_available():
+    if args.attack_recipes and args.attack_seeds and not environment.textattack_available():
         raise SystemExit(f"reproduce: --attack-recipes {list(args.attack_recipes)} needs TextAttack, which is not "
                          "installed: run `make install-adversarial`, or pass `--attack-recipes` with no recipe to "
                          "train and test without attacks")  # fmt: skip

@@ -48,7 +48,7 @@ COLUMNS = (
 NOTE_KEYS = (("teacher_acc", "teacher accuracy (gold ranked first)"), ("r2_mean", "surrogate R²"))
 # the last epoch's training shares each aligned run logs (``CapModule.alignment``)
 SHARE_NOTES = (("train/zero_prior_rows", "training rows with an all-zero prior (left out of the alignment)"),
-               ("train/teacher_kept_rows", "training rows kept by teacher gating"))  # fmt: skip
+               ("train/teacher_kept_rows", "training rows with a prior kept by teacher gating"))  # fmt: skip
 
 
 def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tuple[list[float], list[float]]:
@@ -143,8 +143,9 @@ def _reference_notes(by_method: dict[str, list[dict]]) -> list[str]:
     if len({h for hashes in read.values() for h in hashes}) < 2:
         return []
     said = ", ".join(f"{m}: {'/'.join(h)}" for m, h in read.items() if h)
-    return [f"runs read different reference weights ({said}; SHA-256 prefixes), so their reference-based priors and "
-            "ρ columns are not against the same model"]  # fmt: skip
+    return [f"runs read different copies of the reference ({said}; SHA-256 prefixes of the weights), so their "
+            "reference-based priors and ρ columns come from different copies: equal only if the retrain reproduced "
+            "the reference to rounding, which a re-score of a baseline against both shows"]  # fmt: skip
 
 
 def _by_method(records: list[dict]) -> dict[str, list[dict]]:

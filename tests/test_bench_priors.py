@@ -13,9 +13,10 @@ def test_every_extractor_is_timed_interleaved_and_the_cached_teacher_equals_the_
     assert set(report["seconds"]) == {*CAP_CASES, "lime", "ig"}
     for timing in report["seconds"].values():
         assert len(timing["runs"]) == 2 and timing["min"] <= timing["median"] <= timing["max"]
-    for name in ("cache_speedup", "bf16_speedup"):
-        r = report[name]
-        assert len(r["runs"]) == 2 and r["min"] <= r["median"] <= r["max"] and r["min"] > 0
+    runs = {name: t["runs"] for name, t in report["seconds"].items()}
+    pairs = {"cache_speedup": ("cap_naive", "cap_cached"), "bf16_speedup": ("cap_cached", "cap_bf16")}
+    for name, (slow, fast) in pairs.items():
+        assert report[name]["runs"] == [a / b for a, b in zip(runs[slow], runs[fast])]  # paired per round, slow/fast
     assert set(report["load"]) == {"before", "after"}
     assert report["masked_variants"] > len(TEXTS)
     assert report["max_abs_logprob_difference"] <= 1e-4 and report["max_abs_coefficient_difference"] <= 1e-3

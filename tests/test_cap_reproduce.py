@@ -235,10 +235,14 @@ def test_rows_that_read_other_reference_weights_are_named_in_the_notes():
         r["reference_sha256"] = ("a" if r["method"] == "baseline" else "b") * 64
     text = "\n".join(dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}}))
     assert (
-        "read different reference weights" in text and "baseline: aaaaaaaa" in text and "hybrid_mean: bbbbbbbb" in text
+        "read different copies of the reference" in text
+        and "baseline: aaaaaaaa" in text
+        and "hybrid_mean: bbbbbbbb" in text
     )
     same = _records((("baseline", 0.60), ("hybrid_mean", 0.62)))
-    assert "reference weights" not in "\n".join(dataset_table(same, {"dataset": "hwu64", "scores": {}, "chosen": {}}))
+    assert "copies of the reference" not in "\n".join(
+        dataset_table(same, {"dataset": "hwu64", "scores": {}, "chosen": {}})
+    )
 
 
 def test_results_files(tmp_path):
@@ -524,6 +528,7 @@ def test_fit_seconds_are_a_median_with_range_so_one_run_that_scored_shared_prior
 def test_attacks_without_textattack_are_refused_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setattr("cap_lightning.adversarial.environment.textattack_available", lambda: False)
     monkeypatch.setattr("lmcore.cli.run_cli", lambda *a, **k: pytest.fail("trained before refusing"))
+    monkeypatch.setattr("cap_lightning.reproduce.step_seconds", lambda *a, **k: pytest.fail("timed before refusing"))
     with pytest.raises(SystemExit, match=r"--attack-recipes \['deepwordbug'\].*make install-adversarial"):
         main([*_argv(tmp_path), "--attack-recipes", "deepwordbug"])
     assert not any(tmp_path.iterdir())
@@ -539,4 +544,11 @@ def test_the_notes_give_each_methods_share_of_all_zero_prior_rows_and_of_teacher
     lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}})
     (notes,) = [line for line in lines if line.startswith("Notes")]
     assert "training rows with an all-zero prior (left out of the alignment): cap 20 %, hybrid_mean 0 %" in notes
-    assert "training rows kept by teacher gating: cap 50 %" in notes
+    assert "training rows with a prior kept by teacher gating: cap 50 %" in notes
+
+
+def test_median_range_of_an_even_count_is_the_mean_of_the_middle_two():
+    from cap_lightning.reproduce_report import median_range
+
+    assert median_range([400.0, 7000.0, 410.0, 420.0]) == "415 (400–7000)"
+    assert median_range([5.4]) == "5" and median_range([]) == "–"

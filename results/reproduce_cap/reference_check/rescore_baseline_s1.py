@@ -18,7 +18,7 @@ dataset = sys.argv[1]
 base = HERE.parent / dataset / "baseline" / "s1"
 config = yaml.safe_load((base / "run.yaml").read_text())
 config.pop("test_after_fit", None)  # a fit-only option
-config["model"]["init_args"]["faithfulness"] = False  # as run; the checkpoint's hparams still turn it on
+config["model"]["init_args"]["faithfulness"] = False  # as run; `--ckpt_path` hparams turn it back on
 config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"] if "ModelCheckpoint" not in c["class_path"]]
 config["trainer"]["default_root_dir"] = f"/tmp/rescore_{dataset}"
 path = Path(f"/tmp/rescore_{dataset}.yaml")
