@@ -65,10 +65,15 @@ def bench(texts: Sequence[str], labels: Sequence[int], names: Sequence[str], *, 
     for prior in slm.values():
         prior.prepare(texts, labels, len(names), torch.device("cpu"))
         prior(texts[:1], labels[:1])  # first-call costs outside the timed rounds (the CAP scorers warmed up above)
-    cases = {name: (lambda p=p: p.compute(texts, labels)) for name, p in caps.items()}
+    last: dict[str, list[dict]] = {}  # each CAP path's records from its last timed round, for the equality check
+
+    def cap_case(name: str, prior: ClassAwarePrior):
+        return lambda: last.__setitem__(name, prior.compute(texts, labels))
+
+    cases = {name: cap_case(name, p) for name, p in caps.items()}
     cases |= {name: (lambda p=p: p(texts, labels)) for name, p in slm.items()}
     timings = interleave(cases, repeats=repeats, warmup=0)
-    cached, naive = caps["cap_cached"].compute(texts, labels), caps["cap_naive"].compute(texts, labels)
+    cached, naive = last["cap_cached"], last["cap_naive"]
     variants, gold = masked_variants(caps["cap_cached"], texts, labels)
     logp = {name: caps[name].scorer.score(variants, gold) for name in ("cap_cached", "cap_naive")}
     phi = max(abs(a - b) for rc, rn in zip(cached, naive) for a, b in zip(rc["phi"], rn["phi"]))

@@ -136,7 +136,7 @@ def _share_notes(by_method: dict[str, list[dict]]) -> list[str]:
 def _reference_notes(by_method: dict[str, list[dict]]) -> list[str]:
     """When the runs read different reference weights (``reference_sha256``: a reference retrained after its
     checkpoint was lost gives the same validation accuracy, not the same bits), which method read which: their
-    IG / LIME / Hybrid priors, and so the held-out ρ columns, come from different models."""
+    IG / LIME / Hybrid priors, and so the held-out ρ columns, come from different copies of the reference."""
     read = {
         m: sorted({r["reference_sha256"][:8] for r in g if r.get("reference_sha256")}) for m, g in by_method.items()
     }
