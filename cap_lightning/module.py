@@ -67,9 +67,11 @@ class CapModule(L.LightningModule):
         quadrature: IG quadrature rule ``middle`` | ``trapezoid`` | ``gausslegendre``.
         ig_chunk_size: IG steps per activation-checkpointed chunk (None: all at once). Bounds the memory of the
             double backward (MiniLM, batch 32 × 64, m = 8: 11.7 GB at None, 4.0 GB at 2) at extra compute.
-        attribution_grad: how the alignment loss differentiates the attribution: ``exact`` (double backward) or
+        attribution_grad: how the alignment loss differentiates the attribution: ``exact`` (double backward),
             ``finite_difference`` (same attribution value; the weight gradient by central differences of two
-            first-order passes, no double backward; docs/cap.md §1.4). Applies to all three ``attribution``s.
+            first-order passes, no double backward; docs/cap.md §1.4) or ``one_sided_difference`` (one-sided
+            differences: the value pass keeps the weight gradient at each point, so the backward forwards each point
+            once, not twice). Applies to all three ``attribution``s.
         prior_warmup_steps: λ rises linearly from 0 to ``prior_weight`` over this many optimizer steps.
         alignment_level: ``word`` | ``subword``: compare the prior with the student's attributions summed per word
             (one value per word, as the priors are defined), or per subword (the word prior broadcast to each of

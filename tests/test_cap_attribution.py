@@ -128,13 +128,17 @@ def _aligned_grads(model, enc, wi, y, method, gradient, loss="kl", chunk=None, s
     return a.detach(), value.detach(), _all_grads(model), named
 
 
+FINITE_DIFFERENCES = ["finite_difference", "one_sided_difference"]
+
+
+@pytest.mark.parametrize("gradient", FINITE_DIFFERENCES)
 @pytest.mark.parametrize("method", ["ig", "grad_x_input", "expected_gradients"])
 @pytest.mark.parametrize("loss", ["kl", "mse"])
-def test_finite_difference_gradient_matches_the_double_backward(method, loss):
+def test_finite_difference_gradient_matches_the_double_backward(method, loss, gradient):
     """Same attribution and loss values; the gradient over all parameters (embedding table included) within 1 %."""
     model, tok, enc, wi, y = _setup()
     a0, l0, g0, n0 = _aligned_grads(model, enc, wi, y, method, "exact", loss)
-    a1, l1, g1, n1 = _aligned_grads(model, enc, wi, y, method, "finite_difference", loss)
+    a1, l1, g1, n1 = _aligned_grads(model, enc, wi, y, method, gradient, loss)
     torch.testing.assert_close(a1, a0, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-7)
     assert g0.norm() > 0
@@ -145,23 +149,45 @@ def test_finite_difference_gradient_matches_the_double_backward(method, loss):
     assert torch.nn.functional.cosine_similarity(n0[table].flatten(), n1[table].flatten(), 0) >= 0.99
 
 
-def test_finite_difference_chunks_give_the_same_gradient():
+@pytest.mark.parametrize("gradient", FINITE_DIFFERENCES)
+def test_finite_difference_chunks_give_the_same_gradient(gradient):
     model, tok, enc, wi, y = _setup()
-    a0, _, g0, _ = _aligned_grads(model, enc, wi, y, "ig", "finite_difference", steps=7)
-    a1, _, g1, _ = _aligned_grads(model, enc, wi, y, "ig", "finite_difference", chunk=3, steps=7)
+    a0, _, g0, _ = _aligned_grads(model, enc, wi, y, "ig", gradient, steps=7)
+    a1, _, g1, _ = _aligned_grads(model, enc, wi, y, "ig", gradient, chunk=3, steps=7)
     torch.testing.assert_close(a1, a0)
     assert (g1 - g0).norm() <= 5e-3 * g0.norm()  # equal up to the difference's fp32 rounding (batch shapes differ)
 
 
-def test_finite_difference_step_is_checked_and_rows_without_content_add_nothing():
+@pytest.mark.parametrize("gradient", FINITE_DIFFERENCES)
+def test_finite_difference_step_is_checked_and_rows_without_content_add_nothing(gradient):
     model, tok, enc, wi, y = _setup()
     content = wi >= 0
     args = (model, enc["input_ids"], enc["attention_mask"], y)
     with pytest.raises(ValueError, match="step must be > 0"):
-        self_attribution(*args, content, "ig", 2, "pad", 0, gradient="finite_difference", fd_step=0.0)
+        self_attribution(*args, content, "ig", 2, "pad", 0, gradient=gradient, fd_step=0.0)
     with pytest.raises(ValueError, match="attribution gradient 'jvp'"):
         self_attribution(*args, content, "ig", 2, "pad", 0, gradient="jvp")
     model.zero_grad()
     none = torch.zeros_like(content)
-    self_attribution(*args, none, "ig", 2, "pad", 0, gradient="finite_difference").sum().backward()
+    self_attribution(*args, none, "ig", 2, "pad", 0, gradient=gradient).sum().backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("gradient, backward_rows", [("finite_difference", 2), ("one_sided_difference", 1)])
+def test_finite_difference_backward_forwards_one_or_two_rows_per_point(gradient, backward_rows):
+    """The cost the schemes differ in: the backward forwards each IG point twice (central: z ± εv) or once
+    (one-sided: z + εv, the base gradient at z kept from the value pass); the value pass forwards each point once."""
+    model, tok, enc, wi, y = _setup()
+    rows: list[int] = []
+    layer = model.bert.encoder.layer[0]
+    handle = layer.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        steps, batch = 4, len(TEXTS)
+        a = self_attribution(model, enc["input_ids"], enc["attention_mask"], y, wi >= 0, "ig", steps, "pad", 0,
+                             gradient=gradient)  # fmt: skip
+        assert sum(rows) == steps * batch
+        rows.clear()
+        alignment_loss("mse", a, torch.rand(a.shape), wi >= 0).backward()
+        assert sum(rows) == backward_rows * steps * batch
+    finally:
+        handle.remove()

@@ -26,7 +26,16 @@ def test_attribution_runs_without_dropout_and_restores_train_mode(tiny_model_dir
     assert module.model.training
 
 
-@pytest.mark.parametrize("mode, chunk", [("finite_difference", None), ("exact", 2), ("finite_difference", 2)])
+@pytest.mark.parametrize(
+    "mode, chunk",
+    [
+        ("finite_difference", None),
+        ("exact", 2),
+        ("finite_difference", 2),
+        ("one_sided_difference", None),
+        ("one_sided_difference", 2),
+    ],
+)
 def test_backward_of_attribute_matches_exact_under_dropout(tiny_model_dir, mode, chunk):
     """A finite-difference backward and a checkpointed chunk's recomputation run after ``attribute`` restored train
     mode: they must still see eval mode (no dropout), and give the one-shot exact gradient."""
