@@ -65,6 +65,9 @@ EXACT_OF = {
     "expected_gradients_osd": "expected_gradients",
     "ig_m8_osd": "ig_m8",
 }
+# central-difference counterpart of each one-sided variant (the two schemes' time, paired within each round)
+CENTRAL_OF = {"grad_x_input_osd": "grad_x_input_fd", "expected_gradients_osd": "expected_gradients_fd",
+              "ig_m8_osd": "ig_m8_fd"}  # fmt: skip
 TARGETS = {"expected_gradients": 2.5, "expected_gradients_fd": 2.5, "expected_gradients_osd": 2.5, "ig_m8": 12,
            "ig_m8_chunk2": 12, "ig_m8_fd": 12, "ig_m8_fd_chunk1": 12, "ig_m8_osd": 12}  # fmt: skip
 
@@ -135,6 +138,9 @@ def bench_steps(model, batch, prior, pad_id, repeats: int, names: list[str]) -> 
     out["ratio_to_ce"] = {k: ratio(timings, k, "ce") for k in names}
     # paired within each round: less sensitive to load than the ratio to the (short) CE step
     out["fd_to_exact"] = {fd: ratio(timings, fd, ex) for fd, ex in EXACT_OF.items() if fd in names and ex in names}
+    out["one_sided_to_central"] = {
+        osd: ratio(timings, osd, fd) for osd, fd in CENTRAL_OF.items() if osd in names and fd in names
+    }
     return out
 
 
@@ -275,6 +281,9 @@ def main() -> None:
             speed = ratio_cell(s["fd_to_exact"][fd]) if fd in s["fd_to_exact"] else "not timed"
             lines.append(f"| {fd} | {c['exact']} | {speed} | {c['cosine']:.6f} | {c['relative_error']:.2e} | "
                          f"{c['loss_exact']:.6f} / {c['loss_fd']:.6f} |")  # fmt: skip
+    if s["one_sided_to_central"]:
+        lines += ["", "| one-sided difference | time / central-difference time (paired per round) |", "|---|---|"]
+        lines += [f"| {osd} | {ratio_cell(c)} |" for osd, c in s["one_sided_to_central"].items()]
     if "ig_prior" in report:
         p = report["ig_prior"]
         lines += [
