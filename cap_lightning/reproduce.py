@@ -634,14 +634,15 @@ def selections_of(plans: Sequence[DatasetPlan]) -> list[dict[str, Any]]:
             for p in plans]  # fmt: skip
 
 
-def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], int, int]:
+def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], int, int, float]:
     """The records of the runs finished so far, released in plan order as ``run_grid`` would (so a λ counts as
-    chosen only once its whole selection grid is on disk): ``(reported records, λ selections, finished, planned)``.
-    Reads records of any commit (the report lists them) and trains nothing."""
+    chosen only once its whole selection grid is on disk): ``(reported records, λ selections, finished, planned,
+    seconds)``, ``seconds`` summed over every finished run (the λ selection's included). Reads records of any commit
+    (the report lists them) and trains nothing."""
     plans = [DatasetPlan(d, args.methods, args.lambdas, args.tune_seed, args.seeds, args.few_seeds, args.control_of)
              for d in args.datasets]  # fmt: skip
     records: list[dict[str, Any]] = []
-    finished, planned = 0, sum(len(p.planned()) for p in plans)
+    finished, planned, seconds = 0, sum(len(p.planned()) for p in plans), 0.0
     for plan in plans:
         released = plan.released()
         while released:
@@ -652,10 +653,11 @@ def collect_finished(args: argparse.Namespace) -> tuple[list[dict], list[dict], 
                     continue
                 plan.finish(run, record.get("val_acc"))
                 finished += 1
+                seconds += float(record.get("fit_seconds", 0.0))
                 if run.stage == "final":
                     records.append(record)
             released = plan.released()
-    return records, selections_of(plans), finished, planned
+    return records, selections_of(plans), finished, planned, seconds
 
 
 def check_attacks_installed(args: argparse.Namespace) -> None:
@@ -674,16 +676,16 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     if args.report_only:
-        records, selections, finished, planned = collect_finished(args)
+        records, selections, finished, planned, seconds = collect_finished(args)
         if not finished:
             print(f"reproduce: error: --report-only: no finished run under {args.out} (of the {planned} planned by "
                   "these options); run the grid first, or point --out at its folder", file=sys.stderr)  # fmt: skip
             raise SystemExit(2)
         commits = ", ".join(sorted({str(r.get("commit")) for r in records})) or "none"
-        wall = sum(r["fit_seconds"] for r in records)
-        progress = f"PARTIAL: {finished} of {planned} planned runs finished"
-        write_results(Path(args.out), records, selections, vars(args), commits, wall, progress=progress)
-        print(f"{progress}; wrote results.md, results.csv, results.png to {args.out}")
+        write_results(Path(args.out), records, selections, vars(args), commits, seconds, (finished, planned))
+        print(
+            f"{finished} of {planned} planned runs finished; wrote results.md, results.csv, results.png to {args.out}"
+        )
         return
     check_attacks_installed(args)
     commit = code_commit()

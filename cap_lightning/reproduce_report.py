@@ -8,10 +8,11 @@ Design decisions:
 - **Multiple comparisons**: the differences of one table (every prior vs the baseline, and the shuffled prior's
   source vs the shuffled control) are one family; each cell carries its Holm-adjusted paired-t p-value, so a reader
   sees which differences survive the number of comparisons; a cell whose interval excludes 0 but whose Holm p does
-  not pass says ``(Holm: no difference)``. The verdict reads the unadjusted 95 % interval (the one pre-specified
-  question). Paired differences without spread (every seed moved by the same amount, as happens with accuracies
-  on a coarse grid) have no t interval to speak of: ``lmcore.statistics.verdict`` reads them by the sign test, so 5
-  seeds that all gained are still ``no difference`` at 95 % (p = 0.0625).
+  not pass says ``(Holm: no difference)``, in the verdict as in the table. The family has the size the plan gives it:
+  in a partial report the comparisons still to run count as p = 1. Paired differences without spread (every seed moved
+  by the same amount, as happens with accuracies on a coarse grid) have no t interval to speak of:
+  ``lmcore.statistics.verdict`` reads them by the sign test, so 5 seeds that all gained are still ``no difference`` at
+  95 % (p = 0.0625).
 - Beside it the λ selection (validation accuracy of the tuning seed per λ, the chosen one marked, the tuning seed's
   CE-only baseline as the λ = 0 row) and the notes a reader needs to weigh the priors: teacher accuracy, share of
   all-zero priors, surrogate R², the budget.
@@ -61,18 +62,34 @@ def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tupl
 
 class Comparisons:
     """The paired comparisons of one table, read as a family: each cell is ``Δ [95 % CI] verdict`` with its
-    Holm-adjusted paired-t p-value over every comparison of the family that has ≥ 2 seeds (``lmcore.statistics``)."""
+    Holm-adjusted paired-t p-value over the family (``lmcore.statistics``). ``planned``: the family's size in the
+    plan; a comparison not tested yet (not on disk, or fewer than 2 seeds) counts as p = 1, so an interim p_Holm is
+    never smaller than the complete family's can be for the same data. 0: the comparisons tested are the family."""
 
-    def __init__(self) -> None:
+    def __init__(self, planned: int = 0) -> None:
         self._pairs: dict[tuple, tuple[list[float], list[float]]] = {}
+        self.planned = planned
 
     def add(self, key: tuple, records: list[dict], reference: list[dict], metric: str) -> None:
         self._pairs[key] = _seed_pairs(records, reference, metric)
 
     def _adjusted(self) -> dict[tuple, float]:
         tested = [k for k, (a, _) in self._pairs.items() if len(a) >= 2]
+        if self.planned and len(tested) > self.planned:
+            raise ValueError(f"{len(tested)} comparisons tested, {self.planned} planned: the plan is wrong")
         raw = [paired_t_p_value(*self._pairs[k]) for k in tested]
-        return dict(zip(tested, holm(raw)))
+        untested = [1.0] * max(0, self.planned - len(tested))
+        return dict(zip(tested, holm([*raw, *untested])))
+
+    def reading(self, key: tuple) -> str:
+        """The verdict of a comparison with ≥ 2 seeds, marked when it does not survive Holm."""
+        ci = self.interval(key)
+        if ci is None:
+            raise ValueError(f"{key} has fewer than 2 paired seeds: no interval to read")
+        said = verdict(ci)
+        if said != "no difference" and self._adjusted()[key] >= 1.0 - ci.confidence:
+            said += " (Holm: no difference)"
+        return said
 
     def pairs(self, key: tuple) -> tuple[list[float], list[float]]:
         """The two groups' values (× 100) over the seeds both ran; empty lists for a comparison not added."""
@@ -91,10 +108,8 @@ class Comparisons:
                 out[key] = f"{a[0] - b[0]:+.2f} (n=1)"
             else:
                 ci = paired_t_interval(a, b)
-                said = verdict(ci)
-                if said != "no difference" and adjusted[key] >= 1.0 - ci.confidence:
-                    said += " (Holm: no difference)"
-                out[key] = f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {said}, p_Holm {adjusted[key]:.2g}"
+                out[key] = (f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {self.reading(key)}, "
+                            f"p_Holm {adjusted[key]:.2g}")  # fmt: skip
         return out
 
 
@@ -155,9 +170,17 @@ def _by_method(records: list[dict]) -> dict[str, list[dict]]:
     return by_method
 
 
-def _compare(by_method: dict[str, list[dict]], metric: str, control_of: str) -> Comparisons:
-    """Every prior vs the baseline and ``control_of`` vs the shuffled control, on ``metric``: one family."""
-    family = Comparisons()
+def _planned_comparisons(methods: list[str], control_of: str) -> int:
+    """The family's size in a plan of ``methods``: every prior vs the baseline, ``control_of`` vs the shuffled."""
+    return sum(m != "baseline" for m in methods) + (control_of in methods and "shuffled" in methods)
+
+
+def _compare(
+    by_method: dict[str, list[dict]], metric: str, control_of: str, methods: list[str] | None = None
+) -> Comparisons:
+    """Every prior vs the baseline and ``control_of`` vs the shuffled control, on ``metric``: one family, of the
+    size the plan of ``methods`` gives it (None: the methods on disk)."""
+    family = Comparisons(_planned_comparisons(list(methods or by_method), control_of))
     base, shuffled = by_method.get("baseline", []), by_method.get("shuffled", [])
     for method, group in by_method.items():
         if method != "baseline":
@@ -186,15 +209,17 @@ def selection_table(selection: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def robustness_table(by_method: dict[str, list[dict]], control_of: str = "hybrid_mean") -> list[str]:
+def robustness_table(
+    by_method: dict[str, list[dict]], control_of: str = "hybrid_mean", methods: list[str] | None = None
+) -> list[str]:
     """Per attack: clean and attacked accuracy, the paired difference of accuracy under attack to the baseline (and,
     for ``control_of``, to the shuffled control) over the attacked seeds, attack success rate. One Holm family per
-    attack."""
+    attack (of the planned size: ``_compare``)."""
     records = [r for group in by_method.values() for r in group]
     lines: list[str] = []
     for attack in _attacks(records):
         key = f"adv/{attack}/attacked_acc"
-        family = _compare(by_method, key, control_of)
+        family = _compare(by_method, key, control_of, methods)
         cells = family.cells()
         lines += ["", f"Under attack: **{attack}** (accuracy on the attacked test utterances, paired over seeds):", "",
                   "| Method | Seeds | Clean acc | Acc under attack | Δ vs baseline [95 % CI] | Δ vs shuffled [95 % CI] "
@@ -213,22 +238,24 @@ def robustness_table(by_method: dict[str, list[dict]], control_of: str = "hybrid
     return lines
 
 
-def verdict_line(by_method: dict[str, list[dict]], control_of: str = "hybrid_mean") -> str:
+def verdict_line(
+    by_method: dict[str, list[dict]], control_of: str = "hybrid_mean", methods: list[str] | None = None
+) -> str:
     """One sentence: does ``control_of`` beat the baseline and the shuffled control, at accuracy and under each
-    attack, beyond the unadjusted 95 % interval (the one pre-specified question; the tables carry Holm's p)? One
-    paired seed: its difference, no interval."""
+    attack, beyond the 95 % interval, read as the table reads it (marked when it does not survive Holm over the
+    table's family)? One paired seed: its difference, no interval."""
     if control_of not in by_method:
         return f"Verdict: {control_of} has no reported run yet."
     records = [r for group in by_method.values() for r in group]
     parts = []
     for label, metric in [("test accuracy", "test/acc"),
                           *((f"accuracy under {a}", f"adv/{a}/attacked_acc") for a in _attacks(records))]:  # fmt: skip
-        family = _compare(by_method, metric, control_of)
+        family = _compare(by_method, metric, control_of, methods)
         said = []
         for ref in ("baseline", "shuffled"):
             ci, (a, b) = family.interval((control_of, ref)), family.pairs((control_of, ref))
             if ci:
-                shown = f"{verdict(ci)} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])"
+                shown = f"{family.reading((control_of, ref))} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])"
             else:
                 shown = f"{a[0] - b[0]:+.2f} (n=1, no interval)" if a else "not measured"
             said.append(f"vs {ref}: {shown}")
@@ -259,13 +286,16 @@ def regulariser_strength(group: list[dict]) -> str:
     return mean_std(values, 1000.0)
 
 
-def dataset_table(records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean") -> list[str]:
+def dataset_table(
+    records: list[dict], selection: dict[str, Any], control_of: str = "hybrid_mean", methods: list[str] | None = None
+) -> list[str]:
     """Markdown lines for one dataset: λ selection, the results table with paired differences (one Holm family: every
-    prior vs the baseline and ``control_of`` vs the shuffled control, the prior that control shuffles, at its λ),
-    the robustness tables, the verdict, notes."""
+    prior vs the baseline and ``control_of`` vs the shuffled control, the prior that control shuffles, at its λ; of
+    the size the plan of ``methods`` gives it, so a partial table's p_Holm counts what is still to run), the
+    robustness tables, the verdict, notes."""
     by_method = _by_method(records)
     lines = [f"\n**{records[0]['dataset']}**\n", *selection_table(selection)]
-    cells = _compare(by_method, "test/acc", control_of).cells()
+    cells = _compare(by_method, "test/acc", control_of, methods).cells()
     columns = [*COLUMNS, *_heldout_columns(records)]
     header = ["Method", "λ", "Seeds", "Acc", "Δ Acc vs baseline [95 % CI]", "Δ Acc vs shuffled [95 % CI]",
               *(name for _, name in columns[1:]), "λ·align", "Prior s", "Fit s"]  # fmt: skip
@@ -279,8 +309,8 @@ def dataset_table(records: list[dict], selection: dict[str, Any], control_of: st
         seeds = ",".join(str(r["seed"]) for r in group)
         lines.append(f"| {method} | {lam} | {seeds} | {values[0]} | {vs_base} | {vs_shuffled} | "
                      + " | ".join(values[1:] + costs) + " |")  # fmt: skip
-    lines += robustness_table(by_method, control_of)
-    lines += ["", verdict_line(by_method, control_of)]
+    lines += robustness_table(by_method, control_of, methods)
+    lines += ["", verdict_line(by_method, control_of, methods)]
     notes = [FIT_SECONDS_NOTE, *_notes(records), *_share_notes(by_method), *_reference_notes(by_method)]
     return [*lines, "", "Notes: " + "; ".join(notes) + "."]
 
@@ -371,16 +401,31 @@ def plot(records: list[dict], path: Path, selections: list[dict] | None = None) 
     plt.close(fig)
 
 
-def header(settings: dict[str, Any], commit: str, wall: float, progress: str | None = None) -> str:
+def header(settings: dict[str, Any], commit: str, wall: float, finished: tuple[int, int] | None = None) -> str:
+    """The settings paragraph. ``finished``: (finished, planned) runs of a report read from the records
+    (``--report-only``), whose time is the runs' own times summed (a grid resumed across sessions has no one wall
+    time); None: a grid's own report, timed by its wall clock."""
     s = settings
     split = s["split"] + (f" k={s['shots']}" if s["split"] == "few_shot" else "")
-    time_said = f"training time of these runs {duration(wall)}" if progress else f"wall time {duration(wall)}"
-    partial = f"**{progress}** (a grid stopped early has the central comparison first).\n\n" if progress else ""
+    if finished is None:
+        time_said, opening = f"wall time {duration(wall)}", ""
+    else:
+        done, planned = finished
+        time_said = (f"time summed over the runs {duration(wall)} (each run's fit, test, faithfulness and attacks; "
+                     f"the grid runs {s.get('workers', 1)} at a time)")  # fmt: skip
+        opening = (
+            f"**PARTIAL: {done} of {planned} planned runs finished** (a grid stopped early has the central comparison "
+            "first).\n\n"
+            if done < planned
+            else f"Report of all {planned} planned runs, read from their records.\n\n"
+        )
     sample = (f", trained on another {s['shots']}-shot sample, so the runs whose prior comes from it (IG, LIME, the "
               f"Hybrid, the shuffled control) see that sample's labels through their prior while the baseline, CAP "
-              f"alone and the uniform control do not: {s['control_of']} − shuffled holds this fixed"
+              f"alone and the uniform control do not; the shuffle keeps a text's prior values but not which words "
+              f"carry them, and that is where the sample's label information sits, so {s['control_of']} − shuffled "
+              f"measures it with the prior's content, and CAP alone − uniform is the comparison free of it"
               if s["split"] == "few_shot" else "")  # fmt: skip
-    return partial + (
+    return opening + (
         f"Student {s['student']}, teacher {s['teacher']}, {split}. **Budget (every run)**: {s['epochs']} epochs, batch "
         f"{s['batch_size']}, lr {s['lr']} (linear warm-up/decay), max {s['max_length']} tokens, best validation "
         f"checkpoint (checked every {s['val_every']} epochs). Alignment: {s['prior_loss']} on self-attribution "
@@ -388,8 +433,9 @@ def header(settings: dict[str, Any], commit: str, wall: float, progress: str | N
         f"prior from {s['lambdas']} on validation accuracy of tuning seed {s['tune_seed']}; controls (uniform, "
         f"within-text shuffled) and IG / LIME alone at the λ of {s['control_of']}. Reported seeds {s['seeds']} (IG / "
         f"LIME alone: the first {s['few_seeds']}), paired with the baseline's; intervals: paired t, df = seeds − 1 "
-        "(a difference equal on every seed has no spread and is read by the two-sided sign test instead); p Holm-"
-        "adjusted over the table's comparisons. "
+        "(a difference equal on every seed has no spread and is read by the two-sided sign test instead, which "
+        "cannot reject with fewer than 6 seeds: p ≥ 0.0625 at 5); p Holm-adjusted over the table's planned "
+        "comparisons. "
         f"IG / LIME references: another seed's CE baseline{sample}. Priors: IG "
         f"{s['ig_prior_steps']} steps, LIME "
         f"{s['lime_samples']} masks, CAP {s['cap_samples']} masks ({s['cap_target']}, teacher in "
@@ -406,15 +452,15 @@ def write_results(
     settings: dict[str, Any],
     commit: str,
     wall: float,
-    progress: str | None = None,
+    finished: tuple[int, int] | None = None,
 ) -> None:
-    """``results.md`` (header, per-dataset tables), ``results.csv`` (one row per run), ``results.png``; ``progress``
-    marks a partial report."""
-    lines = [header(settings, commit, wall, progress)]
+    """``results.md`` (header, per-dataset tables), ``results.csv`` (one row per run), ``results.png``; ``finished``
+    as in ``header``."""
+    lines = [header(settings, commit, wall, finished)]
     for selection in selections:
         rows = [r for r in records if r["dataset"] == selection["dataset"]]
         if rows:
-            lines += dataset_table(rows, selection, settings.get("control_of", "hybrid_mean"))
+            lines += dataset_table(rows, selection, settings.get("control_of", "hybrid_mean"), settings.get("methods"))
     text = "\n".join(lines).strip() + "\n"
     atomic_write_text(out / "results.md", text)
     rows = csv_rows(records)

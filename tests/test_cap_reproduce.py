@@ -472,22 +472,27 @@ def test_report_only_collects_the_finished_runs_in_plan_order_and_trains_nothing
         write(Run("hwu64", "baseline", seed, 0.0, "final"), acc=acc)
     write(Run("hwu64", "cap", 0, 0.1, "select"), val_acc=0.82)
     write(Run("hwu64", "cap", 1, 1.0, "final"), acc=0.5)  # λ not chosen yet: not read; then not the chosen λ
-    records, selections, finished, planned = collect_finished(args)
+    records, selections, finished, planned, seconds = collect_finished(args)
     assert [(r["method"], r["seed"]) for r in records] == [("baseline", 1), ("baseline", 2)]
     assert selections[0]["chosen"] is None and selections[0]["baseline_val"] == 0.80 and finished == 4
     write(Run("hwu64", "cap", 0, 1.0, "select"), val_acc=0.79)
-    records, selections, finished, planned = collect_finished(args)
+    records, selections, finished, planned, seconds = collect_finished(args)
     assert selections[0]["chosen"] == {"cap": 0.1} and finished == 5 and len(records) == 2
     write(Run("hwu64", "cap", 1, 0.1, "final"), acc=0.84)
-    records, selections, finished, planned = collect_finished(args)
-    assert selections[0]["chosen"] == {"cap": 0.1} and finished == 6 and planned == 7
+    records, selections, finished, planned, seconds = collect_finished(args)
+    assert selections[0]["chosen"] == {"cap": 0.1} and finished == 6 and planned == 7 and seconds == 60.0
     assert [(r["method"], r["seed"], r["metrics"]["test/acc"]) for r in records if r["method"] == "cap"] == [
         ("cap", 1, 0.84)
     ]
     main([*argv, "--report-only"])
     text = (out / "results.md").read_text()
     assert "PARTIAL: 6 of 7 planned runs finished" in text and "Commit old" in text
+    assert "time summed over the runs 1m00s" in text  # 6 runs × 10 s, not called a wall time
     assert not (out / "hwu64" / "cap" / "s2").exists()  # nothing was trained
+    write(Run("hwu64", "cap", 2, 0.1, "final"), acc=0.85)  # the last planned run: the report is complete
+    main([*argv, "--report-only"])
+    text = (out / "results.md").read_text()
+    assert "PARTIAL" not in text and "all 7 planned runs" in text and "summed over the runs 1m10s" in text
 
 
 def test_report_only_without_a_finished_run_says_so(tmp_path, capsys):
@@ -552,3 +557,44 @@ def test_median_range_of_an_even_count_is_the_mean_of_the_middle_two():
 
     assert median_range([400.0, 7000.0, 410.0, 420.0]) == "415 (400–7000)"
     assert median_range([5.4]) == "5" and median_range([]) == "–"
+
+
+def test_a_partial_tables_holm_family_is_the_planned_one_with_missing_comparisons_at_p_1():
+    """An interim report must not read a difference as surviving Holm over a family that will grow: comparisons the
+    plan has and the records do not yet count as p = 1, so p_Holm is what the full family gives at best."""
+    records = _records((("baseline", 0.60), ("shuffled", 0.60), ("hybrid_mean", 0.65)))
+    groups = {m: [r for r in records if r["method"] == m] for m in ("baseline", "shuffled", "hybrid_mean")}
+    pairs = [("shuffled", "baseline"), ("hybrid_mean", "baseline"), ("hybrid_mean", "shuffled")]
+    raw = [paired_t_p_value([100 * r["metrics"]["test/acc"] for r in groups[a]],
+                            [100 * r["metrics"]["test/acc"] for r in groups[b]]) for a, b in pairs]  # fmt: skip
+    planned = ["baseline", "cap", "hybrid_mean", "uniform", "shuffled"]  # cap and uniform vs baseline: not on disk
+    lines = dataset_table(records, {"dataset": "hwu64", "scores": {}, "chosen": {}}, methods=planned)
+    (row,) = [line for line in lines if line.startswith("| hybrid_mean |")]
+    for cell, q in zip(row.split(" | ")[4:6], holm([*raw[1:], raw[0], 1.0, 1.0])):
+        assert cell.endswith(f"p_Holm {q:.2g}")
+    family = Comparisons(planned=5)
+    for a, b in pairs:
+        family.add((a, b), groups[a], groups[b], "test/acc")
+    assert family.cells()[("hybrid_mean", "baseline")].endswith(f"p_Holm {holm([*raw, 1.0, 1.0])[1]:.2g}")
+    too_few = Comparisons(planned=2)
+    for a, b in pairs:
+        too_few.add((a, b), groups[a], groups[b], "test/acc")
+    with pytest.raises(ValueError, match="3 comparisons tested, 2 planned"):
+        too_few.cells()
+
+
+def test_the_verdict_reads_holm_as_the_table_does():
+    """The verdict and the table cell must agree: an unadjusted interval that excludes 0 but does not survive Holm
+    over the table's family is said to, in the verdict too."""
+    base = [{"seed": s, "method": "baseline", "metrics": {"test/acc": 0.6}} for s in (1, 2, 3, 4, 5)]
+    lifts = {
+        "hybrid_mean": (0.9, 0.1, 1.4, 0.3, 1.0),
+        "cap": (2.1, 1.9, 2.3, 1.7, 2.0),
+        "uniform": (0.8, -0.3, 1.3, 0.0, 1.2),
+    }
+    by_method = {"baseline": base}
+    for name, lift in lifts.items():
+        by_method[name] = [{"seed": s, "method": name, "metrics": {"test/acc": 0.6 + d / 100}}
+                           for s, d in zip((1, 2, 3, 4, 5), lift)]  # fmt: skip
+    verdict = verdict_line(by_method)
+    assert "test accuracy vs baseline: higher (Holm: no difference) (+0.74" in verdict
