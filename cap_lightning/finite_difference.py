@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -38,7 +38,6 @@ from lmcore.choices import check_choice
 
 ForwardFn = Callable[[Tensor], Tensor]  # inputs_embeds (B', T, d) -> logits (B', C)
 Scheme = Literal["central", "one_sided"]
-SCHEMES: tuple[str, ...] = get_args(Scheme)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class _FiniteDifferencePath(torch.autograd.Function):
                 grads = torch.autograd.grad(objective(), wanted, allow_unused=True)
                 totals = [t if g is None else g if t is None else t + g for t, g in zip(totals, grads)]
         if path.scheme == "one_sided" and value.params is not None and direction.norm() > 0:
-            scale = 1.0 / _batch_eps(path, diff, direction)  # − ∇ Σ_k w_k F(z_k) / ε, from the value pass
+            scale = 1.0 / _batch_eps(path, diff.detach(), direction)  # − ∇ Σ_k w_k F(z_k) / ε, from the value pass
             base = [-scale * value.along, -scale * (value.mean_grad - value.along)] + [-scale * g for g in value.params]
             totals = [b if t is None else t + b for t, b in zip(totals, base)]
         return (None, *totals)
