@@ -598,3 +598,23 @@ def test_the_verdict_reads_holm_as_the_table_does():
                            for s, d in zip((1, 2, 3, 4, 5), lift)]  # fmt: skip
     verdict = verdict_line(by_method)
     assert "test accuracy vs baseline: higher (Holm: no difference) (+0.74" in verdict
+
+
+def test_held_out_agreement_with_each_methods_own_prior_is_a_paired_difference_to_the_baseline():
+    """Did the alignment move the model's attributions towards its prior on new texts? Per method, ρ with the prior
+    it was aligned to (controls: the prior they stand in for), paired with the baseline's ρ with that prior."""
+    from cap_lightning.reproduce_report import agreement_table
+
+    records = _records((("baseline", 0.60), ("cap", 0.61), ("shuffled", 0.60), ("hybrid_mean", 0.62)))
+    for r in records:
+        lift = {"baseline": 0.0, "cap": 0.05, "shuffled": -0.1, "hybrid_mean": 0.02}[r["method"]]
+        r["metrics"].update({"test/heldout_spearman_cap": 0.3 + lift + 0.01 * r["seed"],
+                             "test/heldout_spearman_hybrid_mean": 0.5 + lift + 0.003 * r["seed"] ** 2})  # fmt: skip
+    by_method = {m: [r for r in records if r["method"] == m] for m in ("baseline", "cap", "shuffled", "hybrid_mean")}
+    lines = agreement_table(by_method, "hybrid_mean")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert rows["cap"][1] == "cap" and rows["cap"][2].startswith("+5.00 [+5.00, +5.00]")  # its own prior
+    assert rows["shuffled"][1] == "hybrid_mean" and rows["shuffled"][2].startswith("-10.00")  # the prior it shuffles
+    assert rows["hybrid_mean"][1] == "hybrid_mean" and rows["hybrid_mean"][2].startswith("+2.00")
+    assert "baseline" not in rows
+    assert agreement_table({"baseline": by_method["baseline"]}, "hybrid_mean") == []
