@@ -125,19 +125,20 @@ class _FiniteDifferencePath(torch.autograd.Function):
             diff = x - r
             direction = (grad_scores.unsqueeze(-1) * diff).detach()  # v (B, T, d)
             objectives = [lambda: (grad_scores * (diff * value.mean_grad).sum(-1)).sum()]  # ḡ · ∂(x − r)/∂θ
-            difference = _central if path.scheme == "central" else _one_sided
-            objectives += difference(path, x, r, diff.detach(), direction, value)
+            if path.scheme == "central":
+                objectives += _central(path, x, r, diff.detach(), direction)
+                base: list[Tensor] = []
+            else:
+                objectives, base = _one_sided(path, x, r, diff.detach(), direction, value, objectives)
             for objective in objectives:  # one chunk's graph at a time
                 grads = torch.autograd.grad(objective(), wanted, allow_unused=True)
                 totals = [t if g is None else g if t is None else t + g for t, g in zip(totals, grads)]
-        if path.scheme == "one_sided" and value.params is not None and direction.norm() > 0:
-            scale = 1.0 / _batch_eps(path, diff.detach(), direction)  # − ∇ Σ_k w_k F(z_k) / ε, from the value pass
-            base = [-scale * value.along, -scale * (value.mean_grad - value.along)] + [-scale * g for g in value.params]
+        if base:
             totals = [b if t is None else t + b for t, b in zip(totals, base)]
         return (None, *totals)
 
 
-def _central(path: _Path, x: Tensor, r: Tensor, diff: Tensor, direction: Tensor, value: _Value) -> list:
+def _central(path: _Path, x: Tensor, r: Tensor, diff: Tensor, direction: Tensor) -> list:
     """The objectives whose gradient is Σ_k w_k Σ_b [F(z_kb + ε_b v_b) − F(z_kb − ε_b v_b)] / (2ε_b), per chunk."""
     v_norm = direction.flatten(1).norm(dim=1)
     active = v_norm > 0
@@ -149,20 +150,21 @@ def _central(path: _Path, x: Tensor, r: Tensor, diff: Tensor, direction: Tensor,
     return [lambda part=part: _difference(path, part, x, r, (eps_v, -eps_v), scale) for part in _chunks(path)]
 
 
-def _batch_eps(path: _Path, diff: Tensor, direction: Tensor) -> Tensor:
-    return path.step * diff.norm() / direction.norm()
-
-
-def _one_sided(path: _Path, x: Tensor, r: Tensor, diff: Tensor, direction: Tensor, value: _Value) -> list:
-    """The objectives whose gradient is Σ_k w_k Σ_b F(z_kb + ε v_b) / ε, per chunk (the base term at z is added
-    from the value pass)."""
-    if value.params is None:
+def _one_sided(
+    path: _Path, x: Tensor, r: Tensor, diff: Tensor, direction: Tensor, value: _Value, objectives: list
+) -> tuple[list, list[Tensor]]:
+    """``objectives`` plus those whose gradient is Σ_k w_k Σ_b F(z_kb + ε v_b) / ε, per chunk, and the base term
+    −∇ Σ_k w_k F(z_k) / ε (in x, r and the parameters) from the value pass; nothing added when v = 0."""
+    if value.along is None or value.params is None:
         raise RuntimeError("the one-sided difference needs the value pass's base gradient: run it with grad enabled")
-    if not bool(direction.norm() > 0):
-        return []
-    eps = _batch_eps(path, diff, direction)
+    v_norm = direction.norm()
+    if not bool(v_norm > 0):
+        return objectives, []
+    eps = path.step * diff.norm() / v_norm
     scale = torch.full((x.shape[0],), 1.0, dtype=x.dtype, device=x.device) / eps
-    return [lambda part=part: _difference(path, part, x, r, (eps * direction,), scale) for part in _chunks(path)]
+    shifted = [lambda part=part: _difference(path, part, x, r, (eps * direction,), scale) for part in _chunks(path)]
+    base = [-value.along / eps, -(value.mean_grad - value.along) / eps, *(-g / eps for g in value.params)]
+    return objectives + shifted, base
 
 
 def _difference(path: _Path, part: slice, x: Tensor, r: Tensor, shifts: tuple[Tensor, ...], scale: Tensor) -> Tensor:

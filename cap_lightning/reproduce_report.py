@@ -52,6 +52,11 @@ SHARE_NOTES = (("train/zero_prior_rows", "training rows with an all-zero prior (
                ("train/teacher_kept_rows", "training rows with a prior kept by teacher gating"))  # fmt: skip
 
 
+def interval_text(ci: PairedInterval) -> str:
+    """``+m.mm [+l.ll, +h.hh]``: a paired difference with its interval, in points."""
+    return f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
+
+
 def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tuple[list[float], list[float]]:
     """``metric`` × 100 of both groups over the seeds both ran, in seed order."""
     mine = {r["seed"]: r["metrics"][metric] for r in records if metric in r["metrics"]}
@@ -81,13 +86,14 @@ class Comparisons:
         untested = [1.0] * max(0, self.planned - len(tested))
         return dict(zip(tested, holm([*raw, *untested])))
 
-    def reading(self, key: tuple) -> str:
-        """The verdict of a comparison with ≥ 2 seeds, marked when it does not survive Holm."""
+    def reading(self, key: tuple, adjusted: dict[tuple, float] | None = None) -> str:
+        """The verdict of a comparison with ≥ 2 seeds, marked when it does not survive Holm (``adjusted``: the
+        family's Holm p-values when the caller has them)."""
         ci = self.interval(key)
         if ci is None:
             raise ValueError(f"{key} has fewer than 2 paired seeds: no interval to read")
         said = verdict(ci)
-        if said != "no difference" and self._adjusted()[key] >= 1.0 - ci.confidence:
+        if said != "no difference" and (adjusted or self._adjusted())[key] >= 1.0 - ci.confidence:
             said += " (Holm: no difference)"
         return said
 
@@ -108,8 +114,7 @@ class Comparisons:
                 out[key] = f"{a[0] - b[0]:+.2f} (n=1)"
             else:
                 ci = paired_t_interval(a, b)
-                out[key] = (f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {self.reading(key)}, "
-                            f"p_Holm {adjusted[key]:.2g}")  # fmt: skip
+                out[key] = f"{interval_text(ci)} {self.reading(key, adjusted)}, p_Holm {adjusted[key]:.2g}"
         return out
 
 
@@ -204,7 +209,7 @@ def agreement_table(by_method: dict[str, list[dict]], control_of: str = "hybrid_
         a, b = _seed_pairs(group, base, metric)
         if len(a) >= 2:
             ci = paired_t_interval(a, b)
-            delta = f"{ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] {verdict(ci)}"
+            delta = f"{interval_text(ci)} {verdict(ci)}"
         else:
             delta = f"{a[0] - b[0]:+.2f} (n=1)" if a else "–"
         means = f"{statistics.fmean(a):.2f} / {statistics.fmean(b):.2f}" if a else "–"
@@ -282,7 +287,7 @@ def verdict_line(
         for ref in ("baseline", "shuffled"):
             ci, (a, b) = family.interval((control_of, ref)), family.pairs((control_of, ref))
             if ci:
-                shown = f"{family.reading((control_of, ref))} ({ci.mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}])"
+                shown = f"{family.reading((control_of, ref))} ({interval_text(ci)})"
             else:
                 shown = f"{a[0] - b[0]:+.2f} (n=1, no interval)" if a else "not measured"
             said.append(f"vs {ref}: {shown}")
