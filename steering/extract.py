@@ -31,6 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lmcore.attention_backends import variable_length_attention
 from lmcore.choices import check_choice
 from lmcore.padding import PaddingSide, check_padding_side, chunks
 from steering.activations import states_at
@@ -228,6 +229,7 @@ def effective_top_k(requested: int, used: Sequence[int]) -> dict[str, Any]:
             "rows_below": sum(u < requested for u in used)}  # fmt: skip
 
 
+@variable_length_attention()
 def extract_deltas(
     model: nn.Module,
     tokenizer,

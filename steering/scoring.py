@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lmcore.attention_backends import variable_length_attention
 from lmcore.choices import check_choice, choices
 from lmcore.padding import PaddingSide, chunks, forward_padded, pad_batch
 
@@ -94,6 +95,7 @@ def encode_prompt_response(tokenizer, prompt: str, response: str) -> tuple[torch
     return x, y
 
 
+@variable_length_attention()
 @torch.no_grad()
 def score_responses(
     model: nn.Module,

@@ -52,6 +52,7 @@ from cap_lightning.adversarial.metrics import RobustnessReport
 from cap_lightning.adversarial.source import Selection
 from cap_lightning.classifier import predict_logits, weights_sha256
 from cap_lightning.datasets import LabelledSplits, data_fingerprint
+from lmcore.attention_backends import variable_length_attention
 from lmcore.choices import check_choice
 from lmcore.io import atomic_write_text
 
@@ -214,6 +215,7 @@ def victim_status(clean_ok: bool, rewritten_ok: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- model calls
+@variable_length_attention()
 def generate_rewrites(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy continuations of ``prompts`` (chat template with :data:`SYSTEM_PROMPT` when available)."""
     import torch

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lmcore.attention_backends import variable_length_attention
 from lmcore.packing import block_causal_mask, model_attention_mask, pack_rows
 from lmcore.padding import forward_padded, pad_batch
 
@@ -204,6 +205,7 @@ class TeacherScorer:
         self.calls += len(rows)
         return logits
 
+    @variable_length_attention()
     @torch.inference_mode()
     def score(self, texts: Sequence[str], labels: Sequence[int], progress: bool = True) -> Tensor:
         """``log p(label_i | prompt(text_i))`` for each pair, float64 ``(N,)``; ``progress`` shows a bar (rows

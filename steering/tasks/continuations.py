@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmcore.attention_backends import variable_length_attention
 from lmcore.padding import chunks, pad_batch
 from steering.scoring import encode_prompt, response_logprob_from_logits
 from steering.tasks.classifier_judge import Judge, label_scores
@@ -37,6 +38,7 @@ def _eos_ids(model: nn.Module, tokenizer) -> torch.Tensor:
     return torch.tensor(sorted(ids), dtype=torch.long)
 
 
+@variable_length_attention()
 @torch.no_grad()
 def generate_continuations(
     model: nn.Module, tokenizer, prompts: Sequence[str], n_tokens: int, batch_size: int = 8

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from lmcore.attention_backends import variable_length_attention
 from steering.scoring import encode_prompt
 from steering.tasks.types import GenExample
 
@@ -52,6 +53,7 @@ def reference_overlap_judge(example: GenExample, answer: str) -> float:
     return 6.0 * 2 * precision * recall / (precision + recall)
 
 
+@variable_length_attention()
 @torch.no_grad()
 def generate_answers(
     model: nn.Module, tokenizer, examples: Sequence[GenExample], max_new_tokens: int = 128

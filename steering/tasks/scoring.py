@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lmcore.attention_backends import variable_length_attention
 from lmcore.packing import pack_groups, pack_rows, packed_logprobs, packing_supported
 from lmcore.padding import chunks, forward_padded, pad_batch
 from steering.hooks import steers_whole_sequences
@@ -47,6 +48,7 @@ def _score_with_images(model, tokenizer, prompts, responses, images, extras, bat
     return torch.cat(out)
 
 
+@variable_length_attention()
 def score_examples(
     model: nn.Module,
     tokenizer,
