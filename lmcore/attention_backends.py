@@ -2,11 +2,11 @@
 
 On Hopper GPUs PyTorch's SDPA dispatcher prefers cuDNN attention for bf16 / fp16 inputs, and cuDNN builds an
 execution graph for every new (batch, heads, length) shape, hundreds of milliseconds each. GrAInS extraction, MC
-scoring, the CAP teacher and generation meet a new length with nearly every example (every generated token, with a
-KV cache), so they pay that build again and again: measured on an H200, bf16 extraction took 1.11 s per example
-against 0.16 s in fp32 (README, "GPU benchmark"). ``variable_length_attention`` turns cuDNN attention off and keeps
-whichever of flash, memory-efficient and math attention the caller has enabled; fp32 never used cuDNN, so it is
-unchanged there, and on a CPU nothing changes at all.
+scoring, the CAP teacher and generation meet a new length with nearly every example (generation with a KV cache:
+every token, inferred, not measured), so they pay that build again and again: measured on an H200, bf16 extraction
+took 1.11 s per example against 0.16 s in fp32, bf16 MC scoring 3.7x the time (README, "GPU benchmark").
+``variable_length_attention`` turns cuDNN attention off and keeps whichever of flash, memory-efficient and math
+attention the caller has enabled; fp32 never used cuDNN, so it is unchanged there, and on a CPU nothing changes.
 """
 
 from __future__ import annotations
