@@ -618,3 +618,30 @@ def test_held_out_agreement_with_each_methods_own_prior_is_a_paired_difference_t
     assert rows["hybrid_mean"][1] == "hybrid_mean" and rows["hybrid_mean"][2].startswith("+2.00")
     assert "baseline" not in rows
     assert agreement_table({"baseline": by_method["baseline"]}, "hybrid_mean") == []
+
+
+def test_cap_alone_against_the_uniform_control_is_paired_and_says_whether_the_two_lambdas_match():
+    """The teacher's content free of the few-shot sample's labels: CAP alone − uniform, paired over seeds, on
+    accuracy and on held-out ρ with the CAP prior, descriptive (outside the Holm family), and confounded when the
+    two ran at different λ."""
+    from cap_lightning.reproduce_report import teacher_content_table
+
+    records = _records((("baseline", 0.60), ("cap", 0.63), ("uniform", 0.60)))
+    for r in records:
+        r["metrics"]["test/heldout_spearman_cap"] = 0.3 + (0.04 if r["method"] == "cap" else 0.0) - 0.01 * r["seed"]
+    by_method = {m: [r for r in records if r["method"] == m] for m in ("baseline", "cap", "uniform")}
+    lines = teacher_content_table(by_method)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    acc, rho = rows["test accuracy"], rows["held-out ρ(IG, cap)"]
+    assert acc[1] == "1,2,3" and acc[2] == "0.1 / 0.1 (matched)"
+    assert acc[3].startswith("+3.") and "higher" in acc[3]  # +3.1, +3.2, +3.3: an interval above 0
+    assert rho[3].startswith("+4.00 [+4.00, +4.00] no difference")  # equal on all 3 seeds: the sign test, n = 3
+    assert "not Holm-adjusted" in " ".join(lines)
+    for r in by_method["uniform"]:
+        r["prior_weight"] = 0.3
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in teacher_content_table(by_method)
+            if line.startswith("| ")}  # fmt: skip
+    assert rows["test accuracy"][2] == "0.1 / 0.3 (**not matched**: λ confounds the difference)"
+    assert teacher_content_table({"baseline": by_method["baseline"], "cap": by_method["cap"]}) == []
+    uniform_one_seed = {"cap": by_method["cap"], "uniform": by_method["uniform"][:1]}
+    assert "(n=1)" in " ".join(teacher_content_table(uniform_one_seed))
