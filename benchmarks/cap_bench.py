@@ -157,12 +157,13 @@ def memory_of(name: str, batch_size: int, length: int) -> float:
 
 def bench_memory(names: list[str], batch: int, length: int) -> dict[str, float]:
     """Each variant's own peak RSS, one fresh subprocess each."""
-    out = {}
-    for name in ["ce", *names]:
+    out, todo = {}, ["ce", *names]
+    for i, name in enumerate(todo, 1):
         cmd = [sys.executable, "-m", "benchmarks.cap_bench", "--memory-of", name, "--batch", str(batch),
                "--length", str(length)]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[name] = float(done.stdout.strip().splitlines()[-1])
+        print(f"peak RSS {i}/{len(todo)}: {name} {out[name]:.2f} GB", file=sys.stderr, flush=True)
     return out
 
 

@@ -5,15 +5,19 @@
 
 Each repetition runs every case once, in a rotated order (so no case always runs first after a pause), after
 ``warmup`` untimed rounds. The machine load (1-minute load average, CPU count) is read before and after, so a
-report says what else was running.
+report says what else was running. A line per round on stderr says how many are done and the ETA (the rounds of a
+slow variant take minutes).
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+
+from lmcore.progress import Eta
 
 
 def spread(values: list[float]) -> dict[str, float | list[float]]:
@@ -37,15 +41,25 @@ def interleave(cases: dict[str, Callable[[], object]], repeats: int, warmup: int
         raise ValueError(f"need repeats >= 1, warmup >= 0 and at least one case, got {repeats}, {warmup}, {cases}")
     names = list(cases)
     before = machine_load()
-    for _ in range(warmup):
+    eta = Eta([1.0] * (warmup + repeats))
+
+    def round_done(index: int, started: float) -> None:
+        eta.finish(index, time.perf_counter() - started)
+        print(f"interleaved rounds ({warmup} warm-up): {eta.line()}", file=sys.stderr, flush=True)
+
+    for w in range(warmup):
+        started = time.perf_counter()
         for name in names:
             cases[name]()
+        round_done(w, started)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
+        started = time.perf_counter()
         for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             cases[name]()
             seconds[name].append(time.perf_counter() - start)
+        round_done(warmup + r, started)
     out: dict[str, dict] = {name: spread(values) for name, values in seconds.items()}
     out["load"] = {"before": before, "after": machine_load()}
     return out

@@ -14,6 +14,13 @@ def test_interleave_runs_every_case_each_round_in_rotated_order():
     assert set(out["load"]) == {"before", "after"}
 
 
+def test_interleave_reports_each_round_with_an_eta_on_stderr(capsys):
+    interleave({"a": int, "b": int}, repeats=2, warmup=1)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].split(",")[0].strip() for line in err] == ["1/3 done", "2/3 done", "3/3 done"]
+    assert "ETA" in err[0] and err[0].startswith("interleaved rounds (1 warm-up)")
+
+
 def test_ratio_pairs_rounds():
     timings = {"x": {"runs": [2.0, 4.0, 9.0]}, "y": {"runs": [1.0, 1.0, 3.0]}}
     r = ratio(timings, "x", "y")
