@@ -63,11 +63,20 @@ def _seeds_with(records: list[dict], metric: str) -> set[int]:
     return {r["seed"] for r in records if metric in r["metrics"]}
 
 
+def _descriptive_delta(a: list[float], b: list[float], with_p: bool = False) -> str:
+    """A paired difference outside any Holm family: ``Δ [95 % CI] verdict`` (and its unadjusted p), the one
+    difference of a single seed, ``–`` for none."""
+    if len(a) >= 2:
+        ci = paired_t_interval(a, b)
+        return f"{interval_text(ci)} {verdict(ci)}" + (f", p {paired_t_p_value(a, b):.2g}" if with_p else "")
+    return f"{a[0] - b[0]:+.2f} (n=1)" if a else "–"
+
+
 def _seed_pairs(records: list[dict], reference: list[dict], metric: str) -> tuple[list[float], list[float]]:
     """``metric`` × 100 of both groups over the seeds both ran, in seed order."""
     mine = {r["seed"]: r["metrics"][metric] for r in records if metric in r["metrics"]}
     theirs = {r["seed"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
-    seeds = sorted(_seeds_with(records, metric) & _seeds_with(reference, metric))
+    seeds = sorted(mine.keys() & theirs.keys())
     return [100 * mine[s] for s in seeds], [100 * theirs[s] for s in seeds]
 
 
@@ -213,11 +222,7 @@ def agreement_table(by_method: dict[str, list[dict]], control_of: str = "hybrid_
         if method == "baseline" or not any(metric in r["metrics"] for r in group):
             continue
         a, b = _seed_pairs(group, base, metric)
-        if len(a) >= 2:
-            ci = paired_t_interval(a, b)
-            delta = f"{interval_text(ci)} {verdict(ci)}"
-        else:
-            delta = f"{a[0] - b[0]:+.2f} (n=1)" if a else "–"
+        delta = _descriptive_delta(a, b)
         means = f"{statistics.fmean(a):.2f} / {statistics.fmean(b):.2f}" if a else "–"
         lines.append(f"| {method} | {prior} | {delta} | {means} |")
     if not lines:
@@ -247,11 +252,7 @@ def teacher_content_table(by_method: dict[str, list[dict]], source: str = "cap",
         if not a:
             continue
         seeds = ",".join(str(s) for s in sorted(_seeds_with(mine, metric) & _seeds_with(theirs, metric)))
-        if len(a) >= 2:
-            ci = paired_t_interval(a, b)
-            delta = f"{interval_text(ci)} {verdict(ci)}, p {paired_t_p_value(a, b):.2g}"
-        else:
-            delta = f"{a[0] - b[0]:+.2f} (n=1)"
+        delta = _descriptive_delta(a, b, with_p=True)
         lines.append(f"| {name} | {seeds} | {said} | {delta} | {statistics.fmean(a):.2f} / {statistics.fmean(b):.2f} |")
     if not lines:
         return []
